@@ -1,0 +1,3 @@
+from glitchrun.cli import main
+
+main()

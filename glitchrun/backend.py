@@ -1,0 +1,136 @@
+"""Where Zooniverse is: the embedded Panoptes on 127.0.0.1 (default) or zooniverse.org.
+
+Both backends hand out the same thing, a logged-in ``panoptes_client.Panoptes`` inside a ``Connection``,
+so every job runs one code path against either. Credentials are read from the environment at connect
+time and never stored in the config tree, a log record or a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from panoptes_client import Panoptes
+
+log = logging.getLogger(__name__)
+
+ZOONIVERSE_ENDPOINT = "https://www.zooniverse.org"
+
+
+class CredentialsError(RuntimeError):
+    """No usable Zooniverse credentials in the environment."""
+
+
+@dataclass
+class Connection:
+    """A logged-in client and what jobs need to know about where it points."""
+
+    endpoint: str
+    login: str | None
+    client: Panoptes
+    #: the embedded server when ``backend=local`` (the crowd simulation adds volunteer accounts to it)
+    server: Any = None
+    volunteers: dict[str, Panoptes] = field(default_factory=dict)
+
+    def as_user(self, login: str) -> Panoptes:
+        """A client logged in as another account of the embedded server (made on first use)."""
+        if self.server is None:
+            raise RuntimeError("other accounts exist only on the embedded backend (backend=local)")
+        if login not in self.volunteers:
+            _, password = self.server.ensure_user(login)
+            self.volunteers[login] = Panoptes(endpoint=self.endpoint, username=login, password=password)
+            self.volunteers[login].login()
+        return self.volunteers[login]
+
+
+class LocalBackend:
+    """The embedded Panoptes, started in-process on a free port of 127.0.0.1 for the job's lifetime.
+
+    The owner account is made on first use; its password is random, rotated at every start and held only
+    in memory, so there is nothing to configure and nothing to leak.
+    """
+
+    def __init__(
+        self,
+        storage_dir: str | os.PathLike[str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        owner: str = "glitchrun",
+        accounts: list[str] | None = None,
+        faults: Mapping[str, Any] | None = None,
+        token_lifetime: int = 7200,
+        threads: int = 16,
+    ) -> None:
+        self.storage_dir = Path(storage_dir)
+        self.host = host
+        self.port = port
+        self.owner = owner
+        self.accounts = list(accounts or [])
+        self.faults = dict(faults or {})
+        self.token_lifetime = token_lifetime
+        self.threads = threads
+
+    def server(self) -> Any:
+        """The (not yet started) embedded server this backend runs."""
+        from glitchrun.embedded_panoptes import EmbeddedPanoptes
+
+        return EmbeddedPanoptes(
+            self.storage_dir,
+            host=self.host,
+            port=self.port,
+            faults=self.faults,
+            token_lifetime=self.token_lifetime,
+            threads=self.threads,
+        )
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self.server() as server:
+            _, password = server.ensure_user(self.owner)
+            for login in self.accounts:
+                server.ensure_user(login)
+            client = Panoptes.connect(endpoint=server.endpoint, username=self.owner, password=password)
+            log.info("embedded Panoptes at %s (data in %s), logged in as %s", server.endpoint, self.storage_dir, self.owner)
+            try:
+                yield Connection(endpoint=server.endpoint, login=self.owner, client=client, server=server)
+            finally:
+                Panoptes.connect(endpoint=server.endpoint)  # drop the logged-in client from this thread
+
+
+class ZooniverseBackend:
+    """zooniverse.org (or another Panoptes at ``endpoint``) with credentials from the environment."""
+
+    USER_VARS = ("PANOPTES_USERNAME", "PANOPTES_PASSWORD")
+    CLIENT_VARS = ("PANOPTES_CLIENT_ID", "PANOPTES_CLIENT_SECRET")
+
+    def __init__(self, endpoint: str = ZOONIVERSE_ENDPOINT) -> None:
+        self.endpoint = endpoint.rstrip("/")
+
+    def credentials(self) -> dict[str, str]:
+        """Keyword arguments for ``Panoptes.connect``, read now from the environment."""
+        env = os.environ
+        if env.get("PANOPTES_CLIENT_ID") and env.get("PANOPTES_CLIENT_SECRET"):
+            return {"client_id": env["PANOPTES_CLIENT_ID"], "client_secret": env["PANOPTES_CLIENT_SECRET"]}
+        if env.get("PANOPTES_USERNAME") and env.get("PANOPTES_PASSWORD"):
+            return {"username": env["PANOPTES_USERNAME"], "password": env["PANOPTES_PASSWORD"]}
+        raise CredentialsError(
+            "backend=zooniverse needs credentials in the environment: set PANOPTES_USERNAME and "
+            "PANOPTES_PASSWORD (or PANOPTES_CLIENT_ID and PANOPTES_CLIENT_SECRET). They are never "
+            "read from the config or the command line, so they cannot end up in .hydra/ or the logs."
+        )
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        credentials = self.credentials()
+        client = Panoptes.connect(endpoint=self.endpoint, **credentials)
+        login = credentials.get("username")
+        log.info("connected to %s as %s", self.endpoint, login or "a client-credentials application")
+        try:
+            yield Connection(endpoint=self.endpoint, login=login, client=client)
+        finally:
+            Panoptes.connect(endpoint=self.endpoint)
