@@ -1,0 +1,146 @@
+"""Finding and creating the campaign's Zooniverse resources through panoptes-client, idempotently.
+
+A campaign is one project, one workflow whose single question's answers are the glitch classes, and one
+subject set per round. Resources are looked up by display name among the logged-in owner's, so re-running
+a job after a crash finds what the first run made instead of making it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from panoptes_client import Project, SetMemberSubject, SubjectSet, SubjectWorkflowStatus, Workflow
+
+log = logging.getLogger(__name__)
+
+TASK_KEY = "T0"
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    """What the project should look like (config ``campaign.project``)."""
+
+    display_name: str
+    description: str
+    primary_language: str = "en"
+    private: bool = True
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    """The workflow: one question whose answers are the glitch classes (config ``campaign.workflow``)."""
+
+    display_name: str
+    classes: Sequence[str]
+    question: str = "Which glitch class is this?"
+    retirement_count: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.classes:
+            raise ValueError("campaign.workflow.classes is empty: the workflow needs at least one answer")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"campaign.workflow.classes has repeated names: {list(self.classes)}")
+        if int(self.retirement_count) < 1:
+            raise ValueError(f"campaign.workflow.retirement_count must be >= 1, got {self.retirement_count}")
+
+    def tasks(self) -> dict:
+        answers = [{"label": name} for name in self.classes]
+        return {TASK_KEY: {"type": "single", "question": self.question, "help": "", "required": True, "answers": answers}}
+
+    def retirement(self) -> dict:
+        return {"criteria": "classification_count", "options": {"count": int(self.retirement_count)}}
+
+
+def find_project(spec: ProjectSpec, owner: str | None) -> Project | None:
+    """The owner's project with this display name, if there is one."""
+    query = {"display_name": spec.display_name}
+    if owner:
+        query["owner"] = owner
+    return next(iter(Project.where(**query)), None)
+
+
+def ensure_project(spec: ProjectSpec, owner: str | None) -> tuple[Project, bool]:
+    """Find the project by display name or create it; returns (project, created)."""
+    project = find_project(spec, owner)
+    if project is not None:
+        return project, False
+    project = Project()
+    project.display_name = spec.display_name
+    project.description = spec.description
+    project.primary_language = spec.primary_language
+    project.private = bool(spec.private)
+    project.save()
+    log.info("created project %s (%s)", project.id, spec.display_name)
+    return project, True
+
+
+def find_workflow(project: Project, display_name: str) -> Workflow | None:
+    return next((w for w in Workflow.where(project_id=project.id) if w.display_name == display_name), None)
+
+
+def ensure_workflow(project: Project, spec: WorkflowSpec) -> tuple[Workflow, bool]:
+    """Find the project's workflow by display name or create it; returns (workflow, created).
+
+    An existing workflow whose answers differ from the configured classes is an error, not silently
+    changed: classifications already made refer to answer positions.
+    """
+    workflow = find_workflow(project, spec.display_name)
+    if workflow is not None:
+        answers = [a.get("label") for a in workflow.tasks.get(TASK_KEY, {}).get("answers", [])]
+        if answers != list(spec.classes):
+            raise ValueError(
+                f"workflow {workflow.id} ({spec.display_name!r}) answers {answers} differ from "
+                f"campaign.workflow.classes {list(spec.classes)}; use another workflow name or the same classes"
+            )
+        return workflow, False
+    workflow = Workflow()
+    workflow.links.project = project
+    workflow.display_name = spec.display_name
+    workflow.primary_language = "en"
+    workflow.tasks = spec.tasks()
+    workflow.first_task = TASK_KEY
+    workflow.retirement = spec.retirement()
+    workflow.save()
+    log.info("created workflow %s (%s) with %d answers", workflow.id, spec.display_name, len(spec.classes))
+    return workflow, True
+
+
+def find_subject_set(project: Project, display_name: str) -> SubjectSet | None:
+    return next(iter(SubjectSet.where(project_id=project.id, display_name=display_name)), None)
+
+
+def ensure_subject_set(project: Project, display_name: str) -> tuple[SubjectSet, bool]:
+    """Find the project's subject set by display name or create it; returns (set, created)."""
+    subject_set = find_subject_set(project, display_name)
+    if subject_set is not None:
+        return subject_set, False
+    subject_set = SubjectSet()
+    subject_set.links.project = project
+    subject_set.display_name = display_name
+    subject_set.save()
+    log.info("created subject set %s (%s)", subject_set.id, display_name)
+    return subject_set, True
+
+
+def link_subject_set(workflow: Workflow, subject_set: SubjectSet) -> None:
+    """Link the set to the workflow unless it already is (the client skips known links itself)."""
+    if str(subject_set.id) not in {str(s) for s in workflow.raw.get("links", {}).get("subject_sets", [])}:
+        workflow.add_subject_sets(subject_set)
+
+
+def subject_set_members(subject_set_id: str | int) -> list[str]:
+    """Ids of the subjects in a set, read from the set-member list (one paged request per 100)."""
+    return [str(m.raw["links"]["subject"]) for m in SetMemberSubject.where(subject_set_id=subject_set_id, page_size=100)]
+
+
+def retirement_progress(workflow: Workflow, subject_set_id: str | int) -> tuple[int, int]:
+    """(retired, total) subjects of a set for a workflow, from subject workflow statuses in pages of 100."""
+    members = subject_set_members(subject_set_id)
+    retired = 0
+    for start in range(0, len(members), 100):
+        chunk = ",".join(members[start : start + 100])
+        statuses = SubjectWorkflowStatus.where(subject_ids=chunk, workflow_id=workflow.id, page_size=100)
+        retired += sum(1 for status in statuses if status.raw.get("retired_at"))
+    return retired, len(members)
