@@ -1,0 +1,335 @@
+"""``job=al_round``: one round of the campaign, from the workflow check to the verified upload and report.
+
+The order keeps Zooniverse safe: everything that can fail on bad input (config, data, learner, query,
+images, manifest) runs before the first write, and each step that changes something is recorded in the
+campaign state first, so a re-run after a crash resumes the same round instead of starting another.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from glitchrun.backend import Connection
+from glitchrun.campaign import CampaignState, Round
+from glitchrun.csvio import write_csv
+from glitchrun.data import Candidates
+from glitchrun.exports import read_classification_export
+from glitchrun.ingest import ingest_export
+from glitchrun.learner import make_learner, query
+from glitchrun.manifest import Manifest
+from glitchrun.report import append_upload_section, write_round_report
+from glitchrun.uploader import SubjectUploader
+from glitchrun.zooniverse import (
+    ProjectSpec,
+    WorkflowSpec,
+    ensure_project,
+    ensure_subject_set,
+    ensure_workflow,
+    find_project,
+    find_workflow,
+    link_subject_set,
+    retirement_progress,
+)
+
+log = logging.getLogger(__name__)
+
+KEY = "candidate_id"
+
+#: the round's manifest; predictions and provenance are hidden (``#``) so they cannot anchor volunteers
+MANIFEST_SCHEMA = pa.DataFrameSchema(
+    {
+        KEY: pa.Column(str, unique=True),
+        r"image_.*": pa.Column(str, regex=True),
+        "ifo": pa.Column(str, nullable=True),
+        "#round": pa.Column(int, pa.Check.ge(1)),
+        "#strategy": pa.Column(str, pa.Check.str_length(min_value=1)),
+        "#score": pa.Column(float, nullable=True),
+        "#predicted_class": pa.Column(str),
+        "#probability": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
+        "#truth": pa.Column(str, nullable=True, required=False),
+    },
+    strict=False,
+    coerce=True,
+)
+
+LABELLED_SCHEMA = pa.DataFrameSchema(
+    {KEY: pa.Column(str, unique=True), "label": pa.Column(str), "source": pa.Column(str)}, strict=True
+)
+POOL_SCHEMA = pa.DataFrameSchema(
+    {KEY: pa.Column(str, unique=True), "predicted_class": pa.Column(str), "probability": pa.Column(float)}, strict=True
+)
+
+
+class RoundFailed(RuntimeError):
+    """The round's upload did not verify; a re-run resumes it."""
+
+
+@dataclass
+class RoundResult:
+    """What a round did, for callers (tests, the simulate job) and the log."""
+
+    status: str  # "uploaded", "waiting"
+    round: int | None = None
+    subject_set_id: str | None = None
+    subject_ids: dict[str, str] = field(default_factory=dict)
+    report: Path | None = None
+    message: str = ""
+
+
+class ActiveLearningRound:
+    """Log in, check the previous batch is labelled, query a batch, render, upload, verify, report."""
+
+    def __init__(
+        self,
+        backend: Any,
+        data: Any,
+        estimator: Any,
+        strategy: Any,
+        images: Any,
+        uploader: SubjectUploader,
+        consensus: Any,
+        campaign: dict,
+        al: dict,
+        run_dir: str,
+        ask_name: bool | None = None,
+        export_timeout: float = 600,
+        seed: int = 0,
+    ) -> None:
+        self.backend = backend
+        self.data = data
+        self.estimator = estimator
+        self.strategy = strategy
+        self.images = images
+        self.uploader = uploader
+        self.consensus = consensus
+        self.campaign = campaign
+        self.project_spec = ProjectSpec(**campaign["project"])
+        self.workflow_spec = WorkflowSpec(**campaign["workflow"])
+        self.batch_size = int(al["batch_size"])
+        self.subject_set_name = al.get("subject_set_name")
+        self.seed_per_class = al.get("seed_per_class")
+        self.seed_fraction = al.get("seed_fraction")
+        self.run_dir = Path(run_dir)
+        self.ask_name = ask_name
+        self.export_timeout = export_timeout
+        self.seed = seed
+        self.validate()
+
+    def validate(self) -> None:
+        """Reject bad settings before any data is loaded or any request is sent."""
+        if self.batch_size < 1:
+            raise ValueError(f"al.batch_size must be at least 1, got {self.batch_size}")
+        if self.seed_per_class is not None and int(self.seed_per_class) < 1:
+            raise ValueError(f"al.seed_per_class must be at least 1 (or null), got {self.seed_per_class}")
+        if self.seed_fraction is not None and not 0 < float(self.seed_fraction) <= 1:
+            raise ValueError(f"al.seed_fraction must be in (0, 1] (or null), got {self.seed_fraction}")
+        if self.export_timeout <= 0:
+            raise ValueError(f"export_timeout must be positive, got {self.export_timeout}")
+
+    # -- the round ------------------------------------------------------------------------------------
+    def run(self) -> RoundResult:
+        state = CampaignState(self.campaign["state_dir"])
+        try:
+            with state.lock():
+                result = self.run_locked(state)
+        finally:
+            state.close()
+        log.info(result.message)
+        return result
+
+    def run_locked(self, state: CampaignState) -> RoundResult:
+        candidates = self.data.load()
+        self.check_classes(candidates)
+        last = state.last_round()
+        name = None if last and last.status in ("selected", "uploading") else self.new_set_name(state, last)
+        with self.backend.connect() as conn:
+            project, workflow = self.resources(conn)
+            state.put(project_id=project.id, workflow_id=workflow.id)
+            if last and last.status in ("selected", "uploading"):
+                log.info("round %d stopped while %s; resuming it", last.number, last.status)
+                return self.upload_round(conn, state, candidates, last, project, workflow)
+            if last and last.status == "uploaded":
+                retired, total = retirement_progress(workflow, last.subject_set_id)
+                if retired < total:
+                    message = (f"{total - retired} of {total} subjects of {last.subject_set_name} (subject set "
+                               f"{last.subject_set_id}) still being labelled; nothing to do until they retire")
+                    return RoundResult("waiting", last.number, last.subject_set_id, message=message)
+                self.ingest(state, workflow, last)
+            number = last.number + 1 if last else 1
+            if number == 1:
+                self.seed_labels(state, candidates)
+            selected = self.select(state, candidates, number, name)
+            return self.upload_round(conn, state, candidates, selected, project, workflow)
+
+    def check_classes(self, candidates: Candidates) -> None:
+        unknown = set(candidates.classes) - set(self.workflow_spec.classes)
+        if unknown:
+            raise ValueError(f"the data's classes {sorted(unknown)} are not answers of the workflow (campaign.workflow.classes)")
+
+    def resources(self, conn: Connection) -> tuple[Any, Any]:
+        """The campaign's project and workflow; made on first use on the embedded backend only."""
+        if conn.server is not None:
+            project, _ = ensure_project(self.project_spec, conn.login)
+            workflow, _ = ensure_workflow(project, self.workflow_spec)
+            return project, workflow
+        project = find_project(self.project_spec, conn.login)
+        workflow = find_workflow(project, self.workflow_spec.display_name) if project is not None else None
+        if workflow is None:
+            raise LookupError(
+                f"no project {self.project_spec.display_name!r} with workflow {self.workflow_spec.display_name!r} "
+                f"at {conn.endpoint}; create them first with `glitchrun job=init_project backend=...`"
+            )
+        return project, workflow
+
+    # -- naming ---------------------------------------------------------------------------------------
+    def new_set_name(self, state: CampaignState, last: Round | None) -> str:
+        """The new subject set's name: from config (``{round}`` and ``{campaign}`` filled in), asked, or generated."""
+        number = last.number + 1 if last else 1
+        fields = {"round": number, "campaign": self.campaign["name"]}
+        generated = f"{self.campaign['name']}-round-{number:03d}"
+        if self.subject_set_name:
+            name = str(self.subject_set_name).format(**fields)
+        elif self.ask_name or (self.ask_name is None and sys.stdin.isatty()):
+            name = input(f"Name of the new subject set [{generated}]: ").strip() or generated
+        else:
+            name = generated
+            log.info("al.subject_set_name is not set; using the generated name %r", name)
+        used = state.rounds()
+        if name in set(used["subject_set_name"]):
+            raise ValueError(f"subject set name {name!r} was already used by an earlier round; choose another "
+                             "(e.g. al.subject_set_name='glitches-round-{round}')")
+        return name
+
+    # -- labels ---------------------------------------------------------------------------------------
+    def seed_labels(self, state: CampaignState, candidates: Candidates) -> None:
+        """First round: known labels (or, in a simulated campaign, revealed truth) seed the labelled pool."""
+        frame = candidates.frame
+        known = frame["label"].dropna()
+        source = "data"
+        if known.empty:
+            known = frame["truth"].dropna()
+            source = "seed"
+        if known.empty:
+            raise ValueError("no labelled candidates to seed the learner: the data has neither labels nor ground truth")
+        rng = np.random.default_rng(self.seed)
+        if self.seed_fraction is not None:
+            chosen = known.sample(frac=float(self.seed_fraction), random_state=rng)
+        elif self.seed_per_class is not None:
+            chosen = known.groupby(known, group_keys=False).apply(
+                lambda g: g.sample(min(len(g), int(self.seed_per_class)), random_state=rng)
+            )
+        else:
+            chosen = known
+        state.add_labels({KEY: c, "label": l, "source": source, "round": 0} for c, l in chosen.items())
+        log.info("seeded the labelled pool with %d %s labels over %d classes", len(chosen), source, chosen.nunique())
+
+    def ingest(self, state: CampaignState, workflow: Any, last: Round) -> None:
+        """Bring the finished round's volunteer votes back as labels."""
+        path = self.run_dir / "exports" / f"classifications_round_{last.number:03d}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("round %d is fully retired; downloading the workflow's classification export", last.number)
+        response = workflow.get_export("classifications", generate=True, wait=True, wait_timeout=self.export_timeout)
+        with open(path, "wb") as out:
+            for chunk in response.iter_content(chunk_size=1 << 16):
+                out.write(chunk)
+        added = ingest_export(read_classification_export(path), state, self.consensus,
+                              list(self.workflow_spec.classes), round=last.number)
+        state.update_round(last.number, "labelled")
+        log.info("round %d: %d new labels from volunteers", last.number, len(added))
+
+    # -- query ----------------------------------------------------------------------------------------
+    def select(self, state: CampaignState, candidates: Candidates, number: int, name: str) -> Round:
+        """Fit the learner on every label so far and choose this round's batch; recorded before any upload."""
+        labels = state.labels()
+        known = labels.index.intersection(candidates.frame.index)
+        if known.empty:
+            raise ValueError("the campaign's labels match no candidate of this data; is it the campaign's dataset?")
+        pool_ids = candidates.frame.index.difference(known).difference(pd.Index(sorted(state.queried())))
+        if pool_ids.empty:
+            raise ValueError("the candidate pool is empty: every candidate is labelled or already queried")
+        y = labels.loc[known, "label"].to_numpy(dtype=object)
+        learner = make_learner(self.estimator, candidates.features(known), y)
+        X_pool = candidates.features(pool_ids)
+        chosen = query(learner, self.strategy, X_pool, self.batch_size)
+        classes = np.asarray(learner.estimator.classes_, dtype=object)
+        batch = pd.DataFrame({
+            KEY: pool_ids[chosen.indices].astype(str),
+            "strategy": chosen.chosen_by,
+            "score": chosen.scores.astype(float),
+            "predicted_class": classes[chosen.proba.argmax(axis=1)],
+            "probability": chosen.proba.max(axis=1).astype(float),
+        })
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        pool_predicted = self.save_pools(labels.loc[known], learner, pool_ids, X_pool, classes)
+        write_round_report(self.run_dir, number, name, batch, pool_predicted, y, self.estimator,
+                           candidates.features(known), seed=self.seed)
+        log.info("round %d: chose %d of %d pool candidates (%s)", number, len(batch), len(pool_ids),
+                 ", ".join(f"{k}: {v}" for k, v in batch["strategy"].value_counts().items()))
+        return state.start_round(number, name, str(self.run_dir), batch)
+
+    def save_pools(self, labelled: pd.DataFrame, learner: Any, pool_ids: pd.Index, X_pool: np.ndarray,
+                   classes: np.ndarray) -> np.ndarray:
+        """Write the labelled pool, and the unlabelled pool with the learner's predictions; returns those."""
+        proba = learner.predict_proba(X_pool)
+        predicted = classes[proba.argmax(axis=1)]
+        write_csv(labelled.reset_index()[[KEY, "label", "source"]], self.run_dir / "labelled_pool.csv",
+                  LABELLED_SCHEMA, what="labelled pool")
+        pool = pd.DataFrame({KEY: pool_ids.astype(str), "predicted_class": predicted.astype(str),
+                             "probability": proba.max(axis=1)})
+        write_csv(pool, self.run_dir / "unlabelled_pool.csv", POOL_SCHEMA, what="unlabelled pool")
+        return predicted
+
+    # -- images, manifest, upload ---------------------------------------------------------------------
+    def manifest(self, candidates: Candidates, selected: Round, batch: pd.DataFrame) -> Manifest:
+        rows = candidates.frame.loc[batch[KEY]]
+        images = self.images.render(rows, self.run_dir / "images")
+        frame = pd.DataFrame({KEY: batch[KEY].to_numpy()})
+        for column in images.columns:
+            frame[column] = ("images/" + images.loc[batch[KEY], column].astype(str)).to_numpy()
+        frame["ifo"] = rows["ifo"].to_numpy(dtype=object)
+        frame["event_time"] = rows["event_time"].to_numpy(dtype=float)
+        frame["#round"] = selected.number
+        frame["#strategy"] = batch["strategy"].to_numpy()
+        frame["#score"] = batch["score"].to_numpy()
+        frame["#predicted_class"] = batch["predicted_class"].to_numpy()
+        frame["#probability"] = batch["probability"].to_numpy()
+        if candidates.frame["label"].isna().all() and rows["truth"].notna().any():
+            frame["#truth"] = rows["truth"].to_numpy(dtype=object)  # simulated campaign: for the simulated crowd only
+        path = write_csv(frame, self.run_dir / "manifest.csv", MANIFEST_SCHEMA, what="round manifest")
+        log.info("manifest of %d subjects written to %s", len(frame), path)
+        return Manifest.from_frame(frame, KEY, self.run_dir, media_columns=list(images.columns))
+
+    def upload_round(self, conn: Connection, state: CampaignState, candidates: Candidates, selected: Round,
+                     project: Any, workflow: Any) -> RoundResult:
+        batch = state.batch(selected.number)
+        missing = pd.Index(batch[KEY]).difference(candidates.frame.index)
+        if not missing.empty:
+            raise ValueError(f"round {selected.number} chose candidates the data no longer has: {list(missing[:5])}")
+        manifest = self.manifest(candidates, selected, batch)
+        subject_set, created = ensure_subject_set(project, selected.subject_set_name)
+        if created is False and selected.subject_set_id not in (None, str(subject_set.id)):
+            raise RuntimeError(f"subject set {selected.subject_set_name!r} is not the one round {selected.number} made")
+        state.update_round(selected.number, "uploading", subject_set_id=str(subject_set.id), run_dir=str(self.run_dir))
+        outcome = self.uploader.upload(manifest, str(project.id), str(subject_set.id), self.run_dir)
+        state.record_subjects(selected.number, outcome.subject_ids)
+        if not outcome.ok:
+            raise RoundFailed(
+                f"round {selected.number}: upload to subject set {subject_set.id} did not verify "
+                f"({len(outcome.uploaded)} uploaded, {len(outcome.skipped)} already there, {len(outcome.failed)} failed); "
+                f"see {self.run_dir / 'upload_report.csv'} and run glitchrun again to resume"
+            )
+        link_subject_set(workflow, subject_set)
+        state.update_round(selected.number, "uploaded")
+        report = append_upload_section(self.run_dir, selected.number, str(subject_set.id), outcome)
+        message = (f"round {selected.number} uploaded: subject set {subject_set.id} ({selected.subject_set_name!r}) "
+                   f"holds {len(manifest.keys)} verified subjects, linked to workflow {workflow.id}; "
+                   f"report: {report}")
+        return RoundResult("uploaded", selected.number, str(subject_set.id), dict(outcome.subject_ids), report, message)
