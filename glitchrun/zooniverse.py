@@ -7,11 +7,14 @@ a job after a crash finds what the first run made instead of making it twice.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from panoptes_client import Project, SetMemberSubject, SubjectSet, SubjectWorkflowStatus, Workflow
+from panoptes_client import Panoptes, Project, Subject, SubjectSet, SubjectWorkflowStatus, Workflow
+from panoptes_client.panoptes import PanoptesAPIException
+from panoptes_client.set_member_subject import SetMemberSubject  # not exported by the package
 
 log = logging.getLogger(__name__)
 
@@ -144,3 +147,68 @@ def retirement_progress(workflow: Workflow, subject_set_id: str | int) -> tuple[
         statuses = SubjectWorkflowStatus.where(subject_ids=chunk, workflow_id=workflow.id, page_size=100)
         retired += sum(1 for status in statuses if status.raw.get("retired_at"))
     return retired, len(members)
+
+
+# -- lookups and bulk reads shared by the management jobs (export, dedupe, update_metadata) -------------
+def resolve_project(project_id: str | int | None, display_name: str | None, owner: str | None) -> Project:
+    """The project with this id, else the owner's project with this display name (e.g. the campaign's).
+
+    Raises ``LookupError`` saying what was looked for, so a wrong id or name fails before any write.
+    """
+    if project_id:
+        try:
+            return Project.find(project_id)
+        except PanoptesAPIException as err:
+            raise LookupError(f"project {project_id} not found or not visible to you ({err})") from None
+    if not display_name:
+        raise LookupError("no project given: set project_id, or project_name (default: the campaign project)")
+    project = find_project(ProjectSpec(display_name=display_name, description=""), owner)
+    if project is None:
+        raise LookupError(f"no project named {display_name!r} owned by {owner}; run job=init_project or set project_id")
+    return project
+
+
+def check_subject_set_choice(subject_set_id: str | int | None, subject_set_name: str | None) -> None:
+    """A job names its subject set by id or by name, never both or neither (checked before connecting)."""
+    if bool(subject_set_id) == bool(subject_set_name):
+        raise ValueError(f"give exactly one of subject_set_id and subject_set_name "
+                         f"(got {subject_set_id!r} and {subject_set_name!r})")
+
+
+def resolve_subject_set(subject_set_id: str | int | None, subject_set_name: str | None,
+                        project_id: str | int | None, project_name: str | None, owner: str | None) -> SubjectSet:
+    """The subject set with this id, else the one with this name in the (resolved) project."""
+    check_subject_set_choice(subject_set_id, subject_set_name)
+    if subject_set_id:
+        try:
+            return SubjectSet.find(subject_set_id)
+        except PanoptesAPIException as err:
+            raise LookupError(f"subject set {subject_set_id} not found or not visible to you ({err})") from None
+    project = resolve_project(project_id, project_name, owner)
+    subject_set = find_subject_set(project, subject_set_name)
+    if subject_set is None:
+        raise LookupError(f"project {project.id} ({project.display_name!r}) has no subject set named {subject_set_name!r}")
+    return subject_set
+
+
+def set_subjects(subject_set_id: str | int) -> list[Subject]:
+    """Every subject of a set with its metadata, in pages of 100 (one request per page, not one per subject)."""
+    return list(Subject.where(subject_set_id=subject_set_id, page_size=100))
+
+
+def unlink_subjects(subject_set_id: str | int, subject_ids: Sequence[str]) -> None:
+    """Remove subjects from a set in one request (keep it to about 100 ids: they go in the URL).
+
+    A raw link DELETE: ``SubjectSet.remove`` would first GET the membership of every subject, which the
+    caller already knows from listing the set.
+    """
+    Panoptes.client().delete(f"/subject_sets/{subject_set_id}/links/subjects/{','.join(map(str, subject_ids))}",
+                             retry=True)
+
+
+def metadata_json(value: object) -> str:
+    """A metadata value as compact, key-sorted JSON: how reports show values and how equal values are found.
+
+    JSON keeps the type visible (``"3"`` is a string, ``3`` a number), so a report never hides a type change.
+    """
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
