@@ -97,7 +97,10 @@ def _reduce_rows(X_pool: np.ndarray, reduce: Callable[[np.ndarray], Measures]) -
 
 
 def pool_measures(classifier: Any, X_pool: np.ndarray, names: set[str]) -> Measures:
-    """The named ``MEASURES`` of every pool candidate, from one chunked pass of ``predict_proba``."""
+    """The named ``MEASURES`` of every pool candidate, from one chunked pass of ``predict_proba`` (none
+    when no measure is named)."""
+    if not names:
+        return {}
 
     def measure(rows: np.ndarray) -> Measures:
         proba = classifier.predict_proba(rows)
