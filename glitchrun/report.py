@@ -6,8 +6,6 @@ written from worker threads and parallel sweeps without a global figure state.
 
 from __future__ import annotations
 
-import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +13,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.base import clone
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-log = logging.getLogger(__name__)
+from glitchrun.learner import Performance, cross_validated_performance
+
 
 
 def save(fig: Figure, path: Path) -> Path:
@@ -46,60 +42,50 @@ def class_balance_plot(path: Path, labelled: np.ndarray, pool_predicted: np.ndar
     return save(fig, path)
 
 
-def query_score_plot(path: Path, batch: pd.DataFrame) -> Path:
-    """Histogram of the score each chosen candidate had under the strategy that chose it."""
-    fig = Figure(figsize=(6, 3.5))
+def query_score_plot(path: Path, batch: pd.DataFrame, all_scores: dict[str, np.ndarray]) -> Path:
+    """Each strategy's score over the whole pool, with the chosen candidates' scores marked."""
+    fig = Figure(figsize=(6.5, 3.5))
     ax = fig.add_subplot()
-    for strategy, group in batch.groupby("strategy"):
-        ax.hist(group["score"].to_numpy(dtype=float), bins=20, alpha=0.7, label=f"{strategy} ({len(group)})")
-    ax.set_xlabel("query score")
-    ax.set_ylabel("candidates")
-    ax.set_title("Query scores of the batch")
-    ax.legend(fontsize=8)
+    for name, scores in all_scores.items():
+        ax.hist(np.asarray(scores, dtype=float), bins=50, alpha=0.5, label=f"{name} (pool)")
+    for name, group in batch.groupby("strategy"):
+        for value in group["score"].to_numpy(dtype=float):
+            ax.axvline(value, color="k", alpha=0.3, lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("query score (vertical lines: chosen candidates)")
+    ax.set_ylabel("pool candidates")
+    ax.set_title("Query scores over the pool")
+    if all_scores:
+        ax.legend(fontsize=8)
     return save(fig, path)
 
 
-def cross_validated(estimator: Any, X: np.ndarray, y: np.ndarray, seed: int) -> dict | None:
-    """Macro-F1, accuracy and per-class F1 of the estimator by stratified k-fold on the labelled pool."""
-    counts = pd.Series(y).value_counts()
-    folds = int(min(5, counts.max()))
-    if folds < 2 or len(counts) < 2:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # classes with fewer members than folds are expected early on
-        predicted = cross_val_predict(clone(estimator), X, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
-    classes = sorted(counts.index)
-    return {
-        "folds": folds,
-        "macro_f1": float(f1_score(y, predicted, average="macro")),
-        "accuracy": float(accuracy_score(y, predicted)),
-        "per_class_f1": dict(zip(classes, f1_score(y, predicted, labels=classes, average=None, zero_division=0))),
-    }
-
-
-def performance_plot(path: Path, scores: dict) -> Path:
-    per_class = scores["per_class_f1"]
-    fig = Figure(figsize=(8, 0.25 * len(per_class) + 1.5))
+def performance_plot(path: Path, performance: Performance) -> Path:
+    scores = {"accuracy": performance.accuracy, "balanced accuracy": performance.balanced_accuracy,
+              "macro-F1": performance.macro_f1}
+    fig = Figure(figsize=(5, 2.5))
     ax = fig.add_subplot()
-    ax.barh(list(per_class), list(per_class.values()), color="tab:green")
+    ax.barh(list(scores), list(scores.values()), color="tab:green")
+    for y, value in enumerate(scores.values()):
+        ax.text(value + 0.01, y, f"{value:.2f}", va="center")
     ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("F1 (cross-validated)")
-    ax.set_title(f"Current learner, {scores['folds']}-fold CV: macro-F1 {scores['macro_f1']:.2f}, "
-                 f"accuracy {scores['accuracy']:.2f}", fontsize=10)
-    ax.tick_params(axis="y", labelsize=8)
+    ax.set_xlim(0, 1.1)
+    ax.set_title(f"Current learner: {performance.n_folds}-fold CV on {performance.n_labelled} labels", fontsize=10)
     return save(fig, path)
 
 
 def write_round_report(run_dir: Path, number: int, subject_set_name: str, batch: pd.DataFrame,
-                       pool_predicted: np.ndarray, labelled: np.ndarray, estimator: Any, X_labelled: np.ndarray,
-                       seed: int = 0) -> Path:
+                       pool_predicted: np.ndarray, all_scores: dict[str, np.ndarray], labelled: np.ndarray,
+                       estimator: Any, X_labelled: np.ndarray, seed: int = 0) -> Path:
     """Plots and ``report.md`` for a round's query; the upload section is appended after verification."""
     plots = run_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     class_balance_plot(plots / "class_balance.png", labelled, pool_predicted, batch["predicted_class"].to_numpy())
-    query_score_plot(plots / "query_scores.png", batch)
-    scores = cross_validated(estimator, X_labelled, labelled, seed)
+    query_score_plot(plots / "query_scores.png", batch, all_scores)
+    try:
+        performance = cross_validated_performance(estimator, X_labelled, labelled, seed=seed)
+    except ValueError as err:  # too few labels early on
+        performance, why = None, str(err)
     lines = [
         f"# glitchrun round {number}",
         "",
@@ -111,13 +97,14 @@ def write_round_report(run_dir: Path, number: int, subject_set_name: str, batch:
         f"- batch mean predicted probability: {batch['probability'].mean():.3f}",
         "",
     ]
-    if scores is not None:
-        performance_plot(plots / "cv_performance.png", scores)
-        lines += [f"Current learner ({scores['folds']}-fold cross-validation on the labelled pool): "
-                  f"macro-F1 **{scores['macro_f1']:.3f}**, accuracy **{scores['accuracy']:.3f}**.", "",
+    if performance is not None:
+        performance_plot(plots / "cv_performance.png", performance)
+        lines += [f"Current learner ({performance.n_folds}-fold cross-validation on the labelled pool): "
+                  f"macro-F1 **{performance.macro_f1:.3f}**, accuracy **{performance.accuracy:.3f}**, "
+                  f"balanced accuracy **{performance.balanced_accuracy:.3f}**.", "",
                   "![cross-validated performance](plots/cv_performance.png)", ""]
     else:
-        lines += ["Too few labels per class for cross-validation yet.", ""]
+        lines += [f"No cross-validation yet: {why}.", ""]
     lines += ["![class balance](plots/class_balance.png)", "", "![query scores](plots/query_scores.png)", ""]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))

@@ -259,27 +259,25 @@ class ActiveLearningRound:
         learner = make_learner(self.estimator, candidates.features(known), y)
         X_pool = candidates.features(pool_ids)
         chosen = query(learner, self.strategy, X_pool, self.batch_size)
-        classes = np.asarray(learner.estimator.classes_, dtype=object)
         batch = pd.DataFrame({
             KEY: pool_ids[chosen.indices].astype(str),
             "strategy": chosen.chosen_by,
             "score": chosen.scores.astype(float),
-            "predicted_class": classes[chosen.proba.argmax(axis=1)],
-            "probability": chosen.proba.max(axis=1).astype(float),
+            "predicted_class": chosen.predicted.astype(str),
+            "probability": chosen.probability.astype(float),
         })
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        pool_predicted = self.save_pools(labels.loc[known], learner, pool_ids, X_pool, classes)
-        write_round_report(self.run_dir, number, name, batch, pool_predicted, y, self.estimator,
+        pool_predicted = self.save_pools(labels.loc[known], learner, pool_ids, X_pool)
+        write_round_report(self.run_dir, number, name, batch, pool_predicted, chosen.all_scores, y, self.estimator,
                            candidates.features(known), seed=self.seed)
         log.info("round %d: chose %d of %d pool candidates (%s)", number, len(batch), len(pool_ids),
                  ", ".join(f"{k}: {v}" for k, v in batch["strategy"].value_counts().items()))
         return state.start_round(number, name, str(self.run_dir), batch)
 
-    def save_pools(self, labelled: pd.DataFrame, learner: Any, pool_ids: pd.Index, X_pool: np.ndarray,
-                   classes: np.ndarray) -> np.ndarray:
+    def save_pools(self, labelled: pd.DataFrame, learner: Any, pool_ids: pd.Index, X_pool: np.ndarray) -> np.ndarray:
         """Write the labelled pool, and the unlabelled pool with the learner's predictions; returns those."""
         proba = learner.predict_proba(X_pool)
-        predicted = classes[proba.argmax(axis=1)]
+        predicted = np.asarray(learner.estimator.classes_)[proba.argmax(axis=1)]
         write_csv(labelled.reset_index()[[KEY, "label", "source"]], self.run_dir / "labelled_pool.csv",
                   LABELLED_SCHEMA, what="labelled pool")
         pool = pd.DataFrame({KEY: pool_ids.astype(str), "predicted_class": predicted.astype(str),
