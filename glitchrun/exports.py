@@ -1,0 +1,348 @@
+"""Zooniverse data exports: asking for them, waiting for them, downloading and validating them.
+
+The export CSVs are Zooniverse's own formats (classification, subject and workflow exports); the pandera
+schemas here describe their columns so that the download job and the ingest job read them through one
+door: ``read_classification_export`` / ``read_subject_export`` return validated frames whose JSON cells
+are parsed and whose timestamps are UTC datetimes. A download that does not pass is never left under a
+good file's name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+import requests
+from panoptes_client import Project, Workflow
+from panoptes_client.panoptes import PanoptesAPIException
+from tqdm import tqdm
+
+from glitchrun.csvio import CsvError, read_csv
+from glitchrun.zooniverse import resolve_project
+
+log = logging.getLogger(__name__)
+
+EXPORT_TYPES = ("classifications", "subjects", "workflows")
+READY_STATES = ("ready", "finished")
+#: how export cells are read: every cell as text, only an empty cell is missing (a user called "NA" stays)
+READ_OPTIONS = {"dtype": str, "keep_default_na": False, "na_values": [""]}
+TIMESTAMP = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$"
+CHUNK = 1 << 16
+
+
+# -- schemas -----------------------------------------------------------------------------------------
+def json_of(kind: type) -> pa.Check:
+    """Every cell is JSON text of this kind (``dict`` or ``list``)."""
+
+    def parses(cell: str) -> bool:
+        try:
+            return isinstance(json.loads(cell), kind)
+        except (TypeError, ValueError):
+            return False
+
+    return pa.Check(parses, element_wise=True, error=f"is not a JSON {'object' if kind is dict else 'array'}")
+
+
+def integer(nullable: bool = False, **kwargs: Any) -> pa.Column:
+    return pa.Column("Int64", coerce=True, nullable=nullable, **kwargs)
+
+
+def text(nullable: bool = False, *checks: pa.Check) -> pa.Column:
+    return pa.Column(str, checks=list(checks), nullable=nullable)
+
+
+def timestamp(nullable: bool = False) -> pa.Column:
+    return text(nullable, pa.Check.str_matches(TIMESTAMP, error="is not a 'YYYY-MM-DD HH:MM:SS UTC' time"))
+
+
+def boolean(nullable: bool = True) -> pa.Column:
+    return text(nullable, pa.Check.isin(["true", "false"], error="is not true/false"))
+
+
+def json_column(kind: type) -> pa.Column:
+    return text(False, json_of(kind))
+
+
+CLASSIFICATION_EXPORT = pa.DataFrameSchema(
+    {
+        "classification_id": integer(unique=True),
+        "user_name": text(),
+        "user_id": integer(nullable=True),
+        "user_ip": text(True),
+        "workflow_id": integer(),
+        "workflow_name": text(True),
+        "workflow_version": text(False, pa.Check.str_matches(r"^\d+\.\d+$", error="is not 'major.minor'")),
+        "created_at": timestamp(),
+        "gold_standard": boolean(),
+        "expert": text(True),
+        "metadata": json_column(dict),
+        "annotations": json_column(list),
+        "subject_data": json_column(dict),
+        "subject_ids": text(False, pa.Check.str_matches(r"^\d+(;\d+)*$", error="is not ids joined by ';'")),
+    },
+    name="classification export",
+)
+
+RETIREMENT_REASONS = ["classification_count", "flagged", "nothing_here", "consensus", "other", "human"]
+
+SUBJECT_EXPORT = pa.DataFrameSchema(
+    {
+        "subject_id": integer(),
+        "project_id": integer(),
+        "workflow_id": integer(nullable=True),
+        "subject_set_id": integer(),
+        "metadata": json_column(dict),
+        "locations": json_column(dict),
+        "classifications_count": integer(checks=pa.Check.ge(0)),
+        "retired_at": timestamp(nullable=True),
+        "retirement_reason": text(True, pa.Check.isin(RETIREMENT_REASONS, error="is not a retirement reason")),
+        "created_at": timestamp(),
+        "updated_at": timestamp(),
+    },
+    name="subject export",
+)
+
+WORKFLOW_EXPORT = pa.DataFrameSchema(
+    {
+        "workflow_id": integer(),
+        "display_name": text(True),
+        "version": integer(),
+        "minor_version": integer(),
+        "active": boolean(),
+        "classifications_count": integer(nullable=True),
+        "primary_language": text(True),
+        "first_task": text(True),
+        "tasks": json_column(dict),
+        "retirement": json_column(dict),
+    },
+    name="workflow export",
+)
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export type's schema and which of its text columns hold JSON, times and booleans."""
+
+    schema: pa.DataFrameSchema
+    json: tuple[str, ...]
+    times: tuple[str, ...] = ()
+    booleans: tuple[str, ...] = ()
+
+
+FORMATS = {
+    "classifications": ExportFormat(CLASSIFICATION_EXPORT, ("metadata", "annotations", "subject_data"),
+                                    ("created_at",), ("gold_standard",)),
+    "subjects": ExportFormat(SUBJECT_EXPORT, ("metadata", "locations"), ("retired_at", "created_at", "updated_at")),
+    "workflows": ExportFormat(WORKFLOW_EXPORT, ("tasks", "retirement"), (), ("active",)),
+}
+
+
+def read_export(path: str | os.PathLike[str], export_type: str) -> pd.DataFrame:
+    """Read and validate an export of this type; JSON cells parsed, times as UTC datetimes, booleans as such.
+
+    Raises ``CsvError`` naming the file, lines and columns that do not fit Zooniverse's format.
+    """
+    fmt = FORMATS[export_type]
+    frame = read_csv(path, fmt.schema, what=fmt.schema.name, **READ_OPTIONS)
+    for column in fmt.json:
+        frame[column] = frame[column].map(json.loads)
+    for column in fmt.times:
+        frame[column] = pd.to_datetime(frame[column], format="%Y-%m-%d %H:%M:%S UTC", utc=True)
+    for column in fmt.booleans:
+        frame[column] = frame[column].map({"true": True, "false": False}).astype("boolean")
+    return frame
+
+
+def read_classification_export(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A Zooniverse classification export (project or workflow), validated and parsed."""
+    return read_export(path, "classifications")
+
+
+def read_subject_export(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A Zooniverse subject export, validated and parsed."""
+    return read_export(path, "subjects")
+
+
+# -- which exports of what ---------------------------------------------------------------------------
+class StaleExportError(RuntimeError):
+    """An export that is well-formed but older than the data it should hold."""
+
+
+@dataclass(frozen=True)
+class ExportTarget:
+    """A project or a workflow: the two kinds of resource Zooniverse exports."""
+
+    resource: Project | Workflow
+
+    @property
+    def kind(self) -> str:
+        return "workflow" if isinstance(self.resource, Workflow) else "project"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.resource.id} ({self.resource.display_name!r})"
+
+    def file_name(self, export_type: str) -> str:
+        return f"{self.kind}-{self.resource.id}_{export_type}.csv"
+
+    def classifications_count(self) -> int:
+        """The server's count of classifications now (re-read, since it moves while an export is made)."""
+        return int(type(self.resource).find(self.resource.id).raw.get("classifications_count") or 0)
+
+
+class ExportJob:
+    """What the export jobs share: which exports of which project, or of which workflow.
+
+    ``workflow_id`` selects that workflow's classification export; otherwise the project is ``project_id``
+    or, by default, the campaign project found by its display name ``project_name``.
+    """
+
+    def __init__(self, backend: Any, run_dir: str | os.PathLike[str], exports: Sequence[str] = EXPORT_TYPES,
+                 project_id: int | str | None = None, project_name: str | None = None,
+                 workflow_id: int | str | None = None) -> None:
+        self.backend = backend
+        self.run_dir = Path(run_dir)
+        self.exports = list(exports)
+        self.project_id = project_id
+        self.project_name = project_name
+        self.workflow_id = workflow_id
+
+    def check_config(self) -> None:
+        """Reject an export list the target cannot have, before anything is asked of Zooniverse."""
+        unknown = [e for e in self.exports if e not in EXPORT_TYPES]
+        if unknown or not self.exports:
+            raise ValueError(f"exports must be a non-empty list of {list(EXPORT_TYPES)}, got {self.exports}")
+        if len(set(self.exports)) != len(self.exports):
+            raise ValueError(f"exports lists a type twice: {self.exports}")
+        if self.workflow_id and self.exports != ["classifications"]:
+            raise ValueError(f"a workflow has only a classifications export; with workflow_id set exports=[classifications] "
+                             f"(got {self.exports}), or drop workflow_id to export the project")
+
+    def target(self, owner: str | None) -> ExportTarget:
+        if self.workflow_id:
+            try:
+                return ExportTarget(Workflow.find(self.workflow_id))
+            except PanoptesAPIException as err:
+                raise LookupError(f"workflow {self.workflow_id} not found or not visible to you ({err})") from None
+        return ExportTarget(resolve_project(self.project_id, self.project_name, owner))
+
+
+# -- talking to Zooniverse ---------------------------------------------------------------------------
+def request_export(target: ExportTarget, export_type: str) -> dict:
+    """Ask Zooniverse to (re)generate an export; returns its medium (``state`` is usually ``creating``)."""
+    return target.resource.generate_export(export_type)["media"][0]
+
+
+def describe_export(target: ExportTarget, export_type: str) -> dict:
+    """The current medium of an export; ``LookupError`` if none was ever requested."""
+    try:
+        return target.resource.describe_export(export_type)["media"][0]
+    except PanoptesAPIException as err:
+        raise LookupError(f"no {export_type} export of {target} ({err}); request one with job=export_request, "
+                          "or run export_download with generate=true") from None
+
+
+def media_state(medium: dict) -> str:
+    return str((medium.get("metadata") or {}).get("state", ""))
+
+
+def wait_until_ready(target: ExportTarget, export_type: str, timeout: float, poll_interval: float,
+                     clock: Callable[[], float] = time.monotonic) -> dict:
+    """Poll the export until it is ready (tqdm progress, a log line every 30 s); ``TimeoutError`` after ``timeout`` s."""
+    start = clock()
+    last_log = start
+    with tqdm(total=round(timeout), unit="s", desc=f"{export_type} export", disable=None, leave=False) as bar:
+        while True:
+            medium = describe_export(target, export_type)
+            state = media_state(medium)
+            if state in READY_STATES:
+                return medium
+            elapsed = clock() - start
+            if elapsed >= timeout:
+                raise TimeoutError(
+                    f"the {export_type} export of {target} is still {state!r} after {timeout:g} s; Zooniverse can take "
+                    "hours for a large project: run job=export_download again later (generate=false), or raise timeout"
+                )
+            if clock() - last_log >= 30:
+                log.info("still waiting for the %s export of %s (state %r, %.0f s)", export_type, target, state, elapsed)
+                last_log = clock()
+            bar.update(round(elapsed) - bar.n)
+            time.sleep(min(poll_interval, max(timeout - elapsed, 0)))
+
+
+def download(url: str, dest: Path, timeout: float = 300) -> int:
+    """Stream ``url`` to ``dest`` in chunks (exports can be gigabytes); returns the bytes written.
+
+    A body shorter than the announced Content-Length (a cut connection) raises ``OSError``.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with requests.get(url, stream=True, timeout=(30, timeout)) as response:
+        response.raise_for_status()
+        written = 0
+        with open(dest, "wb") as out:
+            for chunk in response.iter_content(CHUNK):
+                out.write(chunk)
+                written += len(chunk)
+        expected = response.headers.get("Content-Length")
+        if expected is not None and "Content-Encoding" not in response.headers and written != int(expected):
+            raise OSError(f"download of {url} was cut short: {written} of {expected} bytes")
+    return written
+
+
+def exported_at(medium: dict) -> datetime | None:
+    """When the export was generated (the medium's ``updated_at``, else ``created_at``)."""
+    stamp = medium.get("updated_at") or medium.get("created_at")
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+
+
+def staleness(medium: dict, max_age: float | None, rows: int | None = None, classifications: int | None = None,
+              now: datetime | None = None) -> str | None:
+    """Why an export is stale, or None.
+
+    Two tests: it was generated more than ``max_age`` seconds ago; or (classification exports) it holds
+    fewer rows than the classifications Zooniverse has counted since, which can only be if newer ones
+    are missing (a fresh export holds every counted classification, plus repeats the count leaves out).
+    """
+    when = exported_at(medium)
+    if max_age is not None and when is not None:
+        age = ((now or datetime.now(timezone.utc)) - when).total_seconds()
+        if age > max_age:
+            return f"it was generated {age / 3600:.1f} h ago ({when:%Y-%m-%d %H:%M} UTC), more than max_age={max_age:g} s"
+    if rows is not None and classifications is not None and rows < classifications:
+        return f"it holds {rows} classifications but Zooniverse has counted {classifications}: newer ones are missing"
+    return None
+
+
+def fetch_export(target: ExportTarget, export_type: str, medium: dict, out_dir: Path, max_age: float | None,
+                 require_all_classifications: bool) -> Path:
+    """Download a ready export to ``out_dir``, validate it and check it is fresh; returns the good file.
+
+    The bytes go to ``*.part`` first. A malformed file ends as ``*.invalid.csv`` and a stale one as
+    ``*.stale.csv``, each with an error saying why, so only a good export ever has the plain name.
+    """
+    final = out_dir / target.file_name(export_type)
+    part = final.with_suffix(".part")
+    size = download(medium["src"], part)
+    log.info("downloaded the %s export of %s (%d bytes)", export_type, target, size)
+    try:
+        frame = read_export(part, export_type)
+    except CsvError as err:
+        invalid = part.replace(final.with_suffix(".invalid.csv"))
+        raise CsvError(f"the {export_type} export of {target} is malformed, kept as {invalid} for inspection: {err}") from None
+    counted = target.classifications_count() if export_type == "classifications" and require_all_classifications else None
+    reason = staleness(medium, max_age, len(frame), counted)
+    if reason:
+        stale = part.replace(final.with_suffix(".stale.csv"))
+        raise StaleExportError(f"the {export_type} export of {target} is stale: {reason}. Kept as {stale}; "
+                               "download with generate=true for a fresh one")
+    part.replace(final)
+    log.info("%s export of %s: %d rows, valid, written to %s", export_type, target, len(frame), final)
+    return final

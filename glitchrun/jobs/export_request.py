@@ -1,0 +1,30 @@
+"""``job=export_request``: ask Zooniverse to generate the campaign's data exports.
+
+Generating a large project's export takes Zooniverse minutes to hours, so asking and downloading are
+separate jobs: request now, ``job=export_download`` later.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from glitchrun.exports import ExportJob, media_state, request_export
+
+log = logging.getLogger(__name__)
+
+
+class ExportRequest(ExportJob):
+    """Request each configured export of the project (or the workflow's classification export)."""
+
+    def run(self) -> dict[str, dict]:
+        """Returns the medium Zooniverse made for each export type."""
+        self.check_config()
+        with self.backend.connect() as connection:
+            target = self.target(connection.login)
+            media = {}
+            for export_type in self.exports:
+                media[export_type] = request_export(target, export_type)
+                log.info("requested the %s export of %s (state %r)", export_type, target, media_state(media[export_type]))
+        log.info("fetch them with: glitchrun job=export_download exports=[%s]%s", ",".join(self.exports),
+                 f" workflow_id={self.workflow_id}" if self.workflow_id else "")
+        return media
