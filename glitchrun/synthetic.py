@@ -1,0 +1,198 @@
+"""Synthetic glitch candidates shaped like the Gravity Spy v1.0 training set.
+
+Simulated campaigns and tests need many candidates with known ground truth and no data files, so the
+package keeps a few fitted numbers (``FIT``) and draws candidates from them:
+
+- class priors and detector split: the v1.0 per-class H1/L1 counts;
+- per-class centres: the v1.0 class means of SNR, peak frequency, central frequency, duration and bandwidth
+  (arithmetic means, which the log-normal draw reproduces);
+- within-class spread: standard deviations of the natural logs per class, and one within-class correlation
+  pooled over all classes, both from the 170 real O3a rows; classes absent from that sample get the
+  pooled standard deviations;
+- amplitude (not in the v1.0 summary): a least-squares fit of ln amplitude on the five ln features over
+  the O3a rows, plus a per-class residual spread.
+
+``python -m glitchrun.synthetic --refit ../shared/data`` re-derives ``FIT`` from the shared files and
+prints it as the Python source below.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+#: the features drawn jointly log-normal, in the order of ``Shape.mean`` and ``Shape.log_sd``
+FEATURES = ("snr", "peak_frequency", "central_frequency", "duration", "bandwidth")
+SUMMARY_FILE = "gravityspy_v1d1_class_summary.csv"
+O3A_FILE = "gravityspy_o3a_h1_sample.csv"
+#: event times are spread uniformly over O3a (GPS 2019-04-01 15:00 to 2019-10-01 15:00 UTC)
+O3A_START, O3A_END = 1238166018.0, 1253977218.0
+
+
+class Shape(NamedTuple):
+    """One class: v1.0 counts and means, O3a log-space spread (``log_sd`` ends with the amplitude residual)."""
+
+    n_h1: int
+    n_l1: int
+    mean: tuple[float, ...]
+    log_sd: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Everything the generator draws from; ``refit`` derives it from the shared files."""
+
+    shapes: dict[str, Shape]
+    #: within-class correlation of the ln ``FEATURES``
+    correlation: tuple[tuple[float, ...], ...]
+    #: ln amplitude = amplitude[0] + amplitude[1:] . ln FEATURES
+    amplitude: tuple[float, ...]
+
+    def source(self) -> str:
+        """``FIT`` as Python source, to paste below after a refit."""
+        lines = ["FIT = Fit(", "    shapes={"]
+        lines += [f"        {name!r}: Shape({s.n_h1}, {s.n_l1}, {s.mean!r}, {s.log_sd!r}),"
+                  for name, s in self.shapes.items()]
+        lines += ["    },", "    correlation=("]
+        lines += [f"        {row!r}," for row in self.correlation]
+        lines += ["    ),", f"    amplitude={self.amplitude!r},", ")"]
+        return "\n".join(lines)
+
+
+# Made by `python -m glitchrun.synthetic --refit ../shared/data`; do not edit by hand.
+FIT = Fit(
+    shapes={
+        '1080Lines': Shape(327, 1, (10.2, 1111.0, 2961.0, 0.85, 4730.0), (0.66, 0.57, 1.471, 0.494, 1.713, 0.972)),
+        '1400Ripples': Shape(0, 81, (10.9, 1527.0, 1846.0, 0.15, 1654.0), (0.66, 0.57, 1.471, 0.494, 1.713, 0.972)),
+        'Air_Compressor': Shape(55, 3, (8.7, 48.0, 320.0, 0.41, 567.0), (0.66, 0.57, 1.471, 0.494, 1.713, 0.972)),
+        'Blip': Shape(1453, 368, (22.8, 199.0, 839.0, 0.27, 1595.0), (0.374, 0.464, 0.65, 0.758, 0.698, 0.452)),
+        'Chirp': Shape(28, 32, (13.6, 141.0, 264.0, 0.29, 461.0), (0.66, 0.57, 1.471, 0.494, 1.713, 0.972)),
+        'Extremely_Loud': Shape(266, 181, (2416.0, 140.0, 2673.0, 8.17, 5311.0), (1.14, 0.575, 0.341, 0.178, 0.343, 0.736)),
+        'Helix': Shape(3, 276, (8.8, 134.0, 263.0, 0.09, 326.0), (0.66, 0.57, 1.471, 0.494, 1.713, 0.972)),
+        'Koi_Fish': Shape(517, 189, (139.0, 157.0, 1834.0, 1.75, 3629.0), (0.803, 0.598, 0.944, 0.284, 0.966, 0.785)),
+        'Light_Modulation': Shape(511, 1, (34.6, 105.0, 2000.0, 2.34, 3966.0), (0.635, 0.767, 1.479, 0.377, 1.597, 1.369)),
+        'Low_Frequency_Burst': Shape(166, 455, (29.9, 16.0, 2611.0, 2.91, 5208.0), (0.598, 0.069, 1.68, 0.349, 2.047, 0.267)),
+        'Low_Frequency_Lines': Shape(79, 368, (23.1, 12.0, 2630.0, 3.94, 5243.0), (0.658, 0.195, 2.696, 0.594, 3.601, 1.418)),
+        'No_Glitch': Shape(91, 59, (9.3, 183.0, 1601.0, 1.95, 2915.0), (0.114, 0.225, 1.505, 0.608, 1.897, 0.577)),
+        'None_of_the_Above': Shape(51, 30, (45.3, 170.0, 1744.0, 2.72, 3436.0), (0.66, 0.57, 1.471, 0.494, 1.713, 0.972)),
+        'Paired_Doves': Shape(27, 0, (33.4, 41.0, 1270.0, 0.42, 2505.0), (0.404, 0.16, 1.175, 0.283, 1.227, 0.844)),
+        'Power_Line': Shape(273, 176, (11.3, 62.0, 733.0, 0.75, 1367.0), (1.296, 0.059, 1.71, 0.588, 2.032, 0.736)),
+        'Repeating_Blips': Shape(230, 33, (29.2, 200.0, 1650.0, 0.31, 3214.0), (0.344, 0.339, 1.08, 0.302, 1.122, 0.883)),
+        'Scattered_Light': Shape(385, 58, (16.4, 30.0, 2175.0, 2.61, 4319.0), (0.45, 0.141, 2.081, 0.403, 2.279, 1.256)),
+        'Scratchy': Shape(90, 247, (8.6, 153.0, 1223.0, 1.45, 2269.0), (1.112, 0.166, 1.262, 0.729, 1.405, 0.615)),
+        'Tomte': Shape(61, 42, (16.2, 47.0, 833.0, 0.73, 1622.0), (0.317, 0.182, 1.698, 0.356, 1.832, 1.043)),
+        'Violin_Mode': Shape(141, 271, (13.4, 1673.0, 1742.0, 0.29, 2637.0), (0.419, 1.645, 1.776, 0.56, 1.929, 1.708)),
+        'Wandering_Line': Shape(42, 0, (27.8, 667.0, 2127.0, 6.05, 3929.0), (0.66, 0.57, 1.471, 0.494, 1.713, 0.972)),
+        'Whistle': Shape(2, 297, (9.5, 1093.0, 2690.0, 0.59, 4788.0), (0.419, 0.426, 0.006, 0.783, 0.006, 0.849)),
+    },
+    correlation=(
+        (1.0, 0.089, 0.093, 0.226, 0.105),
+        (0.089, 1.0, 0.255, 0.023, 0.236),
+        (0.093, 0.255, 1.0, 0.371, 0.995),
+        (0.226, 0.023, 0.371, 1.0, 0.381),
+        (0.105, 0.236, 0.995, 0.381, 1.0),
+    ),
+    amplitude=(-47.5896, 0.8039, -1.8662, 4.5052, -0.3517, -3.6094),
+)
+
+#: the Gravity Spy v1.0 classes, in the order of the v1.0 summary
+GRAVITY_SPY_CLASSES: tuple[str, ...] = tuple(FIT.shapes)
+
+
+def generate(n: int, seed: int, classes: Sequence[str] | None = None, fit: Fit = FIT) -> pd.DataFrame:
+    """``n`` candidates of ``classes`` (default all), drawn with ``seed``: an ``id`` column, ``ifo``,
+    ``event_time``, the five features, ``amplitude`` and ``truth``; vectorised, about 100 bytes a row."""
+    names = list(fit.shapes if classes is None else classes)
+    unknown = sorted(set(names) - set(fit.shapes))
+    if unknown:
+        raise ValueError(f"no synthetic shape for classes {unknown}; the generator knows {list(fit.shapes)}")
+    shapes = [fit.shapes[name] for name in names]
+    counts = np.array([(s.n_h1, s.n_l1) for s in shapes], dtype=np.float64)
+    log_sd = np.array([s.log_sd for s in shapes])
+    # a log-normal with ln-space (mu, sd) has mean exp(mu + sd^2 / 2): place mu so class means match v1.0
+    mu = np.log(np.array([s.mean for s in shapes])) - log_sd[:, :-1] ** 2 / 2
+
+    rng = np.random.default_rng(seed)
+    k = rng.choice(len(names), size=n, p=counts.sum(axis=1) / counts.sum())
+    logs = rng.standard_normal((n, len(FEATURES))) @ np.linalg.cholesky(np.array(fit.correlation)).T
+    logs *= log_sd[k, :-1]
+    logs += mu[k]
+    ln_amplitude = logs @ np.array(fit.amplitude[1:]) + fit.amplitude[0]
+    ln_amplitude += log_sd[k, -1] * rng.standard_normal(n)
+    is_h1 = rng.random(n) < (counts[:, 0] / counts.sum(axis=1))[k]
+
+    width = len(str(max(n - 1, 0)))
+    columns = {
+        "id": np.strings.add("syn", np.strings.zfill(np.arange(n).astype(str), width)),
+        "ifo": np.where(is_h1, "H1", "L1"),
+        "event_time": rng.uniform(O3A_START, O3A_END, n),
+    }
+    columns.update({name: np.exp(logs[:, j]) for j, name in enumerate(FEATURES)})
+    columns["amplitude"] = np.exp(ln_amplitude)
+    columns["truth"] = np.array(names, dtype=object)[k]
+    return pd.DataFrame(columns)
+
+
+SUMMARY_SCHEMA = pa.DataFrameSchema(
+    {
+        "label": pa.Column(str, unique=True),
+        "n_H1": pa.Column(int, pa.Check.ge(0)),
+        "n_L1": pa.Column(int, pa.Check.ge(0)),
+        **{f"mean_{name}": pa.Column(float, pa.Check.gt(0), coerce=True)
+           for name in ("snr", "peak_frequency", "central_freq", "duration", "bandwidth")},
+    },
+    name="Gravity Spy v1.0 class summary",
+)
+
+
+def refit(folder: Path) -> Fit:
+    """Derive ``FIT`` from the v1.0 class summary and the O3a sample in ``folder`` (rounded as stored)."""
+    from glitchrun.csvio import read_csv
+    from glitchrun.data import O3_ADDED_CLASSES, GravitySpyData  # glitchrun.data imports this module
+
+    summary = read_csv(folder / SUMMARY_FILE, SUMMARY_SCHEMA, what="class summary")
+    classes = summary["label"].tolist()
+    sample = GravitySpyData(folder / O3A_FILE, classes=[*classes, *O3_ADDED_CLASSES]).load().frame
+    logs = np.log(sample[list(FEATURES)].to_numpy(dtype=np.float64))
+    design = np.column_stack([np.ones(len(logs)), logs])
+    amplitude, *_ = np.linalg.lstsq(design, np.log(sample["amplitude"].to_numpy(dtype=np.float64)), rcond=None)
+
+    spread = pd.DataFrame(np.column_stack([logs, np.log(sample["amplitude"]) - design @ amplitude]),
+                          index=sample["label"].to_numpy(dtype=object))
+    groups = spread.groupby(level=0)
+    within = spread - groups.transform("mean")
+    pooled_sd = np.sqrt((within**2).sum() / (len(within) - groups.ngroups))
+    class_sd = groups.std(ddof=1)
+
+    means = summary[[f"mean_{name}" for name in ("snr", "peak_frequency", "central_freq", "duration",
+                                                  "bandwidth")]].to_numpy(dtype=np.float64)
+    shapes = {
+        row.label: Shape(int(row.n_H1), int(row.n_L1), tuple(float(m) for m in mean),
+                         rounded(class_sd.loc[row.label] if row.label in class_sd.index else pooled_sd, 3))
+        for row, mean in zip(summary.itertuples(), means)
+    }
+    correlation = np.corrcoef(within.to_numpy()[:, : len(FEATURES)].T)
+    return Fit(shapes, tuple(rounded(row, 3) for row in correlation), rounded(amplitude, 4))
+
+
+def rounded(values: Sequence[float] | np.ndarray | pd.Series, decimals: int) -> tuple[float, ...]:
+    """Plain Python floats, rounded as the stored table keeps them."""
+    return tuple(round(float(v), decimals) for v in values)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m glitchrun.synthetic", description=__doc__.splitlines()[0])
+    parser.add_argument("--refit", type=Path, required=True, metavar="FOLDER",
+                        help=f"folder holding {SUMMARY_FILE} and {O3A_FILE}; prints the new FIT")
+    print(refit(parser.parse_args(argv).refit).source())
+
+
+if __name__ == "__main__":
+    main()
