@@ -44,7 +44,6 @@ REPORT_SCHEMA = pa.DataFrameSchema(
         "status": pa.Column(str),
     },
     strict=True,
-    ordered=True,
 )
 
 
@@ -86,7 +85,11 @@ def ingest_export(export: pd.DataFrame, state: CampaignState, consensus: Any, cl
 
     Returns the labels added (columns candidate_id, label, votes, agreement, source='crowd').
     """
-    result = tally(export, state, consensus, classes)
+    return record(tally(export, state, consensus, classes), state, round)
+
+
+def record(result: Tally, state: CampaignState, round: int | None) -> pd.DataFrame:
+    """Write a tally's accepted labels to the state in one transaction, and log what happened."""
     labels = result.labels(round)
     state.add_labels(labels.to_dict("records"))
     log.info("ingest: %s; %d labels added to the campaign", result.summary(), len(labels))

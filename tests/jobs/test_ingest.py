@@ -121,3 +121,34 @@ def test_an_export_of_several_workflows_is_refused(tmp_path: Path, state: Campai
     with pytest.raises(IngestError, match=r"mixes workflows \['2', '3'\]"):
         ingest_export(pd.concat([first, second], ignore_index=True), state, MajorityVote(min_votes=1), CLASSES)
     assert "c1" not in state.labels().index
+
+
+def campaign_state(tmp_path: Path) -> CampaignState:
+    """The state of the default campaign (conf: paths.outputs=tmp_path) with three recorded subjects."""
+    state = CampaignState(tmp_path / "campaigns" / "glitchrun-demo")
+    state.record_subjects(1, {"c1": "11", "c2": "12", "c3": "13"})
+    return state
+
+
+def test_ingest_job_writes_labels_and_the_agreement_report(tmp_path: Path, run_job):
+    campaign_state(tmp_path).close()
+    path = export_csv(tmp_path / "export.csv", [("alice", "11", "Blip"), ("bob", "11", "Blip"), ("carol", "11", "Blip"),
+                                                ("alice", "12", "Blip"), ("bob", "12", "Blip"), ("carol", "12", "Tomte")])
+    added, run_dir = run_job("ingest", f"job.export={path}", "job.round=1", "crowd=perfect")
+    assert added["candidate_id"].tolist() == ["c1"]
+    report = pd.read_csv(run_dir / "agreement_report.csv", dtype={"subject_id": str})
+    assert report.set_index("subject_id")["status"].to_dict() == {"11": "accepted", "12": "low_agreement"}
+    state = campaign_state(tmp_path)
+    assert state.labels().loc["c1", ["label", "source", "round"]].tolist() == ["Blip", "crowd", 1]
+    state.close()
+
+
+def test_ingest_job_refuses_a_malformed_csv_and_changes_nothing(tmp_path: Path, run_job):
+    campaign_state(tmp_path).close()
+    path = export_csv(tmp_path / "export.csv", [("alice", "11", "Blip")])
+    path.write_text(path.read_text().replace("2024-05-01 12:00:06 UTC", "yesterday"))
+    with pytest.raises(ValueError, match="created_at.*line 2"):
+        run_job("ingest", f"job.export={path}")
+    state = campaign_state(tmp_path)
+    assert state.labels().empty
+    state.close()
