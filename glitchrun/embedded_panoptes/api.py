@@ -1,0 +1,605 @@
+"""The ``/api`` routes: reads through the resource kinds, writes with ownership checks, links, exports.
+
+Ownership: only the project's owner (or an admin) may write its project, workflows, subject sets and
+subjects; anyone else gets 403 with a message naming both users, except for private projects, which
+do not exist for them (404). Every write needs a token (401); classifications may be anonymous.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, request
+
+from glitchrun.embedded_panoptes import exports
+from glitchrun.embedded_panoptes.counting import (
+    RETIREMENT_REASONS,
+    count_classification,
+    ensure_statuses,
+    refresh_finished,
+    set_retired,
+    workflows_of_set,
+)
+from glitchrun.embedded_panoptes.media import EXTENSIONS, UPLOADS
+from glitchrun.embedded_panoptes.resources import (
+    CLASSIFICATIONS,
+    KINDS,
+    PROJECTS,
+    SUBJECT_SETS,
+    SUBJECTS,
+    USERS,
+    WORKFLOW_DEFAULTS,
+    WORKFLOWS,
+    PROJECT_DEFAULTS,
+    Kind,
+    list_resources,
+    subjects as serialize_subjects,
+)
+from glitchrun.embedded_panoptes.store import dumps, id_list, insert, now, update
+from glitchrun.embedded_panoptes.tasks import normalize_retirement, version_bumps
+from glitchrun.embedded_panoptes.web import (
+    ApiError,
+    Ctx,
+    Schema,
+    api_view,
+    json_body,
+    require_if_match,
+    resource_body,
+    to_id,
+    to_ids,
+)
+
+if TYPE_CHECKING:
+    from glitchrun.embedded_panoptes.server import EmbeddedPanoptes
+
+NULL = type(None)
+PROJECT_SCHEMA = Schema(
+    "projects",
+    fields={"display_name": str, "description": str, "primary_language": str, "private": bool, "introduction": str,
+            "tags": list, "configuration": dict, "urls": list, "researcher_quote": str, "workflow_description": str,
+            "live": bool, "launch_approved": bool, "beta_approved": bool, "state": (str, NULL)},
+    required=frozenset({"display_name", "description", "primary_language", "private"}),
+    links=frozenset({"owner"}),
+)
+#: project attributes kept in their own columns (filterable); the rest live in ``attrs``
+PROJECT_COLUMNS = ("display_name", "private", "live", "launch_approved", "beta_approved", "state")
+WORKFLOW_SCHEMA = Schema(
+    "workflows",
+    fields={"display_name": str, "primary_language": str, "active": bool, "tasks": dict, "first_task": str,
+            "retirement": dict, "configuration": dict, "mobile_friendly": bool, "grouped": bool, "pairwise": bool,
+            "prioritized": bool, "aggregation": dict, "public_gold_standard": bool},
+    required=frozenset({"display_name", "primary_language"}),
+    links=frozenset({"project", "subject_sets"}),
+    required_links=frozenset({"project"}),
+)
+SUBJECT_SET_SCHEMA = Schema(
+    "subject_sets",
+    fields={"display_name": str, "metadata": dict},
+    required=frozenset({"display_name"}),
+    links=frozenset({"project", "subjects"}),
+    required_links=frozenset({"project"}),
+)
+SUBJECT_SCHEMA = Schema(
+    "subjects",
+    fields={"locations": list, "metadata": dict, "external_id": (str, NULL)},
+    required=frozenset({"locations"}),
+    links=frozenset({"project", "subject_sets"}),
+    required_links=frozenset({"project"}),
+)
+CLASSIFICATION_SCHEMA = Schema(
+    "classifications",
+    fields={"annotations": list, "metadata": dict, "completed": bool, "gold_standard": (bool, NULL)},
+    required=frozenset({"annotations", "metadata"}),
+    links=frozenset({"project", "workflow", "subjects", "user_group"}),
+    required_links=frozenset({"project", "workflow", "subjects"}),
+)
+CLASSIFICATION_METADATA = ("started_at", "finished_at", "user_agent", "user_language", "workflow_version")
+LINK_ERROR = "Error: check the subject set and all the subjects exist."
+
+
+def no_content() -> Response:
+    return Response(status=204)
+
+
+def slug_of(login: str, display_name: str) -> str:
+    return f"{login.lower()}/{re.sub(r'[^a-z0-9]+', '-', display_name.lower()).strip('-')}"
+
+
+# ------------------------------------------------------------------------------------ ownership
+def writable_project(ctx: Ctx, project_id: int, what: str = "") -> sqlite3.Row:
+    """The project if the caller may write it (or ``what`` inside it): 401, 404 or 403 otherwise."""
+    viewer = ctx.require_viewer()
+    project = PROJECTS.find(ctx, project_id)
+    if project["owner_id"] != viewer["id"] and not viewer["admin"]:
+        owner = ctx.db.execute("SELECT login FROM users WHERE id = ?", (project["owner_id"],)).fetchone()["login"]
+        target = f"{what} in project {project_id}" if what else f"project {project_id}"
+        raise ApiError(403, f"Forbidden: {viewer['login']} may not modify {target} "
+                            f"({project['display_name']!r}), which belongs to {owner}")
+    return project
+
+
+def writable(ctx: Ctx, kind: Kind, ident: int) -> sqlite3.Row:
+    """A workflow, subject set or subject the caller may write."""
+    row = kind.find(ctx, ident)
+    writable_project(ctx, row["project_id"], f"{kind.singular} {ident}")
+    return row
+
+
+def _linked_project(ctx: Ctx, links: dict[str, Any], current: int | None = None) -> int:
+    """``links.project`` as an id; on an update it may only repeat the current project."""
+    if "project" not in links:
+        return current  # type: ignore[return-value]  # updates without links.project keep it
+    project_id = to_id(links["project"], "links.project")
+    if current is not None and project_id != current:
+        raise ApiError(422, "links.project cannot be changed; create the object in the other project instead")
+    return project_id
+
+
+def _id_array(body: dict[str, Any], key: str) -> list[int]:
+    values = body.get(key)
+    if isinstance(values, (str, int)) and not isinstance(values, bool):
+        values = [values]
+    if not isinstance(values, list) or not values:
+        raise ApiError(422, f'the body must be {{"{key}": [ids]}}')
+    return to_ids(values, key)
+
+
+def _existing(ctx: Ctx, table: str, ids: list[int]) -> list[sqlite3.Row]:
+    return ctx.db.execute(f"SELECT * FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+                          (id_list(ids),)).fetchall()
+
+
+# ------------------------------------------------------------------------------------ projects
+def _check_display_name(ctx: Ctx, owner_id: int, name: str, project_id: int = 0) -> None:
+    taken = ctx.db.execute("SELECT id FROM projects WHERE owner_id = ? AND display_name = ? AND id != ?",
+                           (owner_id, name, project_id)).fetchone()
+    if taken is not None:
+        raise ApiError(422, f"projects: display_name {name!r} is already taken by your project {taken['id']}")
+
+
+def _project_columns(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {k: int(v) if isinstance(v, bool) else v for k, v in attrs.items() if k in PROJECT_COLUMNS}
+
+
+def create_project(ctx: Ctx) -> Response:
+    viewer = ctx.require_viewer()
+    attrs, links = PROJECT_SCHEMA.validate(resource_body("projects"), creating=True)
+    if "owner" in links and str(links["owner"].get("id") if isinstance(links["owner"], dict) else links["owner"]) != str(viewer["id"]):
+        raise ApiError(422, "projects: links.owner must be the caller (user groups are not supported)")
+    _check_display_name(ctx, viewer["id"], attrs["display_name"])
+    stamp = now()
+    pid = insert(ctx.db, "projects", {
+        "owner_id": viewer["id"], "slug": slug_of(viewer["login"], attrs["display_name"]), **_project_columns(attrs),
+        "attrs": dumps({**PROJECT_DEFAULTS, **{k: v for k, v in attrs.items() if k not in PROJECT_COLUMNS}}),
+        "created_at": stamp, "updated_at": stamp,
+    })
+    return PROJECTS.respond(ctx, [PROJECTS.find(ctx, pid)], 201)
+
+
+def update_project(ctx: Ctx, ident: str) -> Response:
+    require_if_match()
+    project = writable_project(ctx, to_id(ident, "project id"))
+    attrs, _ = PROJECT_SCHEMA.validate(resource_body("projects"), creating=False)
+    changes = _project_columns(attrs)
+    if "display_name" in attrs:
+        _check_display_name(ctx, project["owner_id"], attrs["display_name"], project["id"])
+        owner = ctx.db.execute("SELECT login FROM users WHERE id = ?", (project["owner_id"],)).fetchone()["login"]
+        changes["slug"] = slug_of(owner, attrs["display_name"])
+    stored = {**json.loads(project["attrs"]), **{k: v for k, v in attrs.items() if k not in PROJECT_COLUMNS}}
+    update(ctx.db, "projects", project["id"], {**changes, "attrs": dumps(stored), "updated_at": now()})
+    return PROJECTS.respond(ctx, [PROJECTS.find(ctx, project["id"])])
+
+
+def _delete_subject_media(ctx: Ctx, where: str, param: Any) -> None:
+    """Remove the uploaded files of the subjects ``where`` selects (call before deleting the rows)."""
+    names = [r[0] for r in ctx.db.execute(
+        f"SELECT media_name FROM locations WHERE media_name IS NOT NULL AND subject_id IN ({where})", (param,))]
+    ctx.media.remove(UPLOADS, names)
+
+
+def delete_project(ctx: Ctx, ident: str) -> Response:
+    require_if_match()
+    project = writable_project(ctx, to_id(ident, "project id"))
+    pid = project["id"]
+    _delete_subject_media(ctx, "SELECT id FROM subjects WHERE project_id = ?", pid)
+    exports.drop(ctx, "workflows", [r[0] for r in ctx.db.execute("SELECT id FROM workflows WHERE project_id = ?", (pid,))])
+    exports.drop(ctx, "projects", [pid])
+    ctx.db.execute("DELETE FROM projects WHERE id = ?", (pid,))
+    return no_content()
+
+
+def link_to_project(ctx: Ctx, ident: str, link: str) -> Response:
+    """POST /projects/{id}/links/{subject_sets|workflows}: the objects must already be in the project."""
+    project = writable_project(ctx, to_id(ident, "project id"))
+    ids = _id_array(json_body(), link)
+    rows = _existing(ctx, link, ids)
+    if len(rows) != len(set(ids)):
+        raise ApiError(422, f"Error: check that all the {link} exist.")
+    if any(r["project_id"] != project["id"] for r in rows):
+        raise ApiError(422, f"{link} of another project cannot be linked: the embedded Panoptes does not copy them")
+    return PROJECTS.respond(ctx, [project])
+
+
+# ------------------------------------------------------------------------------------ workflows
+def _workflow_definition(row: sqlite3.Row) -> dict[str, Any]:
+    return {**json.loads(row["attrs"]), "tasks": json.loads(row["tasks"]), "first_task": row["first_task"]}
+
+
+def _add_version(ctx: Ctx, workflow_id: int, major: int, minor: int, tasks: Any, first_task: str) -> None:
+    insert(ctx.db, "workflow_versions", {"workflow_id": workflow_id, "major": major, "minor": minor,
+                                         "tasks": dumps(tasks), "first_task": first_task, "created_at": now()})
+
+
+def _link_sets(ctx: Ctx, workflow: sqlite3.Row, set_ids: list[int]) -> None:
+    """Link subject sets of the workflow's project; make the status rows of their subjects."""
+    rows = _existing(ctx, "subject_sets", set_ids)
+    if len(rows) != len(set(set_ids)) or any(r["project_id"] != workflow["project_id"] for r in rows):
+        raise ApiError(422, f"Error: check that subject sets {set_ids} exist in project {workflow['project_id']}.")
+    stamp = now()
+    ctx.db.executemany("INSERT OR IGNORE INTO workflow_subject_sets (workflow_id, subject_set_id) VALUES (?, ?)",
+                       [(workflow["id"], sid) for sid in set_ids])
+    ensure_statuses(ctx.db, "wss.workflow_id = ? AND wss.subject_set_id IN (SELECT value FROM json_each(?))",
+                    (workflow["id"], id_list(set_ids)), stamp)
+    refresh_finished(ctx.db, [workflow["id"]], stamp)
+
+
+def _unlink_sets(ctx: Ctx, workflow_id: int, set_ids: list[int]) -> None:
+    ctx.db.execute("DELETE FROM workflow_subject_sets WHERE workflow_id = ? AND subject_set_id IN "
+                   "(SELECT value FROM json_each(?))", (workflow_id, id_list(set_ids)))
+    refresh_finished(ctx.db, [workflow_id], now())
+
+
+def create_workflow(ctx: Ctx) -> Response:
+    attrs, links = WORKFLOW_SCHEMA.validate(resource_body("workflows"), creating=True)
+    project = writable_project(ctx, _linked_project(ctx, links))
+    retirement = normalize_retirement(attrs.pop("retirement", {}))
+    tasks, first_task = attrs.pop("tasks", {}), attrs.pop("first_task", "")
+    stamp = now()
+    wid = insert(ctx.db, "workflows", {
+        "project_id": project["id"], "display_name": attrs.pop("display_name"),
+        # a live project's new workflows start inactive (§4)
+        "active": int(attrs.pop("active", True) and not project["live"]), "major": 1, "minor": 1,
+        "tasks": dumps(tasks), "first_task": first_task, "retirement": dumps(retirement),
+        "attrs": dumps({**WORKFLOW_DEFAULTS, **attrs}), "created_at": stamp, "updated_at": stamp,
+    })
+    _add_version(ctx, wid, 1, 1, tasks, first_task)
+    if links.get("subject_sets"):
+        _link_sets(ctx, WORKFLOWS.find(ctx, wid), to_ids(links["subject_sets"], "links.subject_sets"))
+    return WORKFLOWS.respond(ctx, [WORKFLOWS.find(ctx, wid)], 201)
+
+
+def update_workflow(ctx: Ctx, ident: str) -> Response:
+    require_if_match()
+    row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
+    attrs, links = WORKFLOW_SCHEMA.validate(resource_body("workflows"), creating=False)
+    _linked_project(ctx, links, row["project_id"])
+    old = _workflow_definition(row)
+    new = {**old, **{k: v for k, v in attrs.items() if k not in ("display_name", "active", "retirement")}}
+    project = PROJECTS.find(ctx, row["project_id"])
+    major, minor = version_bumps(old, new)
+    if major and project["live"] and row["active"]:
+        raise ApiError(403, "Can't change an active workflow for a live project.")
+    changes: dict[str, Any] = {"tasks": dumps(new.pop("tasks")), "first_task": new.pop("first_task"),
+                               "attrs": dumps(new), "updated_at": now(),
+                               "major": row["major"] + major, "minor": row["minor"] + minor}
+    if "display_name" in attrs:
+        changes["display_name"] = attrs["display_name"]
+    if "active" in attrs:
+        changes["active"] = int(attrs["active"])
+    if "retirement" in attrs:
+        changes["retirement"] = dumps(normalize_retirement(attrs["retirement"]))
+    update(ctx.db, "workflows", row["id"], changes)
+    if major or minor:
+        _add_version(ctx, row["id"], changes["major"], changes["minor"], json.loads(changes["tasks"]), changes["first_task"])
+    if "subject_sets" in links:
+        wanted = set(to_ids(links["subject_sets"] or [], "links.subject_sets"))
+        current = {r[0] for r in ctx.db.execute("SELECT subject_set_id FROM workflow_subject_sets WHERE workflow_id = ?",
+                                                (row["id"],))}
+        if current - wanted:
+            _unlink_sets(ctx, row["id"], sorted(current - wanted))
+        if wanted - current:
+            _link_sets(ctx, row, sorted(wanted - current))
+    return WORKFLOWS.respond(ctx, [WORKFLOWS.find(ctx, row["id"])])
+
+
+def delete_workflow(ctx: Ctx, ident: str) -> Response:
+    require_if_match()
+    row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
+    exports.drop(ctx, "workflows", [row["id"]])
+    ctx.db.execute("DELETE FROM workflows WHERE id = ?", (row["id"],))
+    return no_content()
+
+
+def link_sets_to_workflow(ctx: Ctx, ident: str) -> Response:
+    row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
+    _link_sets(ctx, row, _id_array(json_body(), "subject_sets"))
+    return WORKFLOWS.respond(ctx, [WORKFLOWS.find(ctx, row["id"])])
+
+
+def unlink_sets_from_workflow(ctx: Ctx, ident: str, ids: str) -> Response:
+    row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
+    _unlink_sets(ctx, row["id"], to_ids(ids.split(","), "subject set id"))
+    return no_content()
+
+
+def retire_subjects(ctx: Ctx, ident: str) -> Response:
+    """POST /workflows/{id}/retired_subjects: retire with the given reason, whatever the counts."""
+    row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
+    body = json_body()
+    subject_ids = _id_array(body, "subject_ids" if "subject_ids" in body else "subject_id")
+    reason = body.get("retirement_reason") or "other"
+    reason = "nothing_here" if reason == "blank" else reason
+    if reason not in RETIREMENT_REASONS:
+        raise ApiError(422, f"retirement_reason must be one of {sorted(RETIREMENT_REASONS) + ['blank']}, not {reason!r}")
+    if len(_existing(ctx, "subjects", subject_ids)) != len(set(subject_ids)):
+        raise ApiError(422, "Error: check that all the subjects exist.")
+    set_retired(ctx.db, row["id"], sorted(set(subject_ids)), reason, now())
+    return no_content()
+
+
+def unretire_subjects(ctx: Ctx, ident: str) -> Response:
+    """POST /workflows/{id}/unretire_subjects with ``subject_ids`` or ``subject_set_ids``."""
+    row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
+    body = json_body()
+    if "subject_set_ids" in body:
+        set_ids = _id_array(body, "subject_set_ids")
+        subject_ids = [r[0] for r in ctx.db.execute(
+            "SELECT DISTINCT subject_id FROM set_member_subjects WHERE subject_set_id IN (SELECT value FROM json_each(?))",
+            (id_list(set_ids),))]
+    else:
+        subject_ids = _id_array(body, "subject_ids")
+    set_retired(ctx.db, row["id"], sorted(set(subject_ids)), None, now())
+    return no_content()
+
+
+# ------------------------------------------------------------------------------------ subject sets
+def _link_subjects(ctx: Ctx, subject_set: sqlite3.Row, subject_ids: list[int]) -> None:
+    """Add members (existing ones are kept once); subjects must be in projects the caller may write."""
+    rows = _existing(ctx, "subjects", subject_ids)
+    if len(rows) != len(set(subject_ids)):
+        raise ApiError(422, LINK_ERROR)
+    for project_id in {r["project_id"] for r in rows} - {subject_set["project_id"]}:
+        writable_project(ctx, project_id, "subjects")
+    stamp = now()
+    ctx.db.executemany(
+        "INSERT OR IGNORE INTO set_member_subjects (subject_set_id, subject_id, created_at, updated_at) VALUES (?, ?, ?, ?)",
+        [(subject_set["id"], sid, stamp, stamp) for sid in subject_ids],
+    )
+    ensure_statuses(ctx.db, "sms.subject_set_id = ? AND sms.subject_id IN (SELECT value FROM json_each(?))",
+                    (subject_set["id"], id_list(subject_ids)), stamp)
+    refresh_finished(ctx.db, workflows_of_set(ctx.db, subject_set["id"]), stamp)
+
+
+def create_subject_set(ctx: Ctx) -> Response:
+    attrs, links = SUBJECT_SET_SCHEMA.validate(resource_body("subject_sets"), creating=True)
+    project = writable_project(ctx, _linked_project(ctx, links))
+    stamp = now()
+    set_id = insert(ctx.db, "subject_sets", {"project_id": project["id"], "display_name": attrs["display_name"],
+                                             "metadata": dumps(attrs.get("metadata", {})),
+                                             "created_at": stamp, "updated_at": stamp})
+    if links.get("subjects"):
+        _link_subjects(ctx, SUBJECT_SETS.find(ctx, set_id), to_ids(links["subjects"], "links.subjects"))
+    return SUBJECT_SETS.respond(ctx, [SUBJECT_SETS.find(ctx, set_id)], 201)
+
+
+def update_subject_set(ctx: Ctx, ident: str) -> Response:
+    require_if_match()
+    row = writable(ctx, SUBJECT_SETS, to_id(ident, "subject set id"))
+    attrs, links = SUBJECT_SET_SCHEMA.validate(resource_body("subject_sets"), creating=False)
+    _linked_project(ctx, links, row["project_id"])
+    changes = {"display_name": attrs["display_name"]} if "display_name" in attrs else {}
+    if "metadata" in attrs:
+        changes["metadata"] = dumps(attrs["metadata"])
+    update(ctx.db, "subject_sets", row["id"], {**changes, "updated_at": now()})
+    if links.get("subjects"):
+        _link_subjects(ctx, row, to_ids(links["subjects"], "links.subjects"))
+    return SUBJECT_SETS.respond(ctx, [SUBJECT_SETS.find(ctx, row["id"])])
+
+
+def delete_subject_set(ctx: Ctx, ident: str) -> Response:
+    """The set and its memberships go; the subjects stay (as on the real server)."""
+    require_if_match()
+    row = writable(ctx, SUBJECT_SETS, to_id(ident, "subject set id"))
+    workflows = workflows_of_set(ctx.db, row["id"])
+    ctx.db.execute("DELETE FROM subject_sets WHERE id = ?", (row["id"],))
+    refresh_finished(ctx.db, workflows, now())
+    return no_content()
+
+
+def link_subjects_to_set(ctx: Ctx, ident: str) -> Response:
+    row = writable(ctx, SUBJECT_SETS, to_id(ident, "subject set id"))
+    _link_subjects(ctx, row, _id_array(json_body(), "subjects"))
+    return SUBJECT_SETS.respond(ctx, [SUBJECT_SETS.find(ctx, row["id"])])
+
+
+def unlink_subjects_from_set(ctx: Ctx, ident: str, ids: str) -> Response:
+    row = writable(ctx, SUBJECT_SETS, to_id(ident, "subject set id"))
+    ctx.db.execute("DELETE FROM set_member_subjects WHERE subject_set_id = ? AND subject_id IN "
+                   "(SELECT value FROM json_each(?))", (row["id"], id_list(to_ids(ids.split(","), "subject id"))))
+    refresh_finished(ctx.db, workflows_of_set(ctx.db, row["id"]), now())
+    return no_content()
+
+
+# ------------------------------------------------------------------------------------ subjects
+def _parse_locations(locations: list[Any]) -> list[tuple[str, str | None]]:
+    """(MIME type, external URL or None for an upload) per entry, in request order (§6.1)."""
+    parsed = []
+    for index, entry in enumerate(locations):
+        if isinstance(entry, str):
+            mime, url = entry, None
+        elif isinstance(entry, dict) and len(entry) == 1:
+            (mime, url), = entry.items()
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise ApiError(422, f"subjects: location {index} must hold an http(s) URL, not {url!r}")
+        else:
+            raise ApiError(422, f"subjects: location {index} must be a MIME type or a one-key {{mime: url}} object")
+        if mime not in EXTENSIONS:
+            raise ApiError(422, f"subjects: location {index} has MIME type {mime!r}; allowed: {', '.join(EXTENSIONS)}")
+        parsed.append((mime, url))
+    return parsed
+
+
+def _write_locations(ctx: Ctx, subject_id: int, locations: list[Any], keep: dict[str, sqlite3.Row]) -> frozenset[str]:
+    """Store the locations of a subject; an entry whose URL ends in a name of ``keep`` keeps that file.
+    Returns the names that now await an upload."""
+    fresh = set()
+    for position, (mime, url) in enumerate(_parse_locations(locations)):
+        name = next((n for n in keep if url is not None and url.endswith(f"/{UPLOADS}/{n}")), None)
+        kept = keep.pop(name) if name else None
+        if url is None:
+            name = ctx.media.new_name(EXTENSIONS[mime])
+            fresh.add(name)
+        insert(ctx.db, "locations", {
+            "subject_id": subject_id, "position": position, "mime": mime, "media_name": name,
+            "external_url": None if name else url, "content_type": kept["content_type"] if kept else None,
+        })
+    return frozenset(fresh)
+
+
+def create_subject(ctx: Ctx) -> Response:
+    attrs, links = SUBJECT_SCHEMA.validate(resource_body("subjects"), creating=True)
+    project = writable_project(ctx, _linked_project(ctx, links))
+    stamp = now()
+    sid = insert(ctx.db, "subjects", {"project_id": project["id"], "metadata": dumps(attrs.get("metadata", {})),
+                                      "external_id": attrs.get("external_id"), "created_at": stamp,
+                                      "updated_at": stamp})
+    uploads = _write_locations(ctx, sid, attrs["locations"], {})
+    for set_id in to_ids(links.get("subject_sets") or [], "links.subject_sets"):
+        _link_subjects(ctx, writable(ctx, SUBJECT_SETS, set_id), [sid])
+    rows = [SUBJECTS.find(ctx, sid)]
+    return SUBJECTS.respond(ctx, rows, 201, serialize_subjects(ctx, rows, uploads))
+
+
+def update_subject(ctx: Ctx, ident: str) -> Response:
+    """PUT /subjects/{id}: metadata is replaced whole; ``locations`` replaces the list (kept files stay)."""
+    require_if_match()
+    row = writable(ctx, SUBJECTS, to_id(ident, "subject id"))
+    attrs, links = SUBJECT_SCHEMA.validate(resource_body("subjects"), creating=False)
+    _linked_project(ctx, links, row["project_id"])
+    changes: dict[str, Any] = {"updated_at": now()}
+    if "metadata" in attrs:
+        changes["metadata"] = dumps(attrs["metadata"])
+    if "external_id" in attrs:
+        changes["external_id"] = attrs["external_id"]
+    update(ctx.db, "subjects", row["id"], changes)
+    uploads: frozenset[str] = frozenset()
+    if "locations" in attrs:
+        keep = {r["media_name"]: r for r in ctx.db.execute(
+            "SELECT * FROM locations WHERE subject_id = ? AND media_name IS NOT NULL", (row["id"],))}
+        ctx.db.execute("DELETE FROM locations WHERE subject_id = ?", (row["id"],))
+        uploads = _write_locations(ctx, row["id"], attrs["locations"], keep)
+        ctx.media.remove(UPLOADS, list(keep))  # what is left in keep was dropped from the subject
+    rows = [SUBJECTS.find(ctx, row["id"])]
+    return SUBJECTS.respond(ctx, rows, 200, serialize_subjects(ctx, rows, uploads))
+
+
+def delete_subject(ctx: Ctx, ident: str) -> Response:
+    require_if_match()
+    row = writable(ctx, SUBJECTS, to_id(ident, "subject id"))
+    workflows = [r[0] for r in ctx.db.execute(
+        "SELECT DISTINCT wss.workflow_id FROM workflow_subject_sets wss JOIN set_member_subjects sms "
+        "ON sms.subject_set_id = wss.subject_set_id WHERE sms.subject_id = ?", (row["id"],))]
+    _delete_subject_media(ctx, "?", row["id"])
+    ctx.db.execute("DELETE FROM subjects WHERE id = ?", (row["id"],))
+    refresh_finished(ctx.db, workflows, now())
+    return no_content()
+
+
+# ------------------------------------------------------------------------------------ classifications
+def create_classification(ctx: Ctx) -> Response:
+    """POST /classifications (anonymous allowed): store it, then count and retire at once (§8)."""
+    attrs, links = CLASSIFICATION_SCHEMA.validate(resource_body("classifications"), creating=True)
+    metadata = attrs["metadata"]
+    missing = [k for k in CLASSIFICATION_METADATA if k not in metadata]
+    if missing:
+        raise ApiError(422, f"classifications: metadata is missing {', '.join(missing)}")
+    if not all(isinstance(a, dict) and "task" in a for a in attrs["annotations"]):
+        raise ApiError(422, "classifications: every annotation must be an object with a task")
+    completed = attrs.get("completed", True)
+    if not completed and ctx.viewer is None:
+        raise ApiError(422, "classifications: an incomplete classification needs a logged-in user")
+    workflow = WORKFLOWS.find(ctx, to_id(links["workflow"], "links.workflow"))
+    project_id = to_id(links["project"], "links.project")
+    if workflow["project_id"] != project_id:
+        raise ApiError(422, f"classifications: workflow {workflow['id']} is not in project {project_id}")
+    raw_subjects = links["subjects"] if isinstance(links["subjects"], list) else [links["subjects"]]
+    subject_ids = list(dict.fromkeys(to_ids(raw_subjects, "links.subjects")))
+    if not subject_ids or len(_existing(ctx, "subjects", subject_ids)) != len(subject_ids):
+        raise ApiError(422, "classifications: check that links.subjects lists existing subjects")
+    user_id = ctx.viewer["id"] if ctx.viewer is not None else None
+    stamp = now()
+    seen = count_classification(ctx.db, workflow, user_id, subject_ids,
+                                counts=completed and metadata.get("seen_before") is not True, stamp=stamp)
+    stored = {k: v for k, v in metadata.items() if k != "workflow_version"}
+    stored["live_project"] = bool(PROJECTS.find(ctx, project_id)["live"])
+    if user_id is not None:
+        stored["user_group_ids"] = []
+    if seen:
+        stored["seen_before"] = True
+    cid = insert(ctx.db, "classifications", {
+        "project_id": project_id, "workflow_id": workflow["id"], "user_id": user_id,
+        "user_ip": request.remote_addr or "", "completed": int(completed),
+        "gold_standard": None if attrs.get("gold_standard") is None else int(attrs["gold_standard"]),
+        "workflow_version": str(metadata["workflow_version"]), "annotations": dumps(attrs["annotations"]),
+        "metadata": dumps(stored), "created_at": stamp, "updated_at": stamp,
+    })
+    ctx.db.executemany("INSERT INTO classification_subjects (classification_id, subject_id) VALUES (?, ?)",
+                       [(cid, sid) for sid in subject_ids])
+    rows = ctx.db.execute("SELECT * FROM classifications WHERE id = ?", (cid,)).fetchall()
+    return CLASSIFICATIONS.respond(ctx, rows, 201)
+
+
+# ------------------------------------------------------------------------------------ exports, me
+def export_view(ctx: Ctx, linked_type: str, ident: int, export: str, generate: bool) -> Response:
+    """POST (generate) or GET (describe) ``/{projects|workflows}/{id}/{type}_export``; owners only."""
+    if export == "workflow_contents_export":
+        raise ApiError(410, "workflow_contents_export is retired on Zooniverse; use the workflows export")
+    if not export.endswith("_export"):
+        raise ApiError(404, f"no route {linked_type}/{ident}/{export}")
+    if linked_type == "projects":
+        writable_project(ctx, ident, "exports")
+    else:
+        writable(ctx, WORKFLOWS, ident)
+    action = exports.generate if generate else exports.describe
+    return action(ctx, linked_type, ident, export.removesuffix("_export"))
+
+
+def me(ctx: Ctx) -> Response:
+    return USERS.respond(ctx, [ctx.require_viewer()])
+
+
+def register(app: Flask, server: EmbeddedPanoptes) -> None:
+    view = api_view(server.store, server.accounts.viewer, server.media)
+
+    def route(rule: str, fn: Any, method: str) -> None:
+        app.add_url_rule(f"/api{rule}", f"{method} {rule}", view(fn), methods=[method])
+
+    for kind in KINDS:
+        route(f"/{kind.key}", partial(list_resources, kind=kind), "GET")
+        route(f"/{kind.key}/<path_ids>", partial(list_resources, kind=kind), "GET")
+    route("/me", me, "GET")
+    writes = {"projects": (create_project, update_project, delete_project),
+              "workflows": (create_workflow, update_workflow, delete_workflow),
+              "subject_sets": (create_subject_set, update_subject_set, delete_subject_set),
+              "subjects": (create_subject, update_subject, delete_subject)}
+    for key, (create, change, delete) in writes.items():
+        route(f"/{key}", create, "POST")
+        route(f"/{key}/<ident>", change, "PUT")
+        route(f"/{key}/<ident>", delete, "DELETE")
+    route("/classifications", create_classification, "POST")
+    route("/projects/<ident>/links/subject_sets", partial(link_to_project, link="subject_sets"), "POST")
+    route("/projects/<ident>/links/workflows", partial(link_to_project, link="workflows"), "POST")
+    route("/workflows/<ident>/links/subject_sets", link_sets_to_workflow, "POST")
+    route("/workflows/<ident>/links/subject_sets/<ids>", unlink_sets_from_workflow, "DELETE")
+    route("/workflows/<ident>/retired_subjects", retire_subjects, "POST")
+    route("/workflows/<ident>/unretire_subjects", unretire_subjects, "POST")
+    route("/subject_sets/<ident>/links/subjects", link_subjects_to_set, "POST")
+    route("/subject_sets/<ident>/links/subjects/<ids>", unlink_subjects_from_set, "DELETE")
+    for linked_type in exports.EXPORT_TYPES:
+        for method, generate in (("POST", True), ("GET", False)):
+            route(f"/{linked_type}/<int:ident>/<export>",
+                  partial(export_view, linked_type=linked_type, generate=generate), method)
