@@ -166,7 +166,7 @@ class SourceFormat:
                    for name, column in self.columns.items()}
         if self.nanoseconds:
             columns[self.nanoseconds] = pa.Column(int, pa.Check.in_range(0, 999_999_999), required=False)
-        return pa.DataFrameSchema(columns, name=self.name)
+        return pa.DataFrameSchema(columns)
 
     def canonical(self, table: pd.DataFrame) -> pd.DataFrame:
         renamed = table.rename(columns={column: name for name, column in self.columns.items()})
@@ -245,7 +245,7 @@ class CsvData:
                         for c in feature_columns})
         if self.label_column is not None:
             columns[self.label_column] = canonical_column("label", self.classes)
-        return pa.DataFrameSchema(columns, name="feature table")
+        return pa.DataFrameSchema(columns)
 
     def load(self) -> Candidates:
         source = f"feature table {self.path}"

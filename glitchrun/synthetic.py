@@ -148,7 +148,6 @@ SUMMARY_SCHEMA = pa.DataFrameSchema(
         **{f"mean_{name}": pa.Column(float, pa.Check.gt(0), coerce=True)
            for name in ("snr", "peak_frequency", "central_freq", "duration", "bandwidth")},
     },
-    name="Gravity Spy v1.0 class summary",
 )
 
 
