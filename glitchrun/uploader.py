@@ -1,0 +1,426 @@
+"""The subject upload engine: a manifest into a subject set, concurrent, retried, resumable, verified.
+
+Why not ``Subject.save()``: after a 5xx on a create it sends the create again although the first may
+have been committed (a duplicate subject), its media uploads run in threads whose failures nobody
+checks (a subject without images), and each error stalls it for about 40 s. So the engine talks to the
+API itself through the logged-in ``panoptes-client``:
+
+1. it lists the set on the server and skips every key already there (the key travels in each subject's
+   metadata as ``#glitchrun_key``, beside the visible key column), so a re-run never uploads twice;
+2. it lists the project's subjects that are in no set (orphans of an interrupted run, or creates that
+   were committed although the answer was a 5xx): a complete one is adopted, an incomplete one deleted;
+3. it creates each remaining subject once (a create is never blindly repeated: after a failure the next
+   pass looks for it as an orphan first), PUTs each file to its upload URL, reads the media back and
+   compares the bytes, re-sending what the store lost, then links subjects in batches;
+4. it verifies the result on the server: the set holds each manifest key exactly once, nothing else,
+   and every media location is fetchable. ``upload_report.csv`` and the log say what happened to each key.
+
+Transient failures (5xx, dropped connections, timeouts) are retried with exponential backoff; a
+subject that still fails is reported, not fatal to the others.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+import pandera.pandas as pa
+import requests
+from panoptes_client import Panoptes
+from panoptes_client.panoptes import PanoptesAPIException
+from requests.adapters import HTTPAdapter
+from tqdm import tqdm
+
+from glitchrun.csvio import write_csv
+from glitchrun.manifest import Location, Manifest, media_type
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: hidden metadata field holding the manifest key of a subject
+KEY_FIELD = "#glitchrun_key"
+#: seconds to connect to / wait for an answer from the media store
+MEDIA_TIMEOUT = (10, 120)
+STATUSES = ("uploaded", "adopted", "skipped", "failed", "unexpected")
+
+REPORT_SCHEMA = pa.DataFrameSchema(
+    {
+        "key": pa.Column(str),
+        "status": pa.Column(str, pa.Check.isin(STATUSES)),
+        "subject_id": pa.Column(str, nullable=True),
+        "problem": pa.Column(str, nullable=True),
+    },
+    strict=True,
+    coerce=True,
+)
+
+
+class MediaIncomplete(RuntimeError):
+    """A subject's media could not be stored completely."""
+
+
+@dataclass
+class UploadOutcome:
+    """What an upload did, key by key; ``ok`` means the set on the server is exactly the manifest."""
+
+    uploaded: list[str]  # created by this run
+    adopted: list[str]  # complete but unlinked subjects of an earlier run, linked now
+    skipped: list[str]  # already in the set
+    failed: list[str]  # not in the set, or in it more than once, or with media missing
+    subject_ids: dict[str, str]  # key -> subject id, for every key now in the set
+    ok: bool
+    report: Path
+
+
+def transient(err: BaseException) -> bool:
+    """Worth another try: a 5xx answer, a dropped connection or a timeout (not a 4xx: that would repeat)."""
+    if isinstance(err, requests.HTTPError):
+        return err.response is not None and err.response.status_code >= 500
+    if isinstance(err, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
+        return True
+    return isinstance(err, PanoptesAPIException) and str(err).startswith("Received HTTP status code 5")
+
+
+def describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+class SubjectUploader:
+    """Uploads a ``Manifest`` into a subject set (config node ``uploader``); does no work until ``upload``."""
+
+    def __init__(self, workers: int = 8, retries: int = 4, backoff: float = 0.5, link_batch: int = 100) -> None:
+        if workers < 1 or retries < 0 or backoff < 0 or not 1 <= link_batch <= 100:
+            raise ValueError(f"uploader: need workers >= 1, retries >= 0, backoff >= 0 and 1 <= link_batch <= 100; "
+                             f"got {workers=}, {retries=}, {backoff=}, {link_batch=}")
+        self.workers = workers
+        self.retries = retries
+        self.backoff = backoff
+        self.link_batch = link_batch
+
+    def upload(self, manifest: Manifest, project_id: str, subject_set_id: str, report_dir: Path) -> UploadOutcome:
+        """Make subject set ``subject_set_id`` of project ``project_id`` hold the manifest, and check it.
+
+        Runs with the calling thread's logged-in client (``backend.connect()``). Writes
+        ``report_dir/upload_report.csv``.
+        """
+        return Upload(self, manifest, str(project_id), str(subject_set_id)).run(Path(report_dir))
+
+    def retrying(self, call: Callable[[], T]) -> T:
+        """``call()``, tried again after transient failures with exponential backoff."""
+        for attempt in itertools.count():
+            try:
+                return call()
+            except Exception as err:
+                if attempt >= self.retries or not transient(err):
+                    raise
+                log.debug("transient failure (%s); retry %d in %.2f s", describe(err), attempt + 1, self.backoff * 2**attempt)
+                time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+
+class Upload:
+    """One ``SubjectUploader.upload`` call: its client, manifest, target set and what happened to each key."""
+
+    def __init__(self, config: SubjectUploader, manifest: Manifest, project_id: str, subject_set_id: str) -> None:
+        self.config = config
+        self.manifest = manifest
+        self.project_id = project_id
+        self.subject_set_id = subject_set_id
+        self.client = Panoptes.client()
+        self.media = requests.Session()  # media PUT/GET: plain HTTP, no Panoptes credentials
+        self.media.mount("http://", HTTPAdapter(pool_maxsize=config.workers))
+        self.media.mount("https://", HTTPAdapter(pool_maxsize=config.workers))
+        self.status: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
+
+    def run(self, report_dir: Path) -> UploadOutcome:
+        keys = self.manifest.keys
+        try:
+            members = self.members()
+            todo = [key for key in keys if key not in members]
+            self.status.update({key: "skipped" for key in keys if key in members})
+            log.info("subject set %s already holds %d of the %d manifest keys", self.subject_set_id, len(keys) - len(todo), len(keys))
+            for attempt in range(self.config.retries + 1):
+                if not todo:
+                    break
+                if attempt:
+                    log.info("pass %d: %d subjects left to upload", attempt + 1, len(todo))
+                    time.sleep(self.config.backoff * 2 ** (attempt - 1))
+                self.adopt_orphans(todo)
+                self.create_all([key for key in todo if key not in self.status])
+                todo = [key for key in todo if key not in self.status]
+            subject_ids, problems, unexpected = self.verify()
+        finally:
+            self.media.close()
+        return self.outcome(subject_ids, problems, unexpected, report_dir)
+
+    # -- reading the server ---------------------------------------------------------------------------
+    def list_subjects(self, **filters: str) -> list[dict[str, Any]]:
+        """Every subject matching ``filters``, 100 per request, each page retried on its own.
+
+        Raw pages rather than ``Subject.where``: the model's GET retries stall ~40 s per 5xx.
+        """
+        subjects: list[dict[str, Any]] = []
+        path: str | None = "/subjects"
+        params: dict[str, Any] = {**filters, "page_size": 100}
+        while path:
+            page, _ = self.config.retrying(lambda: self.client.get(path, params=params))
+            subjects += page["subjects"]
+            path, params = page["meta"]["subjects"].get("next_href"), {}
+        return subjects
+
+    def key_of(self, subject: dict[str, Any]) -> str | None:
+        metadata = subject.get("metadata") or {}
+        key = metadata.get(KEY_FIELD, metadata.get(self.manifest.key_column))
+        return None if key is None else str(key)
+
+    def members(self) -> dict[str | None, list[dict[str, Any]]]:
+        """The set's subjects by key, as the server has them now."""
+        by_key: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+        for subject in self.list_subjects(subject_set_id=self.subject_set_id):
+            by_key[self.key_of(subject)].append(subject)
+        return by_key
+
+    def fetch(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """A media request, retried on transient failures; 4xx answers are returned, not raised."""
+
+        def once() -> requests.Response:
+            response = self.media.request(method, url, timeout=MEDIA_TIMEOUT, **kwargs)
+            if response.status_code >= 500:
+                response.raise_for_status()
+            return response
+
+        return self.config.retrying(once)
+
+    def media_problems(self, subject: dict[str, Any], locations: list[Location],
+                       contents: dict[int, bytes] | None = None) -> dict[int, str]:
+        """What is wrong with a subject's media, by position; {} if complete.
+
+        With ``contents`` (position -> bytes of the local file) each stored file is read back and compared;
+        without, each must only be fetchable (HEAD). External URLs must be stored as given.
+        """
+        stored = subject.get("locations") or []
+        if len(stored) != len(locations):
+            return {i: f"subject {subject['id']} has {len(stored)} media, the manifest {len(locations)}" for i in range(len(locations))}
+        problems = {}
+        for i, (have, want) in enumerate(zip(stored, locations)):
+            (mime, url), = have.items()
+            if isinstance(want, dict):
+                problem = None if have == want else f"media {i} is {have}, expected {want}"
+            elif mime != media_type(want.name):
+                problem = f"media {i} has type {mime}, expected {media_type(want.name)}"
+            elif contents is None:
+                status = self.fetch("HEAD", url).status_code
+                problem = None if status == 200 else f"media {i} ({url}) answers {status}"
+            else:
+                response = self.fetch("GET", url)
+                same = response.status_code == 200 and response.content == contents[i]
+                problem = None if same else f"media {i} ({url}) does not hold {want.name} (HTTP {response.status_code})"
+            if problem:
+                problems[i] = problem
+        return problems
+
+    # -- writing ---------------------------------------------------------------------------------------
+    def concurrently(self, task: Callable[[str], T], keys: list[str], desc: str,
+                     done: Callable[[str, T], None]) -> dict[str, str]:
+        """Run ``task(key)`` on ``workers`` threads with this client; ``done`` runs here as each finishes.
+
+        Returns the error of each key whose task raised. Pending tasks are cancelled if ``done`` raises.
+        """
+        errors: dict[str, str] = {}
+        if not keys:
+            return errors
+
+        def in_client(key: str) -> T:
+            with self.client:  # panoptes-client keeps the logged-in client per thread
+                return task(key)
+
+        pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="upload")
+        try:
+            futures = {pool.submit(in_client, key): key for key in keys}
+            with tqdm(total=len(keys), desc=desc, unit="subject", file=sys.stderr) as bar:
+                for future in as_completed(futures):
+                    key = futures[future]
+                    bar.update()
+                    if future.exception() is not None:
+                        errors[key] = describe(future.exception())
+                        log.warning("%s: %s", key, errors[key])
+                    else:
+                        done(key, future.result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return errors
+
+    def link(self, pairs: list[tuple[str, str]], status: str) -> None:
+        """Link (key, subject id) pairs to the set in one request; the keys get ``status`` once linked."""
+        ids = [subject_id for _, subject_id in pairs]
+        path = f"/subject_sets/{self.subject_set_id}/links/subjects"
+        try:
+            self.config.retrying(lambda: self.client.post(path, json={"subjects": ids}))
+        except Exception as err:  # the subjects stay orphans; the next pass adopts them
+            for key, _ in pairs:
+                self.errors[key] = f"linking failed: {describe(err)}"
+            log.warning("linking %d subjects to set %s failed: %s", len(ids), self.subject_set_id, describe(err))
+            return
+        self.status.update({key: status for key, _ in pairs})
+
+    def batched_linker(self, status: str) -> tuple[Callable[[str, str | None], None], Callable[[], None]]:
+        """(add, flush): ``add(key, subject_id)`` links once ``link_batch`` ids wait; ``flush()`` links the rest."""
+        waiting: list[tuple[str, str]] = []
+
+        def flush() -> None:
+            if waiting:
+                self.link(list(waiting), status)
+                waiting.clear()
+
+        def add(key: str, subject_id: str | None) -> None:
+            if subject_id is not None:
+                waiting.append((key, subject_id))
+            if len(waiting) >= self.config.link_batch:
+                flush()
+
+        return add, flush
+
+    def delete(self, subject_id: str) -> None:
+        """Delete a subject that is in no set; its own GET gives the ETag the real server insists on."""
+        _, etag = self.config.retrying(lambda: self.client.get(f"/subjects/{subject_id}"))
+        self.config.retrying(lambda: self.client.delete(f"/subjects/{subject_id}", etag=etag))
+
+    def expected_metadata(self, key: str) -> dict[str, Any]:
+        return {**self.manifest.metadata(key), KEY_FIELD: key}
+
+    def local_contents(self, key: str) -> dict[int, bytes]:
+        return {i: loc.read_bytes() for i, loc in enumerate(self.manifest.locations(key)) if isinstance(loc, Path)}
+
+    def adopt_orphans(self, keys: list[str]) -> None:
+        """Link complete unlinked subjects of these keys (earlier runs' work); delete incomplete ones."""
+        wanted = set(keys)
+        orphans: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for subject in self.list_subjects(project_id=self.project_id):
+            key = self.key_of(subject)
+            # only subjects the server says are in no set: never touch one that belongs to another set
+            if key in wanted and KEY_FIELD in subject["metadata"] and subject["links"].get("subject_sets") == []:
+                orphans[key].append(subject)
+        if not orphans:
+            return
+        log.info("found unlinked subjects of %d keys from an earlier run; checking them", len(orphans))
+
+        def settle(key: str) -> str | None:
+            """The id of a complete orphan of this key (if any); the others are deleted."""
+            adopted = None
+            for subject in sorted(orphans[key], key=lambda s: int(s["id"])):
+                if adopted is None and subject["metadata"] == self.expected_metadata(key) and not self.media_problems(
+                        subject, self.manifest.locations(key), self.local_contents(key)):
+                    adopted = subject["id"]
+                else:
+                    self.delete(subject["id"])
+                    log.info("%s: deleted unlinked subject %s (incomplete, changed or a duplicate)", key, subject["id"])
+            return adopted
+
+        add, flush = self.batched_linker("adopted")
+        self.errors.update(self.concurrently(settle, sorted(orphans), "adopt", add))
+        flush()
+
+    def create(self, key: str) -> str:
+        """Create one subject, store and check its media; returns its id, or raises (nothing left behind)."""
+        locations = self.manifest.locations(key)
+        body = {"subjects": {
+            "locations": [loc if isinstance(loc, dict) else media_type(loc.name) for loc in locations],
+            "metadata": self.expected_metadata(key),
+            "links": {"project": self.project_id},
+        }}
+        # a single try: a failed create may still have been committed, so the next pass looks for it first
+        created, _ = self.client.post("/subjects", json=body)
+        subject = created["subjects"][0]
+        try:
+            self.store_media(subject, locations, self.local_contents(key))
+        except Exception:
+            try:
+                self.delete(subject["id"])
+            except Exception as err:  # left as an incomplete orphan: the next pass or run deletes it
+                log.warning("%s: could not delete incomplete subject %s: %s", key, subject["id"], describe(err))
+            raise
+        return subject["id"]
+
+    def store_media(self, subject: dict[str, Any], locations: list[Location], contents: dict[int, bytes]) -> None:
+        """PUT each local file to its upload URL, read the subject back and re-send what was not stored."""
+        upload_urls = [next(iter(location.values())) for location in subject["locations"]]
+        missing = list(contents)
+        problems: dict[int, str] = {}
+        for _ in range(self.config.retries + 1):
+            for i in missing:
+                response = self.fetch("PUT", upload_urls[i], data=contents[i], headers={
+                    "Content-Type": media_type(locations[i].name), "x-ms-blob-type": "BlockBlob"})
+                if not response.ok:
+                    raise MediaIncomplete(f"upload of {locations[i].name} answered HTTP {response.status_code}")
+            stored, _ = self.config.retrying(lambda: self.client.get(f"/subjects/{subject['id']}"))
+            problems = self.media_problems(stored["subjects"][0], locations, contents)
+            missing = [i for i in problems if i in contents]
+            if not problems or len(missing) < len(problems):  # complete, or wrong in a way a re-send cannot fix
+                break
+        if problems:
+            raise MediaIncomplete("; ".join(problems.values()))
+
+    def create_all(self, keys: list[str]) -> None:
+        add, flush = self.batched_linker("uploaded")
+        self.errors.update(self.concurrently(self.create, keys, "upload", add))
+        flush()
+
+    # -- checking and reporting -----------------------------------------------------------------------
+    def verify(self) -> tuple[dict[str, str], dict[str, str], list[dict[str, Any]]]:
+        """(subject id by key, problem by key, subjects of the set that are not in the manifest), from the server."""
+        members = self.members()
+        keys = set(self.manifest.keys)
+        unexpected = [s for key, subjects in members.items() if key not in keys for s in subjects]
+        problems: dict[str, str] = {}
+        for key in keys:
+            if key not in members:
+                problems[key] = self.errors.get(key, "not in the set")
+            elif len(members[key]) > 1:
+                problems[key] = f"in the set {len(members[key])} times: subjects {[s['id'] for s in members[key]]}"
+
+        def check(key: str) -> str | None:
+            found = self.media_problems(members[key][0], self.manifest.locations(key))
+            return "; ".join(found.values()) or None
+
+        def record(key: str, problem: str | None) -> None:
+            if problem:
+                problems[key] = problem
+
+        checked = [key for key in self.manifest.keys if len(members.get(key, [])) == 1]
+        errors = self.concurrently(check, checked, "verify", record)
+        problems.update({key: f"media could not be checked: {error}" for key, error in errors.items()})
+        subject_ids = {key: str(members[key][0]["id"]) for key in self.manifest.keys if key in members}
+        return subject_ids, problems, unexpected
+
+    def outcome(self, subject_ids: dict[str, str], problems: dict[str, str], unexpected: list[dict[str, Any]],
+                report_dir: Path) -> UploadOutcome:
+        """Each key's final status (a key with a problem has failed, whatever this run did), the report and the log."""
+        # a key in the set without a status got there by a link whose answer was lost: this run's upload
+        status = {key: "failed" if key in problems else self.status.get(key, "uploaded") for key in self.manifest.keys}
+        rows = [{"key": key, "status": status[key], "subject_id": subject_ids.get(key), "problem": problems.get(key)}
+                for key in self.manifest.keys]
+        rows += [{"key": self.key_of(s) or "", "status": "unexpected", "subject_id": str(s["id"]),
+                  "problem": "in the set but not in the manifest"} for s in unexpected]
+        report = write_csv(pd.DataFrame(rows, columns=list(REPORT_SCHEMA.columns)), Path(report_dir) / "upload_report.csv",
+                           REPORT_SCHEMA, what="upload report")
+        by_status = {name: [key for key in self.manifest.keys if status[key] == name] for name in STATUSES}
+        outcome = UploadOutcome(by_status["uploaded"], by_status["adopted"], by_status["skipped"], by_status["failed"],
+                                subject_ids, ok=not problems and not unexpected, report=report)
+        log.info("subject set %s: %d uploaded, %d adopted from an earlier run, %d already there, %d failed, "
+                 "%d not in the manifest; verification %s; report %s", self.subject_set_id, len(outcome.uploaded),
+                 len(outcome.adopted), len(outcome.skipped), len(outcome.failed), len(unexpected),
+                 "passed" if outcome.ok else "FAILED", report)
+        for key in outcome.failed[:20]:
+            log.warning("%s: %s", key, problems[key])
+        return outcome
