@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,10 +49,18 @@ class FeatureSpec:
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """The features of ``frame``'s rows: float64, C-contiguous, columns in the order of ``names``."""
-        columns = [np.log10(frame[c].to_numpy(dtype=np.float64)) for c in self.log10]
-        columns += [frame[c].to_numpy(dtype=np.float64) for c in self.linear]
-        columns += [(frame["ifo"] == ifo).to_numpy(dtype=np.float64) for ifo in self.one_hot_ifo]
-        return np.column_stack(columns)
+        out = np.empty((len(frame), len(self.names)))
+        for j, values in enumerate(self.columns(frame)):
+            out[:, j] = values  # one column at a time: no second matrix-sized temporary
+        return out
+
+    def columns(self, frame: pd.DataFrame) -> Iterator[np.ndarray]:
+        for c in self.log10:
+            yield np.log10(frame[c].to_numpy(dtype=np.float64))
+        for c in self.linear:
+            yield frame[c].to_numpy(dtype=np.float64)
+        for ifo in self.one_hot_ifo:
+            yield (frame["ifo"] == ifo).to_numpy(dtype=np.float64)
 
     def available(self, frame: pd.DataFrame, source: str) -> FeatureSpec:
         """This spec without the columns ``source`` lacks (all NA), saying so in a log line."""

@@ -14,11 +14,9 @@ from sklearn.ensemble import RandomForestClassifier
 from glitchrun import synthetic
 from glitchrun.csvio import read_csv
 from glitchrun.data import CANONICAL_COLUMNS, GRAVITY_SPY_CLASSES, O3_ADDED_CLASSES, GravitySpyData, SyntheticData
-from glitchrun.synthetic import FEATURES, FIT, O3A_END, O3A_FILE, O3A_START, SUMMARY_FILE, SUMMARY_SCHEMA, generate
-
-#: summary column of each feature's class mean
-MEAN_COLUMNS = {"snr": "mean_snr", "peak_frequency": "mean_peak_frequency", "central_frequency": "mean_central_freq",
-                "duration": "mean_duration", "bandwidth": "mean_bandwidth"}
+from glitchrun.synthetic import (
+    FEATURES, FIT, O3A_END, O3A_FILE, O3A_START, SUMMARY_FILE, SUMMARY_MEANS, SUMMARY_SCHEMA, generate,
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +57,10 @@ def test_class_priors_and_detector_split_match_v1(summary: pd.DataFrame, large: 
 def test_class_means_match_v1(summary: pd.DataFrame, large: pd.DataFrame):
     """Per class and feature, the log-normal estimate of the mean, exp(mean ln x + var ln x / 2), is the v1.0
     class mean within 5 standard errors (arithmetic means of heavy tails would need far more rows)."""
-    logs = np.log(large[list(MEAN_COLUMNS)]).groupby(large["truth"])
+    logs = np.log(large[list(FEATURES)]).groupby(large["truth"])
     var, n = logs.var(), logs.count()
     estimate = logs.mean() + var / 2
-    expected = np.log(summary[list(MEAN_COLUMNS.values())]).set_axis(list(MEAN_COLUMNS), axis=1)
+    expected = np.log(summary[list(SUMMARY_MEANS.values())]).set_axis(list(FEATURES), axis=1)
     error = (estimate - expected.loc[estimate.index]).abs() / np.sqrt((var + var**2 / 2) / n)
     assert (error < 5).all().all(), error.round(1)
 
