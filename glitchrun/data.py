@@ -22,11 +22,12 @@ from glitchrun.synthetic import GRAVITY_SPY_CLASSES, generate
 
 log = logging.getLogger(__name__)
 
-CANONICAL_COLUMNS = ("ifo", "event_time", "peak_frequency", "central_frequency", "duration", "bandwidth", "snr",
-                     "amplitude", "label", "truth")
-TEXT_COLUMNS = ("ifo", "label", "truth")
 #: measured values that must be positive (they enter the features as log10)
 POSITIVE_COLUMNS = ("peak_frequency", "central_frequency", "duration", "bandwidth", "snr", "amplitude")
+#: what is known of a candidate besides its class
+MEASURED_COLUMNS = ("ifo", "event_time", *POSITIVE_COLUMNS)
+CANONICAL_COLUMNS = (*MEASURED_COLUMNS, "label", "truth")
+TEXT_COLUMNS = ("ifo", "label", "truth")
 IFOS = ("H1", "L1", "V1")
 #: classes the Gravity Spy O3 catalogue uses beyond the v1.0 ones (Glanzer et al. 2023)
 O3_ADDED_CLASSES = ("Blip_Low_Frequency", "Fast_Scattering")
@@ -88,8 +89,10 @@ class Candidates:
 
     def __post_init__(self) -> None:
         missing = [c for c in CANONICAL_COLUMNS if c not in self.frame.columns]
-        if missing or self.frame.index.name != "id" or not self.frame.index.is_unique:
-            raise ValueError(f"not a candidates frame: needs a unique 'id' index and the columns {missing}")
+        if missing:
+            raise ValueError(f"a candidates frame needs the columns {missing}")
+        if self.frame.index.name != "id" or not self.frame.index.is_unique:
+            raise ValueError("a candidates frame needs a unique index named 'id'")
 
     @property
     def feature_columns(self) -> list[str]:
@@ -133,7 +136,7 @@ def use_labels_as(frame: pd.DataFrame, labels_as: str) -> pd.DataFrame:
     return frame
 
 
-def required(path: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
+def given(path: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
     if path is None:
         raise ValueError("data.path is not set: give the CSV to read, e.g. data.path=glitches.csv")
     return path
@@ -176,8 +179,10 @@ class SourceFormat:
             columns[self.nanoseconds] = pa.Column(int, pa.Check.in_range(0, 999_999_999), required=False)
         return pa.DataFrameSchema(columns)
 
-    def canonical(self, table: pd.DataFrame) -> pd.DataFrame:
-        renamed = table.rename(columns={column: name for name, column in self.columns.items()})
+    def to_canonical(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Only this format's columns, renamed (v1.0 files also have an ``event_time`` that is not ours)."""
+        present = {column: name for name, column in self.columns.items() if column in table.columns}
+        renamed = table[list(present)].rename(columns=present)
         if self.nanoseconds in table.columns:
             renamed["event_time"] = renamed["event_time"] + table[self.nanoseconds] * 1e-9
         return canonical(renamed)
@@ -220,10 +225,10 @@ class GravitySpyData:
         check_labels_as(self.labels_as)
 
     def load(self) -> Candidates:
-        raw = read_csv(required(self.path), what="Gravity Spy metadata")
+        raw = read_csv(given(self.path), what="Gravity Spy metadata")
         fmt = detect_format(list(raw.columns), self.path)
         table = validate(raw, fmt.schema(self.classes), source=f"{fmt.name} {self.path}")
-        frame = use_labels_as(fmt.canonical(table), self.labels_as)
+        frame = use_labels_as(fmt.to_canonical(table), self.labels_as)
         return make_candidates(frame, self.features, self.classes, f"{fmt.name} {self.path}")
 
 
@@ -246,8 +251,7 @@ class CsvData:
         check_labels_as(self.labels_as)
 
     def schema(self, feature_columns: Sequence[str]) -> pa.DataFrameSchema:
-        columns = {c: canonical_column(c, self.classes, required=False) for c in CANONICAL_COLUMNS
-                   if c not in ("label", "truth")}
+        columns = {c: canonical_column(c, self.classes, required=False) for c in MEASURED_COLUMNS}
         columns[self.id_column] = canonical_column("id", self.classes)
         columns.update({c: pa.Column(float, pa.Check(np.isfinite, name="finite"), coerce=True)
                         for c in feature_columns})
@@ -257,17 +261,18 @@ class CsvData:
 
     def load(self) -> Candidates:
         source = f"feature table {self.path}"
-        raw = read_csv(required(self.path), what="feature table")
+        raw = read_csv(given(self.path), what="feature table")
         features = self.feature_columns
         if features is None:
             features = [c for c in raw.columns if c not in (self.id_column, self.label_column, *CANONICAL_COLUMNS)]
         table = validate(raw, self.schema(features), source=source)
-        kept = [c for c in table.columns if c in CANONICAL_COLUMNS and c not in ("label", "truth")]
+        kept = [c for c in table.columns if c in MEASURED_COLUMNS]
         names = {self.id_column: "id", **{c: c for c in (*kept, *features)}}
         if self.label_column is not None:
             names[self.label_column] = "label"
         frame = use_labels_as(canonical(table[list(names)].rename(columns=names), features), self.labels_as)
-        return make_candidates(frame, FeatureSpec(log10=[], linear=list(features), one_hot_ifo=[]), self.classes, source)
+        spec = FeatureSpec(log10=[], linear=list(features), one_hot_ifo=[])
+        return make_candidates(frame, spec, self.classes, source)
 
 
 @dataclass

@@ -32,11 +32,12 @@ def o3a(shared_data: Path) -> pd.DataFrame:
 
 
 def v1_copy(o3a: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """The O3a rows of v1.0 classes written in the v1.0 training-set format, times split in s and ns."""
+    """The O3a rows of v1.0 classes written in the v1.0 training-set format, times split in s and ns (and,
+    as in the real v1.0 file, also whole in ``event_time``)."""
     rows = o3a[o3a["label"].isin(GRAVITY_SPY_CLASSES)].reset_index(drop=True)
-    table = pd.DataFrame({v1: rows[o3] for v1, o3 in V1_FROM_O3.items()})
-    table.insert(2, "peak_time", np.floor(rows["GPStime"]).astype(int))
-    table.insert(3, "peak_time_ns", np.round((rows["GPStime"] % 1) * 1e9).astype(int))
+    table = pd.DataFrame({"event_time": rows["GPStime"], **{v1: rows[o3] for v1, o3 in V1_FROM_O3.items()}})
+    table.insert(3, "peak_time", np.floor(rows["GPStime"]).astype(int))
+    table.insert(4, "peak_time_ns", np.round((rows["GPStime"] % 1) * 1e9).astype(int))
     table["sample_type"] = "train"
     table.to_csv(path, index=False)
     return table
@@ -206,7 +207,7 @@ def test_loaders_refuse_a_missing_path_or_an_unknown_labels_use():
 
 def test_candidates_refuse_duplicate_ids_and_unknown_feature_columns():
     frame = SyntheticData(n=5).load().frame
-    with pytest.raises(ValueError, match="unique 'id' index"):
+    with pytest.raises(ValueError, match="unique index named .id."):
         Candidates(pd.concat([frame, frame.iloc[:1]]))
     with pytest.raises(ValueError, match=r"\['loudness'\]"):
         FeatureSpec(log10=["loudness"]).available(frame, "test frame")
