@@ -4,13 +4,14 @@ Simulated campaigns and tests need many candidates with known ground truth and n
 package keeps a few fitted numbers (``FIT``) and draws candidates from them:
 
 - class priors and detector split: the v1.0 per-class H1/L1 counts;
-- per-class centres: the v1.0 class means of SNR, peak frequency, central frequency, duration and bandwidth
-  (arithmetic means, which the log-normal draw reproduces);
-- within-class spread: standard deviations of the natural logs per class, and one within-class correlation
-  pooled over all classes, both from the 170 real O3a rows; classes absent from that sample get the
-  pooled standard deviations;
+- per-class centres: the v1.0 class means of peak frequency, central frequency, duration, bandwidth and
+  SNR (arithmetic means, which the log-normal draw reproduces);
+- within-class spread, from the 170 real O3a rows (17 classes, 10 each, H1, SNR > 15): the standard
+  deviation of each ln feature per class, and one within-class correlation pooled over the 17 classes.
+  The 7 v1.0 classes the sample lacks (1080Lines, 1400Ripples, Air_Compressor, Chirp, Helix,
+  None_of_the_Above, Wandering_Line) get the pooled standard deviations;
 - amplitude (not in the v1.0 summary): a least-squares fit of ln amplitude on the five ln features over
-  the O3a rows, plus a per-class residual spread.
+  the O3a rows, plus the per-class (or pooled) spread of its residual.
 
 ``python -m glitchrun.synthetic --refit ../shared/data`` re-derives ``FIT`` from the shared files and
 prints it as the Python source below.
@@ -118,12 +119,13 @@ def generate(n: int, seed: int, classes: Sequence[str] | None = None, fit: Fit =
         raise ValueError(f"no synthetic shape for classes {unknown}; the generator knows {list(fit.shapes)}")
     shapes = [fit.shapes[name] for name in names]
     counts = np.array([(s.n_h1, s.n_l1) for s in shapes], dtype=np.float64)
+    totals = counts.sum(axis=1)
     log_sd = np.array([s.log_sd for s in shapes])
     # a log-normal with ln-space (mu, sd) has mean exp(mu + sd^2 / 2): place mu so class means match v1.0
     mu = np.log(np.array([s.mean for s in shapes])) - log_sd[:, :-1] ** 2 / 2
 
     rng = np.random.default_rng(seed)
-    k = rng.choice(len(names), size=n, p=counts.sum(axis=1) / counts.sum())
+    k = rng.choice(len(names), size=n, p=totals / totals.sum())
     # one float block filled in place (it becomes the frame's, uncopied); rows: event_time, FEATURES, amplitude
     floats = ["event_time", *FEATURES, "amplitude"]
     values = np.empty((len(floats), n))
@@ -135,7 +137,7 @@ def generate(n: int, seed: int, classes: Sequence[str] | None = None, fit: Fit =
     np.matmul(logs, np.array(fit.amplitude[1:]), out=values[-1])
     values[-1] += fit.amplitude[0] + log_sd[k, -1] * rng.standard_normal(n)
     np.exp(values[1:], out=values[1:])
-    is_h1 = rng.random(n) < (counts[:, 0] / counts.sum(axis=1))[k]
+    is_h1 = rng.random(n) < (counts[:, 0] / totals)[k]
 
     frame = pd.DataFrame(values.T, columns=floats, copy=False)
     frame.insert(0, "id", "syn" + pd.Series(np.arange(n)).astype("str").str.zfill(len(str(max(n - 1, 0)))))
@@ -159,9 +161,8 @@ def refit(folder: Path) -> Fit:
     from glitchrun.csvio import read_csv
     from glitchrun.data import O3_ADDED_CLASSES, GravitySpyData  # glitchrun.data imports this module
 
-    summary = read_csv(folder / SUMMARY_FILE, SUMMARY_SCHEMA, what="class summary")
-    classes = summary["label"].tolist()
-    sample = GravitySpyData(folder / O3A_FILE, classes=[*classes, *O3_ADDED_CLASSES]).load().frame
+    summary = read_csv(folder / SUMMARY_FILE, SUMMARY_SCHEMA, what="class summary").set_index("label")
+    sample = GravitySpyData(folder / O3A_FILE, classes=[*summary.index, *O3_ADDED_CLASSES]).load().frame
     logs = np.log(sample[list(FEATURES)].to_numpy(dtype=np.float64))
     design = np.column_stack([np.ones(len(logs)), logs])
     amplitude, *_ = np.linalg.lstsq(design, np.log(sample["amplitude"].to_numpy(dtype=np.float64)), rcond=None)
@@ -173,11 +174,10 @@ def refit(folder: Path) -> Fit:
     pooled_sd = np.sqrt((within**2).sum() / (len(within) - groups.ngroups))
     class_sd = groups.std(ddof=1)
 
-    means = summary[list(SUMMARY_MEANS.values())].to_numpy(dtype=np.float64)
     shapes = {
-        row.label: Shape(int(row.n_H1), int(row.n_L1), tuple(float(m) for m in mean),
-                         rounded(class_sd.loc[row.label] if row.label in class_sd.index else pooled_sd, 3))
-        for row, mean in zip(summary.itertuples(), means)
+        label: Shape(int(row["n_H1"]), int(row["n_L1"]), rounded(row[list(SUMMARY_MEANS.values())], 3),
+                     rounded(class_sd.loc[label] if label in class_sd.index else pooled_sd, 3))
+        for label, row in summary.iterrows()
     }
     correlation = np.corrcoef(within.to_numpy()[:, : len(FEATURES)].T)
     return Fit(shapes, tuple(rounded(row, 3) for row in correlation), rounded(amplitude, 4))
