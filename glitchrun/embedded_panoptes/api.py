@@ -45,6 +45,7 @@ from glitchrun.embedded_panoptes.web import (
     ApiError,
     Ctx,
     Schema,
+    not_found,
     api_view,
     json_body,
     require_if_match,
@@ -510,6 +511,18 @@ def delete_subject(ctx: Ctx, ident: str) -> Response:
 
 
 # ------------------------------------------------------------------------------------ classifications
+def _classifiable_workflow(ctx: Ctx, ident: int) -> sqlite3.Row:
+    """Anonymous volunteers classify public projects only; any account of this server may classify a
+    private one too, like the testers a private project's owner invites on Zooniverse (the simulated
+    crowd's volunteers are such accounts). Reads of a private project stay hidden from them."""
+    if ctx.viewer is None:
+        return WORKFLOWS.find(ctx, ident)
+    row = ctx.db.execute("SELECT * FROM workflows WHERE id = ?", (ident,)).fetchone()
+    if row is None:
+        raise not_found("workflow", ident)
+    return row
+
+
 def create_classification(ctx: Ctx) -> Response:
     """POST /classifications (anonymous allowed): store it, then count and retire at once (§8)."""
     attrs, links = CLASSIFICATION_SCHEMA.validate(resource_body("classifications"), creating=True)
@@ -522,7 +535,7 @@ def create_classification(ctx: Ctx) -> Response:
     completed = attrs.get("completed", True)
     if not completed and ctx.viewer is None:
         raise ApiError(422, "classifications: an incomplete classification needs a logged-in user")
-    workflow = WORKFLOWS.find(ctx, to_id(links["workflow"], "links.workflow"))
+    workflow = _classifiable_workflow(ctx, to_id(links["workflow"], "links.workflow"))
     project_id = to_id(links["project"], "links.project")
     if workflow["project_id"] != project_id:
         raise ApiError(422, f"classifications: workflow {workflow['id']} is not in project {project_id}")
@@ -535,7 +548,8 @@ def create_classification(ctx: Ctx) -> Response:
     seen = count_classification(ctx.db, workflow, user_id, subject_ids,
                                 counts=completed and metadata.get("seen_before") is not True, stamp=stamp)
     stored = {k: v for k, v in metadata.items() if k != "workflow_version"}
-    stored["live_project"] = bool(PROJECTS.find(ctx, project_id)["live"])
+    live = ctx.db.execute("SELECT live FROM projects WHERE id = ?", (project_id,)).fetchone()["live"]
+    stored["live_project"] = bool(live)
     if user_id is not None:
         stored["user_group_ids"] = []
     if seen:
@@ -554,18 +568,18 @@ def create_classification(ctx: Ctx) -> Response:
 
 
 # ------------------------------------------------------------------------------------ exports, me
-def export_view(ctx: Ctx, linked_type: str, ident: int, export: str, generate: bool) -> Response:
+def export_view(ctx: Ctx, ident: str, linked_type: str, export_type: str, generate: bool) -> Response:
     """POST (generate) or GET (describe) ``/{projects|workflows}/{id}/{type}_export``; owners only."""
-    if export == "workflow_contents_export":
-        raise ApiError(410, "workflow_contents_export is retired on Zooniverse; use the workflows export")
-    if not export.endswith("_export"):
-        raise ApiError(404, f"no route {linked_type}/{ident}/{export}")
     if linked_type == "projects":
-        writable_project(ctx, ident, "exports")
+        linked_id = writable_project(ctx, to_id(ident, "project id"), "exports")["id"]
     else:
-        writable(ctx, WORKFLOWS, ident)
+        linked_id = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))["id"]
     action = exports.generate if generate else exports.describe
-    return action(ctx, linked_type, ident, export.removesuffix("_export"))
+    return action(ctx, linked_type, linked_id, export_type)
+
+
+def retired_export(ctx: Ctx, ident: str) -> Response:
+    raise ApiError(410, "workflow_contents_export is retired on Zooniverse; use the project's workflows export")
 
 
 def me(ctx: Ctx) -> Response:
@@ -599,7 +613,9 @@ def register(app: Flask, server: EmbeddedPanoptes) -> None:
     route("/workflows/<ident>/unretire_subjects", unretire_subjects, "POST")
     route("/subject_sets/<ident>/links/subjects", link_subjects_to_set, "POST")
     route("/subject_sets/<ident>/links/subjects/<ids>", unlink_subjects_from_set, "DELETE")
-    for linked_type in exports.EXPORT_TYPES:
-        for method, generate in (("POST", True), ("GET", False)):
-            route(f"/{linked_type}/<int:ident>/<export>",
-                  partial(export_view, linked_type=linked_type, generate=generate), method)
+    for linked_type, export_types in exports.EXPORT_TYPES.items():
+        for export_type in export_types:
+            for method, generate in (("POST", True), ("GET", False)):
+                route(f"/{linked_type}/<ident>/{export_type}_export",
+                      partial(export_view, linked_type=linked_type, export_type=export_type, generate=generate), method)
+    route("/workflows/<ident>/workflow_contents_export", retired_export, "POST")

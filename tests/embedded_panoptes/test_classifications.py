@@ -1,0 +1,93 @@
+"""Classifications by logged-in and anonymous volunteers, counted and retired at once (§8 of the contract),
+as the statuses and the workflow's and project's counters then show."""
+
+from __future__ import annotations
+
+import pytest
+from panoptes_client import Panoptes, Project, Workflow
+from panoptes_client.panoptes import PanoptesAPIException
+
+from glitchrun.embedded_panoptes import EmbeddedPanoptes
+
+from .helpers import classify, make_project, make_subject_set, make_subjects, make_workflow
+
+
+def volunteer(server: EmbeddedPanoptes, login: str) -> Panoptes:
+    _, password = server.ensure_user(login)
+    return Panoptes(endpoint=server.endpoint, username=login, password=password)
+
+
+def test_classifications_count_and_retire_subjects(server: EmbeddedPanoptes, owner: Panoptes) -> None:
+    project = make_project()
+    workflow = make_workflow(project, retirement_count=2)
+    subject_set = make_subject_set(project)
+    a, b, c = make_subjects(project, 3)
+    subject_set.add([a, b, c])
+    workflow.add_subject_sets(subject_set)
+    bob, carol, anonymous = volunteer(server, "bob"), volunteer(server, "carol"), Panoptes(endpoint=server.endpoint)
+
+    first = classify(bob, workflow, a.id, 0)
+    assert first["links"]["user"] == str(bob.logged_in_user_id)
+    assert first["metadata"]["workflow_version"] == "1.1" and first["metadata"]["user_group_ids"] == []
+    again = classify(bob, workflow, a.id, 1)  # the same volunteer again: stored, not counted
+    assert again["metadata"]["seen_before"] is True
+    assert workflow.subject_workflow_status(a.id).classifications_count == 1
+    assert workflow.subject_workflow_status(a.id).retired_at is None
+
+    classify(carol, workflow, a.id, 0)
+    status = workflow.subject_workflow_status(a.id)
+    assert (status.classifications_count, status.retirement_reason) == (2, "classification_count")
+    assert status.retired_at is not None
+
+    for _ in range(2):  # anonymous classifications all count
+        assert classify(anonymous, workflow, b.id, 3)["links"]["user"] is None
+    assert workflow.subject_workflow_status(b.id).retirement_reason == "classification_count"
+
+    counts = Workflow.find(workflow.id)
+    assert (counts.classifications_count, counts.subjects_count, counts.retired_set_member_subjects_count) == (4, 3, 2)
+    assert counts.completeness == pytest.approx(2 / 3) and counts.finished_at is None
+    assert (Project.find(project.id).classifications_count, Project.find(project.id).classifiers_count) == (4, 2)
+
+    workflow.retire_subjects([c.id], reason="blank")
+    assert workflow.subject_workflow_status(c.id).retirement_reason == "nothing_here"
+    finished = Workflow.find(workflow.id)
+    assert finished.completeness == 1.0 and finished.finished_at is not None
+    workflow.unretire_subjects([c.id])
+    assert Workflow.find(workflow.id).finished_at is None
+    assert workflow.subject_workflow_status(c.id).retired_at is None
+
+
+def test_never_retire_and_bad_classifications(server: EmbeddedPanoptes, owner: Panoptes) -> None:
+    project = make_project()
+    workflow = make_workflow(project)
+    workflow.retirement = {"criteria": "never_retire"}
+    workflow.save()
+    workflow = Workflow.find(workflow.id)
+    (subject,) = make_subjects(project, 1)
+    anonymous = Panoptes(endpoint=server.endpoint)
+    for _ in range(3):
+        classify(anonymous, workflow, subject.id, 0)
+    assert workflow.subject_workflow_status(subject.id).classifications_count == 3
+    assert workflow.subject_workflow_status(subject.id).retired_at is None
+
+    body = {"classifications": {"annotations": [{"task": "T0", "value": 0}], "metadata": {"source": "api"},
+                                "links": {"project": project.id, "workflow": workflow.id, "subjects": [subject.id]}}}
+    with anonymous, pytest.raises(PanoptesAPIException, match="metadata is missing started_at"):
+        anonymous.post("/classifications", json=body)
+    other = make_project("Other hunt")
+    body["classifications"]["links"]["project"] = other.id
+    body["classifications"]["metadata"] = {
+        k: "x" for k in ("started_at", "finished_at", "user_agent", "user_language", "workflow_version")}
+    with anonymous, pytest.raises(PanoptesAPIException, match=f"workflow {workflow.id} is not in project {other.id}"):
+        anonymous.post("/classifications", json=body)
+    assert workflow.subject_workflow_status(subject.id).classifications_count == 3  # neither was stored
+
+
+def test_private_projects_take_classifications_from_accounts_only(server: EmbeddedPanoptes, owner: Panoptes) -> None:
+    project = make_project("Secret hunt", private=True)
+    workflow = make_workflow(project)
+    (subject,) = make_subjects(project, 1)
+    with pytest.raises(PanoptesAPIException, match="Could not find workflow"):
+        classify(Panoptes(endpoint=server.endpoint), workflow, subject.id, 0)
+    classify(volunteer(server, "bob"), workflow, subject.id, 0)
+    assert workflow.subject_workflow_status(subject.id).classifications_count == 1
