@@ -6,9 +6,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import requests
+from panoptes_client import Panoptes
 
 from glitchrun.csvio import CsvError
-from glitchrun.exports import ExportJob, read_classification_export, read_subject_export, staleness
+from glitchrun.exports import (ExportJob, ExportTarget, StaleExportError, read_classification_export, read_export,
+                               read_subject_export, staleness, wait_until_ready)
 
 CLASSIFICATIONS = """\
 classification_id,user_name,user_id,user_ip,workflow_id,workflow_name,workflow_version,created_at,gold_standard,expert,metadata,annotations,subject_data,subject_ids
@@ -79,3 +82,103 @@ def test_export_config_is_checked_before_connecting(exports: list[str], workflow
     job = ExportJob(backend=None, run_dir=".", exports=exports, workflow_id=workflow_id)
     with pytest.raises(ValueError, match=message):
         job.check_config()
+
+
+def test_waiting_gives_up_with_a_clear_error():
+    class Creating:  # an export Zooniverse never finishes
+        id, display_name = 7, "slow"
+
+        def describe_export(self, export_type: str) -> dict:
+            return {"media": [{"metadata": {"state": "creating"}}]}
+
+    with pytest.raises(TimeoutError, match=r"classifications export of project 7 \('slow'\) is still 'creating' after 0.05 s"):
+        wait_until_ready(ExportTarget(Creating()), "classifications", timeout=0.05, poll_interval=0.01)
+
+
+# -- against the embedded Panoptes -------------------------------------------------------------------
+def classify(connection, zoo, subject_id: str, answer: int, anonymous: bool = False) -> None:
+    """A completed classification of one subject, posted as the Zooniverse web app would (§8)."""
+    body = {"classifications": {
+        "completed": True, "annotations": [{"task": "T0", "value": answer}],
+        "metadata": {"started_at": "2024-05-01T12:00:00.000Z", "finished_at": "2024-05-01T12:00:05.000Z",
+                     "user_agent": "glitchrun-tests", "user_language": "en", "workflow_version": "1.1"},
+        "links": {"project": zoo.project_id, "workflow": zoo.workflow_id, "subjects": [subject_id]}}}
+    if anonymous:
+        with Panoptes(endpoint=connection.endpoint):
+            Panoptes.client().post("/classifications", json=body)
+    else:
+        connection.client.post("/classifications", json=body)
+
+
+def test_request_then_download_round_trip(seed_campaign, run_job, local_backend):
+    zoo = seed_campaign([{"candidate_id": "c1", "#truth": "Blip"}, {"candidate_id": "c2"}])
+    s1, s2 = zoo.subject_ids
+    with local_backend.connect() as connection:
+        classify(connection, zoo, s1, 0)
+        classify(connection, zoo, s1, 1, anonymous=True)
+        classify(connection, zoo, s2, 0)
+
+    media, _ = run_job("export_request")
+    assert set(media) == {"classifications", "subjects", "workflows"}
+    files, run_dir = run_job("export_download", run_dir="download")
+    assert files["classifications"] == run_dir / "exports" / f"project-{zoo.project_id}_classifications.csv"
+
+    classifications = read_classification_export(files["classifications"])
+    assert [a[0]["value"] for a in classifications["annotations"]] == ["Blip", "Whistle", "Blip"]
+    assert classifications["subject_ids"].tolist() == [s1, s1, s2]
+    assert classifications["user_name"].iloc[0] == "glitchrun"
+    assert classifications["user_id"].isna().tolist() == [False, True, False]
+    assert classifications["subject_data"].iloc[0][s1]["#truth"] == "Blip"
+    subjects = read_subject_export(files["subjects"])
+    assert sorted(subjects["subject_id"].astype(str)) == [s1, s2]
+    assert subjects.set_index(subjects["subject_id"].astype(str)).at[s1, "classifications_count"] == 2
+    assert read_export(files["workflows"], "workflows")["workflow_id"].astype(str).tolist()[-1] == zoo.workflow_id
+
+    files, _ = run_job("export_download", f"job.workflow_id={zoo.workflow_id}", "job.exports=[classifications]",
+                       "job.generate=true", run_dir="workflow")
+    assert files["classifications"].name == f"workflow-{zoo.workflow_id}_classifications.csv"
+    assert len(read_classification_export(files["classifications"])) == 3
+
+
+def test_an_export_older_than_the_newest_classification_is_stale(seed_campaign, run_job, local_backend, tmp_path: Path):
+    zoo = seed_campaign([{"candidate_id": "c1"}, {"candidate_id": "c2"}])
+    with local_backend.connect() as connection:
+        classify(connection, zoo, zoo.subject_ids[0], 0)
+    run_job("export_request", "job.exports=[classifications]")
+    with local_backend.connect() as connection:
+        classify(connection, zoo, zoo.subject_ids[1], 1)
+
+    with pytest.raises(StaleExportError, match="holds 1 classifications but Zooniverse has counted 2"):
+        run_job("export_download", "job.exports=[classifications]", run_dir="stale")
+    assert [p.name for p in (tmp_path / "stale" / "exports").iterdir()] == [f"project-{zoo.project_id}_classifications.stale.csv"]
+
+    files, _ = run_job("export_download", "job.exports=[classifications]", "job.generate=true", run_dir="fresh")
+    assert len(read_classification_export(files["classifications"])) == 2
+
+
+def test_a_malformed_export_is_set_aside_with_a_clear_message(seed_campaign, run_job, local_backend, monkeypatch, tmp_path: Path):
+    zoo = seed_campaign([{"candidate_id": "c1"}])
+    with local_backend.connect() as connection:
+        classify(connection, zoo, zoo.subject_ids[0], 0)
+    original = requests.get
+
+    def corrupted(url: str, **kwargs) -> requests.Response:
+        """The export as served, with its annotations cell no longer JSON (same length)."""
+        response = original(url, **kwargs)
+        body = response.content.replace(b'"[{""task""', b'"[[""task""', 1)
+        response.iter_content = lambda chunk_size: iter([body])
+        return response
+
+    monkeypatch.setattr(requests, "get", corrupted)
+    with pytest.raises(CsvError) as err:
+        run_job("export_download", "job.exports=[classifications]", "job.generate=true", run_dir="bad")
+    invalid = tmp_path / "bad" / "exports" / f"project-{zoo.project_id}_classifications.invalid.csv"
+    assert f"kept as {invalid}" in str(err.value)
+    assert "column 'annotations' fails is not a JSON array at line 2" in str(err.value)
+    assert [p.name for p in invalid.parent.iterdir()] == [invalid.name]
+
+
+def test_download_without_any_export_says_how_to_get_one(seed_campaign, run_job):
+    seed_campaign([{"candidate_id": "c1"}])
+    with pytest.raises(LookupError, match="no subjects export of project .* job=export_request"):
+        run_job("export_download", "job.exports=[subjects]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -80,3 +81,78 @@ def test_a_key_held_by_several_subjects_is_refused(tmp_path: Path):
     with pytest.raises(CsvError, match="matches several subjects of set 5 .* at line 2"):
         validate(updates, updates_schema("candidate_id", {}, keys=subject_of, ambiguous=ambiguous, where="set 5"),
                  source="updates.csv")
+
+
+# -- against the embedded Panoptes -------------------------------------------------------------------
+SUBJECTS = [
+    {"candidate_id": "c1", "snr": 8, "ifo": "H1", "#truth": "Blip"},
+    {"candidate_id": "c2", "snr": 9.5, "ifo": "L1"},
+    {"candidate_id": "c3", "snr": 10, "ifo": "H1"},
+    {"candidate_id": "c4", "snr": 11, "ifo": "V1"},
+]
+
+
+def puts(calls: list[tuple[str, str]]) -> list[str]:
+    return sorted(path.rsplit("/", 1)[1] for method, path in calls if method == "PUT" and "/api/subjects/" in path)
+
+
+def test_a_bad_row_changes_nothing_and_is_named(seed_campaign, run_job, server_state, http_calls, tmp_path: Path):
+    zoo = seed_campaign(SUBJECTS)
+    s1, s2 = zoo.subject_ids[:2]
+    cases = {
+        "unknown": (f"subject_id,ifo\n{s1},V1\n99999,H1\n", f"is not a subject of subject set {zoo.subject_set_id}"),
+        "duplicate": (f"subject_id,ifo\n{s1},V1\n{s1},H1\n", "field_uniqueness at line 2, line 3"),
+        "type": (f"subject_id,snr\n{s1},8.5\n{s2},high\n", "column 'snr' fails is not a finite number (the field's current"),
+    }
+    for name, (text, message) in cases.items():
+        path = tmp_path / f"{name}.csv"
+        path.write_text(text)
+        with pytest.raises(CsvError) as err:
+            run_job("update_metadata", f"job.csv={path}", f"job.subject_set_id={zoo.subject_set_id}", "job.dry_run=false",
+                    run_dir=name)
+        assert message in str(err.value) and str(path) in str(err.value)
+        assert "line 3" in str(err.value)
+        assert not (tmp_path / name / "metadata_backup.json").exists()
+    assert puts(http_calls) == []
+    _, metadata = server_state([], zoo.subject_ids)
+    assert [metadata[sid] for sid in zoo.subject_ids] == SUBJECTS
+
+
+def test_merge_dry_run_then_apply_writes_only_changed_subjects(seed_campaign, run_job, server_state, http_calls, tmp_path: Path):
+    zoo = seed_campaign(SUBJECTS)
+    s1, s2, s3, s4 = zoo.subject_ids
+    path = tmp_path / "updates.csv"
+    path.write_text(f"subject_id,snr,ifo,quality\n{s1},8,V1,\n{s2},9.5,L1,\n{s3},,H1,good\n{s4},11,V1,\n")
+
+    _, run_dir = run_job("update_metadata", f"job.csv={path}", "job.subject_set_name=batch-1", run_dir="dry")
+    diff = pd.read_csv(run_dir / "metadata_diff.csv", dtype=str, keep_default_na=False)
+    assert diff.values.tolist() == [[s1, "ifo", '"H1"', '"V1"'], [s3, "quality", "", '"good"']]
+    assert puts(http_calls) == []
+
+    http_calls.clear()
+    report, run_dir = run_job("update_metadata", f"job.csv={path}", "job.subject_set_name=batch-1", "job.dry_run=false",
+                              run_dir="apply")
+    assert puts(http_calls) == sorted([s1, s3])
+    assert dict(zip(report["subject_id"], report["status"])) == {s1: "written", s2: "unchanged", s3: "written",
+                                                                 s4: "unchanged"}
+    backup = json.loads((run_dir / "metadata_backup.json").read_text())
+    assert backup["metadata"] == {s1: SUBJECTS[0], s3: SUBJECTS[2]}
+    _, metadata = server_state([], zoo.subject_ids)
+    assert metadata[s1] == {**SUBJECTS[0], "ifo": "V1"}
+    assert metadata[s3] == {**SUBJECTS[2], "quality": "good"}
+    assert metadata[s2] == SUBJECTS[1] and metadata[s4] == SUBJECTS[3]
+    assert isinstance(metadata[s4]["snr"], int)  # "11" equals 11: not rewritten as 11.0
+
+
+def test_replace_by_candidate_id_makes_metadata_exactly_the_row(seed_campaign, run_job, server_state, tmp_path: Path):
+    zoo = seed_campaign(SUBJECTS)
+    s1, s2, s3, s4 = zoo.subject_ids
+    path = tmp_path / "updates.csv"
+    path.write_text("candidate_id,snr,ifo,round\nc1,8,H1,2\nc2,9.5,,\n")
+    report, _ = run_job("update_metadata", f"job.csv={path}", "job.subject_set_name=batch-1", "job.key_column=candidate_id",
+                        "job.mode=replace", "job.dtypes={round:int}", "job.dry_run=false")
+    _, metadata = server_state([], zoo.subject_ids)
+    assert metadata[s1] == {"candidate_id": "c1", "snr": 8, "ifo": "H1", "round": 2}
+    assert metadata[s2] == {"candidate_id": "c2", "snr": 9.5}
+    assert metadata[s3] == SUBJECTS[2] and metadata[s4] == SUBJECTS[3]
+    assert report["status"].tolist() == ["written", "written"]
