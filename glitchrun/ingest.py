@@ -60,8 +60,8 @@ class Tally:
     repeats: int  # repeat classifications of a subject by the same volunteer (not counted)
     unanswered: int  # classifications without an answer
 
-    def labels(self, round: int | None) -> pd.DataFrame:
-        """The labels the consensus accepts (columns ``LABEL_COLUMNS``, plus ``round`` for the state)."""
+    def labels(self) -> pd.DataFrame:
+        """The labels the consensus accepts (columns ``LABEL_COLUMNS``)."""
         accepted = self.report[self.report["status"] == ACCEPTED]
         return pd.DataFrame({
             "candidate_id": accepted["candidate_id"].astype(str),
@@ -69,7 +69,6 @@ class Tally:
             "votes": accepted["votes"].astype(int),
             "agreement": accepted["agreement"].astype(float),
             "source": "crowd",
-            "round": round,
         }).reset_index(drop=True)
 
     def summary(self) -> str:
@@ -83,6 +82,8 @@ def ingest_export(export: pd.DataFrame, state: CampaignState, consensus: Any, cl
                   round: int | None = None) -> pd.DataFrame:
     """Add the crowd labels of a validated classification export to the campaign state.
 
+    A label is recorded for the round that queried its candidate (an export holds every round's
+    classifications so far); ``round`` is recorded for candidates no round queried (e.g. init_project's).
     Returns the labels added (columns candidate_id, label, votes, agreement, source='crowd').
     """
     return record(tally(export, state, consensus, classes), state, round)
@@ -90,14 +91,21 @@ def ingest_export(export: pd.DataFrame, state: CampaignState, consensus: Any, cl
 
 def record(result: Tally, state: CampaignState, round: int | None) -> pd.DataFrame:
     """Write a tally's accepted labels to the state in one transaction, and log what happened."""
-    labels = result.labels(round)
-    state.add_labels(labels.to_dict("records"))
+    labels = result.labels()
+    queried_in = batch_rounds(state)
+    rounds = [queried_in.get(c, round) for c in labels["candidate_id"]]
+    state.add_labels(labels.assign(round=pd.Series(rounds, dtype=object)).to_dict("records"))
     log.info("ingest: %s; %d labels added to the campaign", result.summary(), len(labels))
     unknown = result.report.loc[result.report["status"] == UNKNOWN_SUBJECT, "subject_id"]
     if not unknown.empty:
         log.warning("ingest: %d subjects are not subjects of this campaign and were skipped: %s", len(unknown),
                     ", ".join(unknown[:MAX_LISTED]) + (" ..." if len(unknown) > MAX_LISTED else ""))
     return labels[LABEL_COLUMNS]
+
+
+def batch_rounds(state: CampaignState) -> dict[str, int]:
+    """The round whose batch held each candidate."""
+    return {c: int(n) for n in state.rounds()["number"] for c in state.batch(int(n))["candidate_id"]}
 
 
 def tally(export: pd.DataFrame, state: CampaignState, consensus: Any, classes: Sequence[str]) -> Tally:

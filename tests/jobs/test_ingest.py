@@ -82,6 +82,16 @@ def test_a_volunteers_repeat_classifications_count_once(tmp_path: Path, state: C
     assert result.repeats == 3
 
 
+def test_a_label_is_recorded_for_the_round_that_queried_its_candidate(tmp_path: Path, state: CampaignState):
+    """The export of round 2 still holds round 1's classifications: c1 stays a round-1 label."""
+    batch = pd.DataFrame({"candidate_id": ["c1"], "strategy": ["uncertainty"], "score": [0.5],
+                          "predicted_class": ["Blip"], "probability": [0.5]})
+    state.start_round(1, "round-1", "run", batch)
+    export = read_classification_export(export_csv(tmp_path / "export.csv", [("alice", "11", "Blip"), ("alice", "12", "Tomte")]))
+    ingest_export(export, state, MajorityVote(min_votes=1), CLASSES, round=2)
+    assert state.labels().loc[["c1", "c2"], "round"].tolist() == [1, 2]
+
+
 def test_report_has_the_question_reducer_columns_and_skips_unknown_subjects(tmp_path: Path, state: CampaignState):
     export = read_classification_export(export_csv(tmp_path / "export.csv", [
         ("alice", "11", "Blip"), ("bob", "11", "Blip"), ("alice", "99", "Whistle"), ("bob", "99", "Whistle"),

@@ -1,0 +1,56 @@
+"""The simulation: full rounds (round -> crowd -> export -> ingest) on the embedded Panoptes, and its learning curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from panoptes_client import Workflow
+
+from glitchrun.backend import LocalBackend
+from glitchrun.data import Candidates
+from glitchrun.jobs.simulate import held_out, with_truth
+
+BATCH = 4
+#: small and fast: a small pool, one small Q-scan per subject, one perfect vote per subject
+FAST = ["data.n=600", f"al.batch_size={BATCH}", "al.seed_per_class=1", "images.size=[160,120]", "images.durations=[1.0]",
+        "images.n_jobs=1", "images.progress=false", "crowd=perfect", "campaign.workflow.retirement_count=1"]
+
+
+def test_three_rounds_give_a_learning_curve_over_seed_plus_three_batches(run_job):
+    curve, run_dir = run_job("simulate", "job.rounds=3", *FAST)
+    assert curve["round"].tolist() == [0, 1, 2, 3]
+    seeds = curve["labels"].iloc[0]
+    assert seeds > 0 and curve["labels"].tolist() == [seeds + r * BATCH for r in range(4)]
+    assert (curve["label_accuracy"] == 1.0).all()  # a perfect crowd's consensus is the truth
+    assert curve["full_pool_macro_f1"].nunique() == 1 and curve["macro_f1"].between(0, 1).all()
+    written = pd.read_csv(run_dir / "learning_curve.csv")
+    pd.testing.assert_frame_equal(written, curve, check_dtype=False)
+    assert (run_dir / "learning_curve.png").read_bytes().startswith(b"\x89PNG")
+    # the server of the run directory holds three retired rounds of BATCH subjects
+    with LocalBackend(storage_dir=run_dir / "embedded_panoptes").connect():
+        workflow = next(iter(Workflow.where()))
+        assert len(workflow.raw["links"]["subject_sets"]) == 3
+        assert workflow.raw["retired_set_member_subjects_count"] == 3 * BATCH
+
+
+def candidates(label: list, truth: list) -> Candidates:
+    """Candidates with these labels and truths and dull features."""
+    frame = pd.DataFrame({"ifo": "H1", "event_time": 0.0, "peak_frequency": 1.0, "central_frequency": 1.0, "duration": 1.0,
+                          "bandwidth": 1.0, "snr": 1.0, "amplitude": 1.0, "label": label, "truth": truth},
+                         index=pd.Index([f"c{i}" for i in range(len(label))], name="id"))
+    return Candidates(frame, classes=["Blip", "Whistle"])
+
+
+def test_known_labels_become_the_hidden_truth_and_the_test_split_keeps_class_shares():
+    labels = ["Blip"] * 10 + ["Whistle"] * 5
+    simulated = with_truth(candidates(labels, [pd.NA] * 15))
+    assert simulated.frame["label"].isna().all() and simulated.frame["truth"].tolist() == labels
+    test = held_out(simulated.frame["truth"], 0.2, seed=0)
+    assert simulated.frame.loc[test, "truth"].value_counts().to_dict() == {"Blip": 2, "Whistle": 1}
+
+
+def test_a_simulation_needs_ground_truth_for_every_candidate():
+    with pytest.raises(ValueError, match="1 candidates have no ground truth"):
+        with_truth(candidates([pd.NA, pd.NA], ["Blip", pd.NA]))
