@@ -122,7 +122,7 @@ class CampaignState:
                 (number, subject_set_name, run_dir, now(), now()),
             )
             db.executemany(
-                "INSERT INTO batch VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO batch VALUES (?, ?, ?, ?, ?, ?)",
                 [(number, str(c), str(s), float(sc), str(p), float(pr)) for c, s, sc, p, pr in rows],
             )
         return Round(number, "selected", subject_set_name, None, run_dir)
