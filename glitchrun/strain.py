@@ -136,9 +136,11 @@ class FileStrain:
         source = row.get(self.column)
         if not isinstance(source, (str, Path)) or not str(source):
             source = self.path
-        event_time = number(row.get("event_time"))
-        if source is None or event_time is None:
+        if source is None:
             return None
+        event_time = number(row.get("event_time"))
+        if event_time is None:  # recorded data exist: an image of made-up data would mislead volunteers
+            raise ValueError(f"candidate {cid!r} has strain in {source} but no event_time to read it at")
         from gwpy.timeseries import TimeSeries  # gwpy is slow to import; only file reads need it
 
         args = [] if self.channel is None else [self.channel]

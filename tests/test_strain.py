@@ -56,10 +56,11 @@ def test_file_strain_reads_around_the_event_time(npz: NpzStrain, tmp_path: Path)
     assert read.duration == pytest.approx(8) and read.centre == pytest.approx(4)
     first = int(2.5 * segment.sample_rate)
     np.testing.assert_allclose(read.data, segment.data[first:first + read.data.size])
-    # the file may come from the source instead of the row; no event time, or no file: not this source's
+    # the file may come from the source instead of the row; without a file it is not this source's
     assert FileStrain(path=str(path), channel="H1:STRAIN", pad=4).segment("c", {"event_time": event_time}) is not None
-    assert FileStrain(channel="H1:STRAIN").segment("c", {"event_time": math.nan, "strain": str(path)}) is None
     assert FileStrain().segment("c", {"event_time": event_time}) is None
+    with pytest.raises(ValueError, match="'c' has strain in .* but no event_time"):
+        FileStrain(channel="H1:STRAIN").segment("c", {"event_time": math.nan, "strain": str(path)})
 
 
 def test_synthetic_is_deterministic_per_candidate_and_seed():
