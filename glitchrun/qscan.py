@@ -327,7 +327,7 @@ def file_stem(cid: str) -> str:
     return safe
 
 
-def title(row: Mapping[str, Any]) -> str:
+def image_title(row: Mapping[str, Any]) -> str:
     """Gravity Spy's title: the detector's site, and the run when known (never the label)."""
     ifo = row.get("ifo")
     name = IFO_NAMES.get(ifo, ifo) if isinstance(ifo, str) else ""
@@ -378,7 +378,10 @@ class QScanImages:
         """The candidate's Q plane over the span the longest window needs (plus margins)."""
         segment = self.strain(cid, row)
         span = min(segment.duration, max(self.durations) + 2 * MARGIN)
-        return q_transform(segment, span=span, qrange=self.qrange, frange=self.frange, search=self.search)
+        plane = q_transform(segment, span=span, qrange=self.qrange, frange=self.frange, search=self.search)
+        log.debug("%s: %s; Q=%.3g, peak %.3g at %+.3f s, %.4g Hz", cid, segment.origin, plane.q,
+                  plane.peak_energy, plane.peak_time, plane.peak_frequency)
+        return plane
 
     def render_one(self, cid: str, row: Mapping[str, Any], out_dir: Path) -> list[str]:
         """Write the candidate's PNGs (one per duration) and return their names, in ``durations`` order."""
@@ -394,7 +397,8 @@ class QScanImages:
         for window in self.durations:
             times = (np.arange(ncols) + 0.5) / ncols * window - window / 2
             name = f"{file_stem(cid)}_{window:g}s.png"
-            canvas.save(plane.grid(times, frequencies), window, plane.frange, title(row), out_dir / name)
+            canvas.save(plane.grid(times, frequencies), window, plane.frange, image_title(row),
+                        out_dir / name)
             names.append(name)
         return names
 
@@ -410,5 +414,7 @@ class QScanImages:
         jobs = (delayed(self.render_one)(cid, row, out_dir) for cid, row in zip(ids, rows, strict=True))
         results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
         names = list(tqdm(results, total=len(ids), desc="Q-scans", unit="candidate", disable=not self.progress))
+        log.info("%d Q-scan images of %d candidates written to %s", len(ids) * len(self.durations), len(ids),
+                 out_dir)
         columns = [image_column(d) for d in self.durations]
         return pd.DataFrame(names, index=pd.Index(ids, name="id"), columns=columns)

@@ -15,7 +15,7 @@ from matplotlib.image import imread
 from omegaconf import OmegaConf
 
 from glitchrun.qscan import QScanImages, file_stem, image_column, q_transform
-from glitchrun.strain import NpzStrain, SyntheticStrain
+from glitchrun.strain import FileStrain, NpzStrain, SyntheticStrain
 
 REPO = Path(__file__).resolve().parents[1]
 #: the top colour of viridis, as 8-bit RGB: where normalised energy reaches vmax
@@ -101,6 +101,19 @@ def test_the_png_shows_the_glitch_at_its_time_and_frequency(tmp_path: Path):
     found = math.exp(high - (hot_rows.mean() + 0.5) / height * (high - low))
     assert abs(time) < 0.01
     assert found == pytest.approx(frequency, rel=0.15)
+
+
+def test_a_file_named_by_the_candidate_is_used_before_synthetic(npz: NpzStrain, tmp_path: Path):
+    from gwpy.timeseries import TimeSeries
+
+    segment = npz.segment("o3strain-4", {})  # a loud Tomte
+    path = tmp_path / "L1-strain.hdf5"
+    TimeSeries(segment.data, sample_rate=segment.sample_rate, t0=1250000000).write(path, path="strain")
+    row = {"ifo": "H1", "event_time": 1250000000 + segment.centre, "strain": str(path), "peak_frequency": 900.0}
+    images = QScanImages(strain=FileStrain(pad=6))  # the file holds 7 s each side of the glitch
+    assert images.strain("c", row).origin == f"file {path}"
+    plane = images.transform("c", row)
+    assert abs(plane.peak_time) < 0.01 and plane.peak_frequency < 100  # the real Tomte, not a 900 Hz model
 
 
 # -- agreement with gwpy ------------------------------------------------------------------------------
