@@ -9,7 +9,8 @@ entry is stored as text.
 
 Empty cells: in ``mode: merge`` (the default) an empty cell leaves that field as it is and the other
 fields of the subject are kept; in ``mode: replace`` the metadata becomes exactly the row's non-empty
-cells (an empty cell removes the field). The key column is itself a field when it is a metadata key.
+cells (an empty cell removes the field). The key column is itself a field when it is a metadata key; a
+``subject_id`` column never is.
 
 Only subjects whose metadata really changes are written, concurrently; their previous metadata is saved
 to ``metadata_backup.json`` first. Each write re-reads the subject for its own ETag (a list's ETag is

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from panoptes_client import Panoptes
 
 from glitchrun.csvio import CsvError, read_csv, validate
+from glitchrun.jobs import update_metadata
 from glitchrun.jobs.update_metadata import DIFF, infer_dtype, plan_updates, same_value, subjects_by_key, updates_schema
 
 CURRENT = {
@@ -156,3 +158,37 @@ def test_replace_by_candidate_id_makes_metadata_exactly_the_row(seed_campaign, r
     assert metadata[s2] == {"candidate_id": "c2", "snr": 9.5}
     assert metadata[s3] == SUBJECTS[2] and metadata[s4] == SUBJECTS[3]
     assert report["status"].tolist() == ["written", "written"]
+
+
+def test_writes_answered_503_after_commit_count_once(seed_campaign, run_job, server_state, tmp_path: Path):
+    """Every write is committed and then answered 503: the re-read shows it landed, nothing is written twice."""
+    zoo = seed_campaign(SUBJECTS)
+    path = tmp_path / "updates.csv"
+    path.write_text("subject_id,ifo\n" + "".join(f"{sid},G1\n" for sid in zoo.subject_ids))
+    report, _ = run_job("update_metadata", f"job.csv={path}", f"job.subject_set_id={zoo.subject_set_id}", "job.dry_run=false",
+                        "job.backoff=0.01", "backend.faults.error_after_commit_rate=1.0")
+    assert report["status"].tolist() == ["written"] * 4
+    _, metadata = server_state([], zoo.subject_ids)
+    assert [m["ifo"] for m in metadata.values()] == ["G1"] * 4
+
+
+def test_a_subject_edited_after_the_plan_is_a_conflict_not_overwritten(seed_campaign, run_job, server_state, monkeypatch,
+                                                                      tmp_path: Path):
+    zoo = seed_campaign(SUBJECTS)
+    s1, s2 = zoo.subject_ids[:2]
+    path = tmp_path / "updates.csv"
+    path.write_text(f"subject_id,ifo\n{s1},G1\n{s2},G1\n")
+    listed = update_metadata.set_subjects
+
+    def listed_then_edited(subject_set_id: str) -> list:
+        subjects = listed(subject_set_id)
+        Panoptes.client().put(f"/subjects/{s1}", json={"subjects": {"metadata": {"edited": True}}}, etag='"any"')
+        return subjects
+
+    monkeypatch.setattr(update_metadata, "set_subjects", listed_then_edited)
+    with pytest.raises(RuntimeError, match="1 subjects were not updated"):
+        run_job("update_metadata", f"job.csv={path}", f"job.subject_set_id={zoo.subject_set_id}", "job.dry_run=false")
+    report = pd.read_csv(tmp_path / "run" / "metadata_report.csv", dtype=str)
+    assert dict(zip(report["subject_id"], report["status"])) == {s1: "conflict", s2: "written"}
+    _, metadata = server_state([], [s1, s2])
+    assert metadata[s1] == {"edited": True} and metadata[s2]["ifo"] == "G1"
