@@ -2,7 +2,9 @@
 
 Ownership: only the project's owner (or an admin) may write its project, workflows, subject sets and
 subjects; anyone else gets 403 with a message naming both users, except for private projects, which
-do not exist for them (404). Every write needs a token (401); classifications may be anonymous.
+do not exist for them (404). Every write needs a token (401), except classifications: anonymous ones
+go to public projects, and any account of this server may classify a private project too, like the
+testers its owner would invite on Zooniverse (the simulated crowd's volunteers are such accounts).
 """
 
 from __future__ import annotations
@@ -28,26 +30,26 @@ from glitchrun.embedded_panoptes.media import EXTENSIONS, UPLOADS
 from glitchrun.embedded_panoptes.resources import (
     CLASSIFICATIONS,
     KINDS,
+    PROJECT_DEFAULTS,
     PROJECTS,
     SUBJECT_SETS,
     SUBJECTS,
     USERS,
     WORKFLOW_DEFAULTS,
     WORKFLOWS,
-    PROJECT_DEFAULTS,
     Kind,
     list_resources,
-    subjects as serialize_subjects,
 )
+from glitchrun.embedded_panoptes.resources import subjects as serialize_subjects
 from glitchrun.embedded_panoptes.store import dumps, id_list, insert, now, update
 from glitchrun.embedded_panoptes.tasks import normalize_retirement, version_bumps
 from glitchrun.embedded_panoptes.web import (
     ApiError,
     Ctx,
     Schema,
-    not_found,
     api_view,
     json_body,
+    not_found,
     require_if_match,
     resource_body,
     to_id,
@@ -130,14 +132,10 @@ def writable(ctx: Ctx, kind: Kind, ident: int) -> sqlite3.Row:
     return row
 
 
-def _linked_project(ctx: Ctx, links: dict[str, Any], current: int | None = None) -> int:
-    """``links.project`` as an id; on an update it may only repeat the current project."""
-    if "project" not in links:
-        return current  # type: ignore[return-value]  # updates without links.project keep it
-    project_id = to_id(links["project"], "links.project")
-    if current is not None and project_id != current:
+def _same_project(links: dict[str, Any], current: int) -> None:
+    """An update may repeat ``links.project`` but not move the object to another project."""
+    if "project" in links and to_id(links["project"], "links.project") != current:
         raise ApiError(422, "links.project cannot be changed; create the object in the other project instead")
-    return project_id
 
 
 def _id_array(body: dict[str, Any], key: str) -> list[int]:
@@ -169,7 +167,8 @@ def _project_columns(attrs: dict[str, Any]) -> dict[str, Any]:
 def create_project(ctx: Ctx) -> Response:
     viewer = ctx.require_viewer()
     attrs, links = PROJECT_SCHEMA.validate(resource_body("projects"), creating=True)
-    if "owner" in links and str(links["owner"].get("id") if isinstance(links["owner"], dict) else links["owner"]) != str(viewer["id"]):
+    owner = links.get("owner", viewer["id"])
+    if str(owner.get("id") if isinstance(owner, dict) else owner) != str(viewer["id"]):
         raise ApiError(422, "projects: links.owner must be the caller (user groups are not supported)")
     _check_display_name(ctx, viewer["id"], attrs["display_name"])
     stamp = now()
@@ -207,7 +206,8 @@ def delete_project(ctx: Ctx, ident: str) -> Response:
     project = writable_project(ctx, to_id(ident, "project id"))
     pid = project["id"]
     _delete_subject_media(ctx, "SELECT id FROM subjects WHERE project_id = ?", pid)
-    exports.drop(ctx, "workflows", [r[0] for r in ctx.db.execute("SELECT id FROM workflows WHERE project_id = ?", (pid,))])
+    workflow_ids = [r[0] for r in ctx.db.execute("SELECT id FROM workflows WHERE project_id = ?", (pid,))]
+    exports.drop(ctx, "workflows", workflow_ids)
     exports.drop(ctx, "projects", [pid])
     ctx.db.execute("DELETE FROM projects WHERE id = ?", (pid,))
     return no_content()
@@ -256,7 +256,7 @@ def _unlink_sets(ctx: Ctx, workflow_id: int, set_ids: list[int]) -> None:
 
 def create_workflow(ctx: Ctx) -> Response:
     attrs, links = WORKFLOW_SCHEMA.validate(resource_body("workflows"), creating=True)
-    project = writable_project(ctx, _linked_project(ctx, links))
+    project = writable_project(ctx, to_id(links["project"], "links.project"))
     retirement = normalize_retirement(attrs.pop("retirement", {}))
     tasks, first_task = attrs.pop("tasks", {}), attrs.pop("first_task", "")
     stamp = now()
@@ -277,7 +277,7 @@ def update_workflow(ctx: Ctx, ident: str) -> Response:
     require_if_match()
     row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
     attrs, links = WORKFLOW_SCHEMA.validate(resource_body("workflows"), creating=False)
-    _linked_project(ctx, links, row["project_id"])
+    _same_project(links, row["project_id"])
     old = _workflow_definition(row)
     new = {**old, **{k: v for k, v in attrs.items() if k not in ("display_name", "active", "retirement")}}
     project = PROJECTS.find(ctx, row["project_id"])
@@ -295,11 +295,12 @@ def update_workflow(ctx: Ctx, ident: str) -> Response:
         changes["retirement"] = dumps(normalize_retirement(attrs["retirement"]))
     update(ctx.db, "workflows", row["id"], changes)
     if major or minor:
-        _add_version(ctx, row["id"], changes["major"], changes["minor"], json.loads(changes["tasks"]), changes["first_task"])
+        _add_version(ctx, row["id"], changes["major"], changes["minor"], json.loads(changes["tasks"]),
+                     changes["first_task"])
     if "subject_sets" in links:
         wanted = set(to_ids(links["subject_sets"] or [], "links.subject_sets"))
-        current = {r[0] for r in ctx.db.execute("SELECT subject_set_id FROM workflow_subject_sets WHERE workflow_id = ?",
-                                                (row["id"],))}
+        current = {r[0] for r in ctx.db.execute(
+            "SELECT subject_set_id FROM workflow_subject_sets WHERE workflow_id = ?", (row["id"],))}
         if current - wanted:
             _unlink_sets(ctx, row["id"], sorted(current - wanted))
         if wanted - current:
@@ -335,7 +336,8 @@ def retire_subjects(ctx: Ctx, ident: str) -> Response:
     reason = body.get("retirement_reason") or "other"
     reason = "nothing_here" if reason == "blank" else reason
     if reason not in RETIREMENT_REASONS:
-        raise ApiError(422, f"retirement_reason must be one of {sorted(RETIREMENT_REASONS) + ['blank']}, not {reason!r}")
+        allowed = ", ".join([*sorted(RETIREMENT_REASONS), "blank"])
+        raise ApiError(422, f"retirement_reason must be one of {allowed}, not {reason!r}")
     if len(_existing(ctx, "subjects", subject_ids)) != len(set(subject_ids)):
         raise ApiError(422, "Error: check that all the subjects exist.")
     set_retired(ctx.db, row["id"], sorted(set(subject_ids)), reason, now())
@@ -349,8 +351,8 @@ def unretire_subjects(ctx: Ctx, ident: str) -> Response:
     if "subject_set_ids" in body:
         set_ids = _id_array(body, "subject_set_ids")
         subject_ids = [r[0] for r in ctx.db.execute(
-            "SELECT DISTINCT subject_id FROM set_member_subjects WHERE subject_set_id IN (SELECT value FROM json_each(?))",
-            (id_list(set_ids),))]
+            "SELECT DISTINCT subject_id FROM set_member_subjects "
+            "WHERE subject_set_id IN (SELECT value FROM json_each(?))", (id_list(set_ids),))]
     else:
         subject_ids = _id_array(body, "subject_ids")
     set_retired(ctx.db, row["id"], sorted(set(subject_ids)), None, now())
@@ -367,7 +369,8 @@ def _link_subjects(ctx: Ctx, subject_set: sqlite3.Row, subject_ids: list[int]) -
         writable_project(ctx, project_id, "subjects")
     stamp = now()
     ctx.db.executemany(
-        "INSERT OR IGNORE INTO set_member_subjects (subject_set_id, subject_id, created_at, updated_at) VALUES (?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO set_member_subjects (subject_set_id, subject_id, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?)",
         [(subject_set["id"], sid, stamp, stamp) for sid in subject_ids],
     )
     ensure_statuses(ctx.db, "sms.subject_set_id = ? AND sms.subject_id IN (SELECT value FROM json_each(?))",
@@ -377,7 +380,7 @@ def _link_subjects(ctx: Ctx, subject_set: sqlite3.Row, subject_ids: list[int]) -
 
 def create_subject_set(ctx: Ctx) -> Response:
     attrs, links = SUBJECT_SET_SCHEMA.validate(resource_body("subject_sets"), creating=True)
-    project = writable_project(ctx, _linked_project(ctx, links))
+    project = writable_project(ctx, to_id(links["project"], "links.project"))
     stamp = now()
     set_id = insert(ctx.db, "subject_sets", {"project_id": project["id"], "display_name": attrs["display_name"],
                                              "metadata": dumps(attrs.get("metadata", {})),
@@ -391,7 +394,7 @@ def update_subject_set(ctx: Ctx, ident: str) -> Response:
     require_if_match()
     row = writable(ctx, SUBJECT_SETS, to_id(ident, "subject set id"))
     attrs, links = SUBJECT_SET_SCHEMA.validate(resource_body("subject_sets"), creating=False)
-    _linked_project(ctx, links, row["project_id"])
+    _same_project(links, row["project_id"])
     changes = {"display_name": attrs["display_name"]} if "display_name" in attrs else {}
     if "metadata" in attrs:
         changes["metadata"] = dumps(attrs["metadata"])
@@ -463,7 +466,7 @@ def _write_locations(ctx: Ctx, subject_id: int, locations: list[Any], keep: dict
 
 def create_subject(ctx: Ctx) -> Response:
     attrs, links = SUBJECT_SCHEMA.validate(resource_body("subjects"), creating=True)
-    project = writable_project(ctx, _linked_project(ctx, links))
+    project = writable_project(ctx, to_id(links["project"], "links.project"))
     stamp = now()
     sid = insert(ctx.db, "subjects", {"project_id": project["id"], "metadata": dumps(attrs.get("metadata", {})),
                                       "external_id": attrs.get("external_id"), "created_at": stamp,
@@ -480,7 +483,7 @@ def update_subject(ctx: Ctx, ident: str) -> Response:
     require_if_match()
     row = writable(ctx, SUBJECTS, to_id(ident, "subject id"))
     attrs, links = SUBJECT_SCHEMA.validate(resource_body("subjects"), creating=False)
-    _linked_project(ctx, links, row["project_id"])
+    _same_project(links, row["project_id"])
     changes: dict[str, Any] = {"updated_at": now()}
     if "metadata" in attrs:
         changes["metadata"] = dumps(attrs["metadata"])
@@ -512,9 +515,7 @@ def delete_subject(ctx: Ctx, ident: str) -> Response:
 
 # ------------------------------------------------------------------------------------ classifications
 def _classifiable_workflow(ctx: Ctx, ident: int) -> sqlite3.Row:
-    """Anonymous volunteers classify public projects only; any account of this server may classify a
-    private one too, like the testers a private project's owner invites on Zooniverse (the simulated
-    crowd's volunteers are such accounts). Reads of a private project stay hidden from them."""
+    """The workflow a classification names: public ones for anyone, private ones for any account."""
     if ctx.viewer is None:
         return WORKFLOWS.find(ctx, ident)
     row = ctx.db.execute("SELECT * FROM workflows WHERE id = ?", (ident,)).fetchone()

@@ -79,7 +79,8 @@ def count_classification(
     seen: set[int] = set()
     if user_id is not None:
         seen = {r[0] for r in db.execute(
-            "SELECT cs.subject_id FROM classification_subjects cs JOIN classifications c ON c.id = cs.classification_id "
+            "SELECT cs.subject_id FROM classification_subjects cs "
+            "JOIN classifications c ON c.id = cs.classification_id "
             "WHERE c.user_id = ? AND c.workflow_id = ? AND cs.subject_id IN (SELECT value FROM json_each(?))",
             (user_id, workflow["id"], id_list(subject_ids)),
         )}
@@ -103,14 +104,15 @@ def count_classification(
                 (stamp, *key, limit),
             )
     if counted:
-        db.execute("UPDATE workflows SET classifications_count = classifications_count + 1 WHERE id = ?", (workflow["id"],))
-        db.execute("UPDATE projects SET classifications_count = classifications_count + 1 WHERE id = ?",
-                   (workflow["project_id"],))
+        for table, ident in (("workflows", workflow["id"]), ("projects", workflow["project_id"])):
+            db.execute(f"UPDATE {table} SET classifications_count = classifications_count + 1 WHERE id = ?", (ident,))
         refresh_finished(db, [workflow["id"]], stamp)
     return bool(seen)
 
 
-def set_retired(db: sqlite3.Connection, workflow_id: int, subject_ids: list[int], reason: str | None, stamp: str) -> None:
+def set_retired(
+    db: sqlite3.Connection, workflow_id: int, subject_ids: list[int], reason: str | None, stamp: str
+) -> None:
     """Retire (``reason`` given) or unretire (None) subjects of a workflow, whatever their counts."""
     for subject_id in subject_ids:
         db.execute(

@@ -115,7 +115,8 @@ def subject_rows(ctx: Ctx, linked_type: str, project_id: int) -> list[list[Any]]
     """§9.3: per subject of the project's sets, per set, one row per linked workflow (or one without)."""
     db = ctx.db
     members = db.execute(
-        "SELECT s.*, sms.subject_set_id FROM set_member_subjects sms JOIN subject_sets ss ON ss.id = sms.subject_set_id "
+        "SELECT s.*, sms.subject_set_id FROM set_member_subjects sms "
+        "JOIN subject_sets ss ON ss.id = sms.subject_set_id "
         "JOIN subjects s ON s.id = sms.subject_id WHERE ss.project_id = ? ORDER BY s.id, sms.subject_set_id",
         (project_id,),
     ).fetchall()
@@ -229,7 +230,8 @@ def drop(ctx: Ctx, linked_type: str, linked_ids: list[int]) -> None:
     """Forget the exports of deleted projects or workflows, files included."""
     rows = ctx.db.execute("SELECT id, file_name FROM media WHERE linked_type = ? AND linked_id IN "
                           "(SELECT value FROM json_each(?))", (linked_type, id_list(linked_ids))).fetchall()
-    ctx.db.execute("DELETE FROM media WHERE id IN (SELECT value FROM json_each(?))", (id_list([r["id"] for r in rows]),))
+    ctx.db.execute("DELETE FROM media WHERE id IN (SELECT value FROM json_each(?))",
+                   (id_list([r["id"] for r in rows]),))
     ctx.media.remove(EXPORTS, [r["file_name"] for r in rows])
 
 

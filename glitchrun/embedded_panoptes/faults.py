@@ -84,7 +84,9 @@ class Faults:
 
         return faulty
 
-    def _after_commit(self, app: WSGIApp, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def _after_commit(
+        self, app: WSGIApp, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         """Run the write; if it succeeded and the draw says so, throw its answer away and send 503."""
         captured: list[Any] = []
 

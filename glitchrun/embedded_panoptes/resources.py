@@ -44,16 +44,13 @@ WORKFLOW_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _flag(value: Any) -> bool:
-    return bool(value)
-
-
 def media_link(href: str, kind: str) -> dict[str, str]:
     return {"href": href, "type": kind}
 
 
 def owner_link(user: sqlite3.Row) -> dict[str, str]:
-    return {"id": str(user["id"]), "display_name": user["display_name"], "type": "users", "href": f"/users/{user['id']}"}
+    return {"id": str(user["id"]), "display_name": user["display_name"], "type": "users",
+            "href": f"/users/{user['id']}"}
 
 
 def _grouped(db: sqlite3.Connection, sql: str, ids: list[int]) -> dict[int, list[str]]:
@@ -67,7 +64,7 @@ def _grouped(db: sqlite3.Connection, sql: str, ids: list[int]) -> dict[int, list
 # ------------------------------------------------------------------------------------ serialisers
 def users(ctx: Ctx, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
     return [{"id": str(r["id"]), "login": r["login"], "display_name": r["display_name"],
-             "credited_name": r["display_name"], "admin": _flag(r["admin"]), "avatar_src": None,
+             "credited_name": r["display_name"], "admin": bool(r["admin"]), "avatar_src": None,
              "created_at": r["created_at"], "updated_at": r["updated_at"], "href": f"/users/{r['id']}", "links": {}}
             for r in rows]
 
@@ -79,7 +76,8 @@ def projects(ctx: Ctx, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
         pid = row["id"]
         owner = db.execute("SELECT * FROM users WHERE id = ?", (row["owner_id"],)).fetchone()
         workflows = db.execute("SELECT id, active FROM workflows WHERE project_id = ? ORDER BY id", (pid,)).fetchall()
-        set_ids = [str(r[0]) for r in db.execute("SELECT id FROM subject_sets WHERE project_id = ? ORDER BY id", (pid,))]
+        set_ids = [str(r[0]) for r in db.execute(
+            "SELECT id FROM subject_sets WHERE project_id = ? ORDER BY id", (pid,))]
         subjects, retired = project_counts(db, pid)
         classifiers = db.execute(
             "SELECT COUNT(DISTINCT user_id) FROM classifications WHERE project_id = ?", (pid,)
@@ -88,8 +86,8 @@ def projects(ctx: Ctx, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
         out.append({
             "id": str(pid), "display_name": row["display_name"], "title": row["display_name"], "slug": row["slug"],
             **attrs, "available_languages": [attrs["primary_language"]],
-            "private": _flag(row["private"]), "live": _flag(row["live"]),
-            "launch_approved": _flag(row["launch_approved"]), "beta_approved": _flag(row["beta_approved"]),
+            "private": bool(row["private"]), "live": bool(row["live"]),
+            "launch_approved": bool(row["launch_approved"]), "beta_approved": bool(row["beta_approved"]),
             "launch_requested": False, "beta_requested": False, "state": row["state"],
             "classifications_count": row["classifications_count"], "subjects_count": subjects,
             "retired_subjects_count": retired, "classifiers_count": classifiers,
@@ -120,7 +118,7 @@ def workflows(ctx: Ctx, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
         out.append({
             "id": str(wid), "display_name": row["display_name"], "tasks": json.loads(row["tasks"]),
             "first_task": row["first_task"], "steps": [], **attrs, "content_language": attrs["primary_language"],
-            "version": f"{row['major']}.{row['minor']}", "active": _flag(row["active"]),
+            "version": f"{row['major']}.{row['minor']}", "active": bool(row["active"]),
             "retirement": json.loads(row["retirement"]), "classifications_count": row["classifications_count"],
             "subjects_count": subjects, "retired_set_member_subjects_count": retired,
             "finished_at": row["finished_at"], "completeness": retired / subjects if subjects else 0.0,
@@ -197,8 +195,8 @@ def classifications(ctx: Ctx, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
                            [r["id"] for r in rows])
     return [{"id": str(r["id"]), "annotations": json.loads(r["annotations"]),
              "metadata": {**json.loads(r["metadata"]), "workflow_version": r["workflow_version"]},
-             "completed": _flag(r["completed"]),
-             "gold_standard": None if r["gold_standard"] is None else _flag(r["gold_standard"]),
+             "completed": bool(r["completed"]),
+             "gold_standard": None if r["gold_standard"] is None else bool(r["gold_standard"]),
              "created_at": r["created_at"], "updated_at": r["updated_at"], "href": f"/classifications/{r['id']}",
              "links": {"project": str(r["project_id"]), "workflow": str(r["workflow_id"]),
                        "user": None if r["user_id"] is None else str(r["user_id"]), "user_group": None,
@@ -262,12 +260,11 @@ def by_ids(sql: str) -> Filter:
     return Filter(sql + " IN (SELECT value FROM json_each(?))")
 
 
-PROJECT_SOURCE = "FROM projects p"
 USERS = Kind("users", "user", "FROM users u", "u", users, scope=everyone, filters={
     "id": by_ids("u.id"),
     "login": Filter("u.login COLLATE NOCASE IN (SELECT value FROM json_each(?))", "texts"),
 })
-PROJECTS = Kind("projects", "project", PROJECT_SOURCE, "p", projects, filters={
+PROJECTS = Kind("projects", "project", "FROM projects p", "p", projects, filters={
     "id": by_ids("p.id"),
     "display_name": Filter("p.display_name IN (SELECT value FROM json_each(?))", "text"),
     "slug": Filter("p.slug COLLATE NOCASE IN (SELECT value FROM json_each(?))", "text"),

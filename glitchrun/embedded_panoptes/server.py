@@ -103,6 +103,9 @@ class EmbeddedPanoptes:
         self.accounts = Accounts(self.store, self.token_lifetime)
         self.media = Media(self.store)
         application = collapse_slashes(self.faults.wrap(create_app(self)))
+        # waitress warns "Task queue depth" whenever a request waits a moment for a free thread; for a
+        # server embedded in a job that is noise in the job's log, not news
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self._server = waitress.create_server(
             application, host=self.host, port=self.port, threads=self.threads, ident="glitchrun-embedded-panoptes"
         )

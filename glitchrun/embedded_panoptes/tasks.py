@@ -37,7 +37,8 @@ def normalize_retirement(retirement: dict[str, Any]) -> dict[str, Any]:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ApiError(422, "workflows: retirement.options.count must be a positive integer")
         return {"criteria": criteria, "options": options}
-    raise ApiError(422, f"workflows: retirement.criteria must be classification_count or never_retire, not {criteria!r}")
+    raise ApiError(422, "workflows: retirement.criteria must be classification_count or never_retire, "
+                        f"not {criteria!r}")
 
 
 def split_strings(tasks: Any, path: str = "") -> tuple[Any, dict[str, str]]:

@@ -53,7 +53,7 @@ def json_response(body: Mapping[str, Any], status: int = 200, headers: Mapping[s
     data = json.dumps(body, ensure_ascii=False).encode()
     response = Response(data, status=status, content_type=JSON_TYPE, headers=dict(headers or {}))
     if status in (200, 201):
-        response.headers["ETag"] = f'"{hashlib.md5(data).hexdigest()}"'
+        response.headers["ETag"] = f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
     return response
 
 
@@ -145,7 +145,8 @@ class Schema:
         if unknown_links:
             problems.append(f"unknown link(s) {', '.join(unknown_links)}")
         if creating:
-            missing = sorted(self.required - set(doc)) + [f"links.{n}" for n in sorted(self.required_links - set(links))]
+            missing_links = (f"links.{name}" for name in sorted(self.required_links - set(links)))
+            missing = [*sorted(self.required - set(doc)), *missing_links]
             if missing:
                 problems.append(f"missing required {', '.join(missing)}")
         for name, value in doc.items():

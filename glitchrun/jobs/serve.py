@@ -53,7 +53,8 @@ class Serve:
                     server.ensure_user(login)
                 log.info("embedded Panoptes serving at %s (data in %s), owner account %s",
                          server.endpoint, self.storage_dir.resolve(), backend.owner)
-                print(banner(server.endpoint, self.storage_dir, backend.owner, None if chosen else password), flush=True)
+                generated = None if chosen else password
+                print(banner(server.endpoint, self.storage_dir, backend.owner, generated), flush=True)
                 while not self._stop.wait(0.5):
                     pass
                 log.info("embedded Panoptes at %s stopped", server.endpoint)

@@ -14,7 +14,7 @@ CLASSES = ["Blip", "Whistle", "Koi_Fish", "None_of_the_Above"]
 
 
 def png_bytes(seed: int, size: int = 4) -> bytes:
-    """A valid ``size``×``size`` grey PNG whose pixels depend on ``seed`` (libmagic says image/png)."""
+    """A valid ``size`` x ``size`` grey PNG whose pixels depend on ``seed`` (libmagic says image/png)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

@@ -77,6 +77,6 @@ def test_client_credentials_act_as_the_mapped_user(server: EmbeddedPanoptes) -> 
         assert client.logged_in and client.logged_in_user_id is None
     with Panoptes(endpoint=server.endpoint):
         assert Project.find(project.id).raw["links"]["owner"]["id"] == str(alice_id)
-    with pytest.raises(PanoptesAPIException, match="client_credentials grant was refused"):
-        with Panoptes(endpoint=server.endpoint, client_id="campaign-app", client_secret="wrong"):
-            make_project("never made")
+    wrong = Panoptes(endpoint=server.endpoint, client_id="campaign-app", client_secret="wrong")
+    with wrong, pytest.raises(PanoptesAPIException, match="client_credentials grant was refused"):
+        make_project("never made")

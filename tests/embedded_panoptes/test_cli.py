@@ -44,7 +44,8 @@ def test_cli_lists_uploads_and_downloads(tmp_path: Path, server: EmbeddedPanopte
     subject_set = make_subject_set(project)
     workflow.add_subject_sets(subject_set)
 
-    assert run_cli(home, server.endpoint, "project", "ls").split() == ["*" + project.id, "alice/cli-hunt", "CLI", "hunt"]
+    listed = run_cli(home, server.endpoint, "project", "ls").split()
+    assert listed == ["*" + project.id, "alice/cli-hunt", "CLI", "hunt"]
 
     manifest = home / "manifest.csv"
     lines = ["%candidate,image_a,image_b"]

@@ -6,12 +6,19 @@ from __future__ import annotations
 import pytest
 import requests
 from panoptes_client import Panoptes, Project, Subject, SubjectSet, Workflow
-from panoptes_client.set_member_subject import SetMemberSubject
 from panoptes_client.panoptes import PanoptesAPIException
+from panoptes_client.set_member_subject import SetMemberSubject
 
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
 
-from .helpers import CLASSES, make_project, make_subject_set, make_subjects, make_workflow, png_bytes
+from .helpers import (
+    CLASSES,
+    make_project,
+    make_subject_set,
+    make_subjects,
+    make_workflow,
+    png_bytes,
+)
 
 
 def test_project_workflow_and_subject_set_are_stored(owner: Panoptes) -> None:
@@ -143,7 +150,7 @@ def test_workflow_versions_and_retirement_validation(owner: Panoptes) -> None:
     defaulted.primary_language = "en"
     defaulted.save()
     assert defaulted.retirement == {"criteria": "classification_count", "options": {"count": 15}}
-    with pytest.raises(PanoptesAPIException, match="retirement.criteria must be"):
+    with pytest.raises(PanoptesAPIException, match=r"retirement\.criteria must be"):
         owner.post("/workflows", json={"workflows": {"display_name": "x", "primary_language": "en",
                                                      "retirement": {"criteria": "sometimes"},
                                                      "links": {"project": int(project.id)}}})
@@ -169,7 +176,9 @@ def test_writes_need_a_token_and_repeated_slashes_are_collapsed(server: Embedded
         assert Project.find(project.id).display_name == "Glitch hunt"
 
 
-def test_another_user_gets_a_clear_403_and_private_projects_are_hidden(server: EmbeddedPanoptes, owner: Panoptes) -> None:
+def test_another_user_gets_a_clear_403_and_private_projects_are_hidden(
+    server: EmbeddedPanoptes, owner: Panoptes
+) -> None:
     public = make_project("Public hunt")
     private = make_project("Secret hunt", private=True)
     private_set = make_subject_set(private)
@@ -177,7 +186,7 @@ def test_another_user_gets_a_clear_403_and_private_projects_are_hidden(server: E
     with Panoptes(endpoint=server.endpoint, username="bob", password=password):
         stolen = Project.find(public.id)
         stolen.display_name = "Bob's now"
-        with pytest.raises(PanoptesAPIException, match="bob may not modify project .*which belongs to alice"):
+        with pytest.raises(PanoptesAPIException, match=r"bob may not modify project .*which belongs to alice"):
             stolen.save()
         with pytest.raises(PanoptesAPIException, match="bob may not modify project"):
             make_subject_set(public)

@@ -73,9 +73,10 @@ def test_classification_export(campaign: Campaign) -> None:
     assert "workflow_version" not in metadata
     assert (metadata["live_project"], metadata["user_group_ids"], metadata["source"]) == (False, [], "api")
     retired = json.loads(anonymous["subject_data"])[campaign.subjects[0].id]
-    assert list(retired)[0] == "retired" and retired["candidate"] == "c0"
-    assert retired["retired"]["retirement_reason"] == "classification_count"
-    assert retired["retired"]["classifications_count"] == 2 and retired["retired"]["workflow_id"] == int(campaign.workflow.id)
+    assert next(iter(retired)) == "retired" and retired["candidate"] == "c0"
+    status = retired["retired"]
+    assert (status["retirement_reason"], status["classifications_count"]) == ("classification_count", 2)
+    assert status["workflow_id"] == int(campaign.workflow.id) and status["subject_id"] == int(campaign.subjects[0].id)
     assert json.loads(other["subject_data"]) == {
         campaign.subjects[1].id: {"retired": None, "candidate": "c1", "#truth": CLASSES[1], "note": "Störung <&>"}}
     assert other["subject_ids"] == campaign.subjects[1].id
