@@ -223,8 +223,8 @@ class ExportJob:
         if len(set(self.exports)) != len(self.exports):
             raise ValueError(f"exports lists a type twice: {self.exports}")
         if self.workflow_id and self.exports != ["classifications"]:
-            raise ValueError(f"a workflow has only a classifications export; with workflow_id set exports=[classifications] "
-                             f"(got {self.exports}), or drop workflow_id to export the project")
+            raise ValueError(f"a workflow has only a classifications export; with job.workflow_id set job.exports=[classifications] "
+                             f"(got {self.exports}), or drop job.workflow_id to export the project")
 
     def target(self, owner: str | None) -> ExportTarget:
         if self.workflow_id:
@@ -247,7 +247,7 @@ def describe_export(target: ExportTarget, export_type: str) -> dict:
         return target.resource.describe_export(export_type)["media"][0]
     except PanoptesAPIException as err:
         raise LookupError(f"no {export_type} export of {target} ({err}); request one with job=export_request, "
-                          "or run export_download with generate=true") from None
+                          "or run job=export_download with job.generate=true") from None
 
 
 def media_state(medium: dict) -> str:
@@ -269,7 +269,7 @@ def wait_until_ready(target: ExportTarget, export_type: str, timeout: float, pol
             if elapsed >= timeout:
                 raise TimeoutError(
                     f"the {export_type} export of {target} is still {state!r} after {timeout:g} s; Zooniverse can take "
-                    "hours for a large project: run job=export_download again later (generate=false), or raise timeout"
+                    "hours for a large project: run job=export_download again later (job.generate=false), or raise job.timeout"
                 )
             if clock() - last_log >= 30:
                 log.info("still waiting for the %s export of %s (state %r, %.0f s)", export_type, target, state, elapsed)
@@ -315,7 +315,7 @@ def staleness(medium: dict, max_age: float | None, rows: int | None = None, clas
     if max_age is not None and when is not None:
         age = ((now or datetime.now(timezone.utc)) - when).total_seconds()
         if age > max_age:
-            return f"it was generated {age / 3600:.1f} h ago ({when:%Y-%m-%d %H:%M} UTC), more than max_age={max_age:g} s"
+            return f"it was generated {age / 3600:.1f} h ago ({when:%Y-%m-%d %H:%M} UTC), more than job.max_age={max_age:g} s"
     if rows is not None and classifications is not None and rows < classifications:
         return f"it holds {rows} classifications but Zooniverse has counted {classifications}: newer ones are missing"
     return None
@@ -342,7 +342,7 @@ def fetch_export(target: ExportTarget, export_type: str, medium: dict, out_dir: 
     if reason:
         stale = part.replace(final.with_suffix(".stale.csv"))
         raise StaleExportError(f"the {export_type} export of {target} is stale: {reason}. Kept as {stale}; "
-                               "download with generate=true for a fresh one")
+                               "download with job.generate=true for a fresh one")
     part.replace(final)
     log.info("%s export of %s: %d rows, valid, written to %s", export_type, target, len(frame), final)
     return final

@@ -161,17 +161,17 @@ def resolve_project(project_id: str | int | None, display_name: str | None, owne
         except PanoptesAPIException as err:
             raise LookupError(f"project {project_id} not found or not visible to you ({err})") from None
     if not display_name:
-        raise LookupError("no project given: set project_id, or project_name (default: the campaign project)")
+        raise LookupError("no project given: set job.project_id, or job.project_name (default: the campaign project)")
     project = find_project(ProjectSpec(display_name=display_name, description=""), owner)
     if project is None:
-        raise LookupError(f"no project named {display_name!r} owned by {owner}; run job=init_project or set project_id")
+        raise LookupError(f"no project named {display_name!r} owned by {owner}; run job=init_project or set job.project_id")
     return project
 
 
 def check_subject_set_choice(subject_set_id: str | int | None, subject_set_name: str | None) -> None:
     """A job names its subject set by id or by name, never both or neither (checked before connecting)."""
     if bool(subject_set_id) == bool(subject_set_name):
-        raise ValueError(f"give exactly one of subject_set_id and subject_set_name "
+        raise ValueError(f"give exactly one of job.subject_set_id and job.subject_set_name "
                          f"(got {subject_set_id!r} and {subject_set_name!r})")
 
 

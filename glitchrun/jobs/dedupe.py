@@ -130,7 +130,8 @@ class Dedupe:
             log.info("subject set %s (%r): %d subjects, %d distinct %r values; plan %s written to %s", subject_set.id,
                      subject_set.display_name, len(report), counts.get("keep", 0), self.field, counts, plan_path)
             if self.dry_run:
-                log.info("dry run: nothing changed; apply with dry_run=false%s", "" if self.delete else " (and delete=true to delete)")
+                log.info("dry run: nothing changed; apply with job.dry_run=false%s",
+                         "" if self.delete else " (and job.delete=true to delete)")
                 return report
             try:
                 self.apply(report, str(subject_set.id))

@@ -25,6 +25,6 @@ class ExportRequest(ExportJob):
             for export_type in self.exports:
                 media[export_type] = request_export(target, export_type)
                 log.info("requested the %s export of %s (state %r)", export_type, target, media_state(media[export_type]))
-        log.info("fetch them with: glitchrun job=export_download exports=[%s]%s", ",".join(self.exports),
-                 f" workflow_id={self.workflow_id}" if self.workflow_id else "")
+        log.info("fetch them with: glitchrun job=export_download job.exports=[%s]%s", ",".join(self.exports),
+                 f" job.workflow_id={self.workflow_id}" if self.workflow_id else "")
         return media

@@ -63,12 +63,12 @@ def parse_bool(cell: str) -> bool:
     return {"true": True, "false": False}[cell.strip().lower()]
 
 
-#: dtype name -> (parser of a non-empty cell, how the error names the type)
-DTYPES: dict[str, tuple[Callable[[str], Any], str]] = {
-    "str": (str, "text"),
-    "int": (parse_int, "an integer"),
-    "float": (parse_float, "a finite number"),
-    "bool": (parse_bool, "true/false"),
+#: dtype name -> (parser of a non-empty cell, what an error calls one value, and several)
+DTYPES: dict[str, tuple[Callable[[str], Any], str, str]] = {
+    "str": (str, "text", "text"),
+    "int": (parse_int, "an integer", "integers"),
+    "float": (parse_float, "a finite number", "numbers"),
+    "bool": (parse_bool, "true/false", "booleans"),
 }
 
 
@@ -117,8 +117,8 @@ def updates_schema(key_column: str, dtypes: Mapping[str, str], why: Mapping[str,
         checks[key_column].append(pa.Check(lambda s: ~s.isin(several),
                                            error=f"matches several subjects of {where} (run job=dedupe first)"))
     for field, dtype in dtypes.items():
-        parser, name = DTYPES[dtype]
-        reason = (why or {}).get(field, f"dtypes.{field}={dtype}")
+        parser, name, _ = DTYPES[dtype]
+        reason = (why or {}).get(field, f"job.dtypes.{field}={dtype}")
         checks.setdefault(field, []).append(pa.Check(lambda cell, p=parser: cell == "" or parses(p, cell),
                                                      element_wise=True, error=f"is not {name} ({reason})"))
     columns = {field: pa.Column(str, field_checks, unique=field == key_column) for field, field_checks in checks.items()}
@@ -283,7 +283,7 @@ class UpdateMetadata:
                 continue
             values = [m[field] for m in current.values() if field in m]
             dtypes[field] = infer_dtype(values)
-            why[field] = (f"the field's current values are {DTYPES[dtypes[field]][1]}; set dtypes.{field} to store another type"
+            why[field] = (f"the field's current values are {DTYPES[dtypes[field]][2]}; set job.dtypes.{field} to store another type"
                           if values else "a new field")
         return dtypes, why
 
