@@ -56,6 +56,7 @@ class FeatureSpec:
         return out
 
     def columns(self, frame: pd.DataFrame) -> Iterator[np.ndarray]:
+        """The feature columns one by one, so ``matrix`` never holds more than one beside the result."""
         for c in self.log10:
             yield np.log10(frame[c].to_numpy(dtype=np.float64))
         for c in self.linear:
