@@ -6,14 +6,17 @@ checks (a subject without images), and each error stalls it for about 40 s. So t
 API itself through the logged-in ``panoptes-client``:
 
 1. it lists the set on the server and skips every key already there (the key travels in each subject's
-   metadata as ``#glitchrun_key``, beside the visible key column), so a re-run never uploads twice;
-2. it lists the project's subjects that are in no set (orphans of an interrupted run, or creates that
-   were committed although the answer was a 5xx): a complete one is adopted, an incomplete one deleted;
+   metadata as ``#glitchrun_key``, beside the visible key column, which is what identifies subjects put
+   there by other tools such as the CLI), so a re-run never uploads twice;
+2. it lists the project's subjects that carry ``#glitchrun_key`` but are in no set (orphans of an
+   interrupted run, or creates committed although the answer was a 5xx): a complete one (same metadata,
+   same bytes) is adopted, an incomplete one deleted; subjects in another set are never touched;
 3. it creates each remaining subject once (a create is never blindly repeated: after a failure the next
-   pass looks for it as an orphan first), PUTs each file to its upload URL, reads the media back and
-   compares the bytes, re-sending what the store lost, then links subjects in batches;
+   pass looks for it as an orphan first), PUTs its files to their upload URLs in parallel, reads them back
+   and compares the bytes, re-sending what the store lost, then links subjects in batches;
 4. it verifies the result on the server: the set holds each manifest key exactly once, nothing else,
-   and every media location is fetchable. ``upload_report.csv`` and the log say what happened to each key.
+   and every media location is fetchable (by HEAD, for subjects this run did not read back).
+   ``upload_report.csv`` and the log say what happened to each key.
 
 Transient failures (5xx, dropped connections, timeouts) are retried with exponential backoff; a
 subject that still fails is reported, not fatal to the others.
@@ -21,7 +24,6 @@ subject that still fails is reported, not fatal to the others.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import sys
 import time
@@ -117,15 +119,17 @@ class SubjectUploader:
 
     def retrying(self, call: Callable[[], T]) -> T:
         """``call()``, tried again after transient failures with exponential backoff."""
-        for attempt in itertools.count():
+        attempt = 0
+        while True:
             try:
                 return call()
             except Exception as err:
                 if attempt >= self.retries or not transient(err):
                     raise
-                log.debug("transient failure (%s); retry %d in %.2f s", describe(err), attempt + 1, self.backoff * 2**attempt)
-                time.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable")
+                delay = self.backoff * 2**attempt
+                log.debug("transient failure (%s); retry %d in %.2f s", describe(err), attempt + 1, delay)
+                time.sleep(delay)
+                attempt += 1
 
 
 class Upload:
@@ -137,11 +141,18 @@ class Upload:
         self.project_id = project_id
         self.subject_set_id = subject_set_id
         self.client = Panoptes.client()
+        # each of the ``workers`` subjects in flight sends and checks its files in parallel, so a subject
+        # costs four round trips (create, PUT files, read back, GET files) whatever its number of files
+        in_flight = config.workers * len(manifest.media_columns)
+        self.media_pool = ThreadPoolExecutor(in_flight, thread_name_prefix="media")
         self.media = requests.Session()  # media PUT/GET: plain HTTP, no Panoptes credentials
-        self.media.mount("http://", HTTPAdapter(pool_maxsize=config.workers))
-        self.media.mount("https://", HTTPAdapter(pool_maxsize=config.workers))
+        self.media.mount("http://", HTTPAdapter(pool_maxsize=in_flight))
+        self.media.mount("https://", HTTPAdapter(pool_maxsize=in_flight))
+        # the client's own pool keeps 10 connections: more workers would open and drop one per request
+        self.client.session.mount(self.client.endpoint, HTTPAdapter(pool_maxsize=config.workers + 1))
         self.status: dict[str, str] = {}
         self.errors: dict[str, str] = {}
+        self.verified: set[str] = set()  # ids of subjects whose media this run read back and compared
 
     def run(self, report_dir: Path) -> UploadOutcome:
         keys = self.manifest.keys
@@ -161,6 +172,7 @@ class Upload:
                 todo = [key for key in todo if key not in self.status]
             subject_ids, problems, unexpected = self.verify()
         finally:
+            self.media_pool.shutdown(cancel_futures=True)
             self.media.close()
         return self.outcome(subject_ids, problems, unexpected, report_dir)
 
@@ -212,23 +224,23 @@ class Upload:
         stored = subject.get("locations") or []
         if len(stored) != len(locations):
             return {i: f"subject {subject['id']} has {len(stored)} media, the manifest {len(locations)}" for i in range(len(locations))}
-        problems = {}
-        for i, (have, want) in enumerate(zip(stored, locations)):
-            (mime, url), = have.items()
+
+        def problem(i: int) -> str | None:
+            (mime, url), = stored[i].items()
+            want = locations[i]
             if isinstance(want, dict):
-                problem = None if have == want else f"media {i} is {have}, expected {want}"
-            elif mime != media_type(want.name):
-                problem = f"media {i} has type {mime}, expected {media_type(want.name)}"
-            elif contents is None:
+                return None if stored[i] == want else f"media {i} is {stored[i]}, expected {want}"
+            if mime != media_type(want.name):
+                return f"media {i} has type {mime}, expected {media_type(want.name)}"
+            if contents is None:
                 status = self.fetch("HEAD", url).status_code
-                problem = None if status == 200 else f"media {i} ({url}) answers {status}"
-            else:
-                response = self.fetch("GET", url)
-                same = response.status_code == 200 and response.content == contents[i]
-                problem = None if same else f"media {i} ({url}) does not hold {want.name} (HTTP {response.status_code})"
-            if problem:
-                problems[i] = problem
-        return problems
+                return None if status == 200 else f"media {i} ({url}) answers {status}"
+            response = self.fetch("GET", url)
+            same = response.status_code == 200 and response.content == contents[i]
+            return None if same else f"media {i} ({url}) does not hold {want.name} (HTTP {response.status_code})"
+
+        found = self.media_pool.map(problem, range(len(locations)))
+        return {i: text for i, text in enumerate(found) if text}
 
     # -- writing ---------------------------------------------------------------------------------------
     def concurrently(self, task: Callable[[str], T], keys: list[str], desc: str,
@@ -322,6 +334,7 @@ class Upload:
                 if adopted is None and subject["metadata"] == self.expected_metadata(key) and not self.media_problems(
                         subject, self.manifest.locations(key), self.local_contents(key)):
                     adopted = subject["id"]
+                    self.verified.add(adopted)
                 else:
                     self.delete(subject["id"])
                     log.info("%s: deleted unlinked subject %s (incomplete, changed or a duplicate)", key, subject["id"])
@@ -350,17 +363,21 @@ class Upload:
             except Exception as err:  # left as an incomplete orphan: the next pass or run deletes it
                 log.warning("%s: could not delete incomplete subject %s: %s", key, subject["id"], describe(err))
             raise
+        self.verified.add(subject["id"])
         return subject["id"]
 
     def store_media(self, subject: dict[str, Any], locations: list[Location], contents: dict[int, bytes]) -> None:
         """PUT each local file to its upload URL, read the subject back and re-send what was not stored."""
         upload_urls = [next(iter(location.values())) for location in subject["locations"]]
+
+        def put(i: int) -> requests.Response:
+            return self.fetch("PUT", upload_urls[i], data=contents[i], headers={
+                "Content-Type": media_type(locations[i].name), "x-ms-blob-type": "BlockBlob"})
+
         missing = list(contents)
         problems: dict[int, str] = {}
         for _ in range(self.config.retries + 1):
-            for i in missing:
-                response = self.fetch("PUT", upload_urls[i], data=contents[i], headers={
-                    "Content-Type": media_type(locations[i].name), "x-ms-blob-type": "BlockBlob"})
+            for i, response in zip(missing, self.media_pool.map(put, missing)):
                 if not response.ok:
                     raise MediaIncomplete(f"upload of {locations[i].name} answered HTTP {response.status_code}")
             stored, _ = self.config.retrying(lambda: self.client.get(f"/subjects/{subject['id']}"))
@@ -397,7 +414,9 @@ class Upload:
             if problem:
                 problems[key] = problem
 
-        checked = [key for key in self.manifest.keys if len(members.get(key, [])) == 1]
+        # media read back and compared earlier in this run are not fetched again
+        checked = [key for key in self.manifest.keys
+                   if len(members.get(key, [])) == 1 and members[key][0]["id"] not in self.verified]
         errors = self.concurrently(check, checked, "verify", record)
         problems.update({key: f"media could not be checked: {error}" for key, error in errors.items()})
         subject_ids = {key: str(members[key][0]["id"]) for key in self.manifest.keys if key in members}
