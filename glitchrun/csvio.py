@@ -76,17 +76,20 @@ def describe_failures(cases: pd.DataFrame) -> str:
     """Summarise pandera's failure-case table: one line per (column, check) with the file lines."""
     lines = []
     cases = cases.astype(object).where(cases.notna(), None)
-    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
+    cases["column"] = cases["column"].fillna("")
+    for (column, check), group in cases.groupby(["column", "check"], sort=False):
+        values = [v for v in group["failure_case"] if v is not None]
+        if check == "column_in_dataframe":
+            lines.append("missing column " + ", ".join(repr(v) for v in values))
+            continue
         where = [file_line(i) for i in group["index"] if i is not None]
-        values = [repr(v) for v in group["failure_case"]][:5]
-        label = f"column {column!r}" if column is not None else "table"
-        text = f"{label} fails {check}"
+        text = f"column {column!r} fails {check}" if column else f"table fails {check}"
         if where:
             shown = ", ".join(where[:MAX_LISTED])
             more = f" and {len(where) - MAX_LISTED} more" if len(where) > MAX_LISTED else ""
             text += f" at {shown}{more}"
-        if values and values != ["None"]:
-            text += f" (values: {', '.join(values)})"
+        if values:
+            text += f" (values: {', '.join(repr(v) for v in values[:5])})"
         lines.append(text)
     return "; ".join(lines)
 

@@ -137,7 +137,7 @@ def test_a_corrupted_copy_is_rejected_naming_column_and_line(fmt: str, corruptio
     message = str(err.value)
     assert str(path) in message and repr(column) in message
     if value is None:
-        assert "column_in_dataframe" in message
+        assert f"missing column {column!r}" in message
     else:
         assert "line 9" in message  # row 7 below the header
     if value == "duplicate":
