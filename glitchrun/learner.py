@@ -66,7 +66,7 @@ def teach(learner: ActiveLearner, X: Any, y: Sequence | np.ndarray) -> None:
         learner.teach(_features(X), _labels(y))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # array fields: == would be ambiguous
 class Query:
     """One batch chosen from the pool, with what the learner predicts for it (for the manifest)."""
 

@@ -29,13 +29,13 @@ from sklearn.utils import resample
 # predict_proba runs on chunks of about 1/8 of the pool, within these bounds (rows). 1/8 keeps a chunk's
 # probabilities (n_classes floats a row, held twice inside a forest) small beside X_pool; >= 2048 rows amortise
 # the per-call overhead (~2 ms for a 100-tree forest, a thread-pool start for gradient boosting); <= 65536 rows
-# keep a chunk in cache: a 100-tree forest with 22 classes is ~40 % faster on 10^6 rows so than in one call.
+# keep memory traffic low: a 100-tree forest with 22 classes is ~40 % faster on 10^6 rows so than in one call.
 CHUNK_ROWS = (2**11, 2**16)
 
 Measures = dict[str, np.ndarray]  # measure name -> one value per pool candidate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # array fields: == would be ambiguous
 class Selection:
     """What a strategy chose, in the order it chose them."""
 
