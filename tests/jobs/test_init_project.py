@@ -7,21 +7,25 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 from panoptes_client import Panoptes
 from PIL import Image
 
-from glitchrun.backend import LocalBackend
-from glitchrun.cli import run
-from glitchrun.csvio import CsvError, write_csv
+from glitchrun.csvio import CsvError, read_csv, write_csv
 
 SUBJECTS = 6
+CONFIG = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "config.yaml")
+NOTHING = {"projects": 0, "workflows": 0, "subject_sets": 0, "subjects": 0}
 
 
-def config(outputs: Path, *overrides: str):
-    with initialize_config_module(version_base="1.3", config_module="glitchrun.conf"):
-        return compose("config", overrides=[f"paths.outputs={outputs}", f"paths.run_dir={outputs / 'run'}",
-                                            "job=init_project", "uploader.backoff=0.01", *overrides])
+@pytest.fixture
+def init(run_job):
+    """``init(*overrides, run_dir="run")``: job=init_project through the composed config; its ids."""
+
+    def run_(*overrides: str, run_dir: str = "run") -> dict[str, str]:
+        return run_job("init_project", "uploader.backoff=0.01", *overrides, run_dir=run_dir)[0]
+
+    return run_
 
 
 def manifest(folder: Path, subjects: int = SUBJECTS, missing: int | None = None) -> Path:
@@ -37,58 +41,55 @@ def manifest(folder: Path, subjects: int = SUBJECTS, missing: int | None = None)
     return write_csv(pd.DataFrame(rows), folder / "manifest.csv")
 
 
-def count(endpoint_client: Panoptes, path: str, **params: str) -> int:
-    body, _ = endpoint_client.get(path, params={**params, "page_size": 1})
-    return body["meta"][path.strip("/")]["count"]
+def count(client: Panoptes, kind: str, **params: str) -> int:
+    body, _ = client.get(f"/{kind}", params={**params, "page_size": 1})
+    return body["meta"][kind]["count"]
 
 
-def server_state(outputs: Path) -> dict[str, int]:
+def owner_counts(local_backend) -> dict[str, int]:
     """How many projects, workflows, subject sets and subjects the owner has on the embedded server."""
-    with LocalBackend(storage_dir=outputs / "embedded_panoptes").connect() as conn:
-        client = conn.client
-        projects, _ = client.get("/projects", params={"owner": conn.login, "page_size": 100})
-        state = {"projects": len(projects["projects"]), "workflows": 0, "subject_sets": 0, "subjects": 0}
+    with local_backend.connect() as conn:
+        projects, _ = conn.client.get("/projects", params={"owner": conn.login, "page_size": 100})
+        counts = {"projects": len(projects["projects"]), "workflows": 0, "subject_sets": 0, "subjects": 0}
         for project in projects["projects"]:
             for kind in ("workflows", "subject_sets", "subjects"):
-                state[kind] += count(client, f"/{kind}", project_id=project["id"])
-        return state
+                counts[kind] += count(conn.client, kind, project_id=project["id"])
+        return counts
 
 
-def test_creates_project_workflow_and_set_once(tmp_path: Path):
-    cfg = config(tmp_path, f"job.manifest={manifest(tmp_path / 'subjects')}", "campaign.workflow.retirement_count=5")
-    ids = run(cfg)
+def test_creates_project_workflow_and_set_once(init, local_backend, tmp_path: Path):
+    path = manifest(tmp_path / "subjects")
+    ids = init(f"job.manifest={path}", "campaign.workflow.retirement_count=5")
     assert json.loads((tmp_path / "run" / "zooniverse_ids.json").read_text()) == ids
-    assert server_state(tmp_path) == {"projects": 1, "workflows": 1, "subject_sets": 1, "subjects": SUBJECTS}
-    with LocalBackend(storage_dir=tmp_path / "embedded_panoptes").connect() as conn:
-        project, _ = conn.client.get(f"/projects/{ids['project_id']}")
-        assert project["projects"][0]["display_name"] == cfg.campaign.project.display_name
-        assert project["projects"][0]["private"] is True
+    assert owner_counts(local_backend) == {"projects": 1, "workflows": 1, "subject_sets": 1, "subjects": SUBJECTS}
+    with local_backend.connect() as conn:
+        project = conn.client.get(f"/projects/{ids['project_id']}")[0]["projects"][0]
+        assert project["display_name"] == CONFIG.campaign.project.display_name and project["private"] is True
         workflow = conn.client.get(f"/workflows/{ids['workflow_id']}")[0]["workflows"][0]
-        assert [a["label"] for a in workflow["tasks"]["T0"]["answers"]] == list(cfg.campaign.workflow.classes)
+        assert [a["label"] for a in workflow["tasks"]["T0"]["answers"]] == list(CONFIG.campaign.workflow.classes)
         assert workflow["retirement"]["options"]["count"] == 5
         assert workflow["links"]["subject_sets"] == [ids["subject_set_id"]]
         members, _ = conn.client.get("/subjects", params={"subject_set_id": ids["subject_set_id"], "page_size": 100})
         assert sorted(s["metadata"]["candidate_id"] for s in members["subjects"]) == [f"c{i}" for i in range(SUBJECTS)]
         assert all(len(s["locations"]) == 2 for s in members["subjects"])
 
-    again = run(config(tmp_path, f"job.manifest={tmp_path / 'subjects' / 'manifest.csv'}",
-                       "campaign.workflow.retirement_count=5", f"paths.run_dir={tmp_path / 'run2'}"))
+    again = init(f"job.manifest={path}", "campaign.workflow.retirement_count=5", run_dir="run2")
     assert again | {"endpoint": ""} == ids | {"endpoint": ""}  # the embedded server's port changes per run
-    assert server_state(tmp_path) == {"projects": 1, "workflows": 1, "subject_sets": 1, "subjects": SUBJECTS}
+    assert owner_counts(local_backend) == {"projects": 1, "workflows": 1, "subject_sets": 1, "subjects": SUBJECTS}
 
 
-def test_a_longer_manifest_only_adds_what_is_missing(tmp_path: Path):
-    run(config(tmp_path, f"job.manifest={manifest(tmp_path / 'first', subjects=3)}"))
-    run(config(tmp_path, f"job.manifest={manifest(tmp_path / 'second', subjects=SUBJECTS)}", f"paths.run_dir={tmp_path / 'run2'}"))
-    assert server_state(tmp_path) == {"projects": 1, "workflows": 1, "subject_sets": 1, "subjects": SUBJECTS}
-    report = pd.read_csv(tmp_path / "run2" / "upload_report.csv")
+def test_a_longer_manifest_only_adds_what_is_missing(init, local_backend, tmp_path: Path):
+    init(f"job.manifest={manifest(tmp_path / 'first', subjects=3)}")
+    init(f"job.manifest={manifest(tmp_path / 'second', subjects=SUBJECTS)}", run_dir="run2")
+    assert owner_counts(local_backend) == {"projects": 1, "workflows": 1, "subject_sets": 1, "subjects": SUBJECTS}
+    report = read_csv(tmp_path / "run2" / "upload_report.csv")
     assert list(report["status"]) == ["skipped"] * 3 + ["uploaded"] * (SUBJECTS - 3)
 
 
-def test_without_manifest_only_project_and_workflow(tmp_path: Path):
-    ids = run(config(tmp_path))
+def test_without_manifest_only_project_and_workflow(init, local_backend):
+    ids = init()
     assert set(ids) == {"endpoint", "project_id", "workflow_id"}
-    assert server_state(tmp_path) == {"projects": 1, "workflows": 1, "subject_sets": 0, "subjects": 0}
+    assert owner_counts(local_backend) == {"projects": 1, "workflows": 1, "subject_sets": 0, "subjects": 0}
 
 
 @pytest.mark.parametrize("bad,error", [
@@ -97,20 +98,19 @@ def test_without_manifest_only_project_and_workflow(tmp_path: Path):
     ("campaign.project.description=''", ValueError),
     ("job.key_column=nope", CsvError),
 ])
-def test_bad_input_creates_nothing(tmp_path: Path, bad: str, error: type):
+def test_bad_input_creates_nothing(init, local_backend, tmp_path: Path, bad: str, error: type):
     path = manifest(tmp_path / "subjects", missing=2 if bad == "missing_image" else None)
     overrides = [f"job.manifest={path}"] + ([] if bad == "missing_image" else [bad])
     with pytest.raises(error) as err:
-        run(config(tmp_path, *overrides))
+        init(*overrides)
     if bad == "missing_image":
         assert "line 4" in str(err.value) and "image_a" in str(err.value) and "image_b" in str(err.value)
-    assert server_state(tmp_path) == {"projects": 0, "workflows": 0, "subject_sets": 0, "subjects": 0}
+    assert owner_counts(local_backend) == NOTHING
     assert not (tmp_path / "run" / "zooniverse_ids.json").exists()
 
 
-def test_changed_classes_are_refused_before_any_write(tmp_path: Path):
-    run(config(tmp_path))
+def test_changed_classes_are_refused_before_any_write(init, local_backend, tmp_path: Path):
+    init()
     with pytest.raises(ValueError, match="differ from"):
-        run(config(tmp_path, f"job.manifest={manifest(tmp_path / 'subjects')}", "campaign.workflow.classes=[Blip,Whistle]",
-                   f"paths.run_dir={tmp_path / 'run2'}"))
-    assert server_state(tmp_path) == {"projects": 1, "workflows": 1, "subject_sets": 0, "subjects": 0}
+        init(f"job.manifest={manifest(tmp_path / 'subjects')}", "campaign.workflow.classes=[Blip,Whistle]", run_dir="run2")
+    assert owner_counts(local_backend) == {"projects": 1, "workflows": 1, "subject_sets": 0, "subjects": 0}
