@@ -90,7 +90,7 @@ def test_failure_is_logged_with_traceback_in_the_run_dir(tmp_path: Path):
 def test_console_script_from_a_wheel_outside_the_source_tree(tmp_path: Path):
     """A non-editable install (a wheel) still finds conf/, from any working directory."""
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(REPO)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
                    check=True, capture_output=True, timeout=300)
     wheel = next(dist.glob("glitchrun-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
