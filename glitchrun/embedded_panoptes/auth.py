@@ -111,6 +111,8 @@ class Accounts:
                                      "expires_in": self.token_lifetime, "scope": SCOPE,
                                      "created_at": int(time.time())}
         with self._lock:
+            # forget expired tokens (a client with a short lifetime gets a new one for every request)
+            self._access = {t: g for t, g in self._access.items() if g.expires_at >= time.time()}
             self._access[token] = Token(user_id, time.time() + self.token_lifetime)
             if refreshable:
                 answer["refresh_token"] = refresh = secrets.token_urlsafe(32)

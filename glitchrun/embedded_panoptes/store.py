@@ -193,12 +193,13 @@ class Store:
     """The database file ``<storage_dir>/panoptes.sqlite3`` and the ``media/`` folder beside it."""
 
     def __init__(self, storage_dir: Path) -> None:
-        self.storage_dir = storage_dir
-        self.media_dir = storage_dir / "media"
+        # absolute: Flask's send_file would take a relative path as relative to the package, not the cwd
+        self.storage_dir = storage_dir.absolute()
+        self.media_dir = self.storage_dir / "media"
         self.media_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
-            storage_dir / "panoptes.sqlite3", check_same_thread=False, isolation_level=None
+            self.storage_dir / "panoptes.sqlite3", check_same_thread=False, isolation_level=None
         )
         self._db.row_factory = sqlite3.Row
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import requests
 from panoptes_client import Panoptes, Project, Subject, SubjectSet, Workflow
 
@@ -13,8 +14,9 @@ from glitchrun.embedded_panoptes import EmbeddedPanoptes
 from .helpers import classify, make_project, make_subject_set, make_subjects, make_workflow, png_bytes
 
 
-def test_restart_keeps_everything(tmp_path: Path) -> None:
-    storage = tmp_path / "panoptes"
+def test_restart_keeps_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    storage = Path("panoptes")  # relative, as in the default config (outputs/embedded_panoptes)
     with EmbeddedPanoptes(storage) as server:
         alice_id, password = server.ensure_user("alice")
         with Panoptes(endpoint=server.endpoint, username="alice", password=password) as client:
