@@ -111,7 +111,8 @@ def main() -> None:
 
             cli_seconds = run_cli(endpoint, password, str(cli_set.id), path, tmp / "home")
             start = time.perf_counter()
-            outcome = SubjectUploader(workers=args.workers).upload(manifest, str(project.id), str(engine_set.id), tmp / "report")
+            uploader = SubjectUploader(workers=args.workers)
+            outcome = uploader.upload(manifest, str(project.id), str(engine_set.id), tmp / "report")
             engine_seconds = time.perf_counter() - start
             counts = {name: len(subject_set_members(s.id)) for name, s in (("cli", cli_set), ("engine", engine_set))}
         finally:
@@ -123,7 +124,8 @@ def main() -> None:
     print(f"{args.subjects} subjects x {args.images} PNGs of {size / 1000:.0f} kB, embedded Panoptes, "
           f"latency {args.latency_ms} ms, engine workers {args.workers}")
     print(f"{'uploader':<36} {'seconds':>8} {'subjects/s':>11} {'speed-up':>9}")
-    for name, seconds in (("panoptes subject-set upload-subjects", cli_seconds), ("glitchrun SubjectUploader", engine_seconds)):
+    rows = (("panoptes subject-set upload-subjects", cli_seconds), ("glitchrun SubjectUploader", engine_seconds))
+    for name, seconds in rows:
         print(f"{name:<36} {seconds:8.1f} {args.subjects / seconds:11.1f} {cli_seconds / seconds:8.1f}x")
 
 

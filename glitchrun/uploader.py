@@ -160,7 +160,8 @@ class Upload:
             members = self.members()
             todo = [key for key in keys if key not in members]
             self.status.update({key: "skipped" for key in keys if key in members})
-            log.info("subject set %s already holds %d of the %d manifest keys", self.subject_set_id, len(keys) - len(todo), len(keys))
+            log.info("subject set %s already holds %d of the %d manifest keys", self.subject_set_id,
+                     len(keys) - len(todo), len(keys))
             for attempt in range(self.config.retries + 1):
                 if not todo:
                     break
@@ -223,7 +224,8 @@ class Upload:
         """
         stored = subject.get("locations") or []
         if len(stored) != len(locations):
-            return {i: f"subject {subject['id']} has {len(stored)} media, the manifest {len(locations)}" for i in range(len(locations))}
+            wrong = f"subject {subject['id']} has {len(stored)} media, the manifest {len(locations)}"
+            return {i: wrong for i in range(len(locations))}
 
         def problem(i: int) -> str | None:
             (mime, url), = stored[i].items()

@@ -26,7 +26,8 @@ def test_media_metadata_and_hidden_columns(tmp_path: Path):
     manifest = read_manifest(path, "candidate_id")
     assert manifest.keys == ["007", "008"]  # keys stay text
     assert manifest.media_columns == ["image_1", "image_2", "url"]
-    assert manifest.locations("007") == [tmp_path / "a.png", tmp_path / "b.png", {"image/jpeg": "https://example.org/x.jpg?v=1"}]
+    assert manifest.locations("007") == [tmp_path / "a.png", tmp_path / "b.png",
+                                         {"image/jpeg": "https://example.org/x.jpg?v=1"}]
     assert manifest.metadata("007") == {"candidate_id": "007", "ifo": "H1", "#truth": "Blip", "!note": "n1"}
     assert manifest.metadata("008")["#truth"] == ""
 

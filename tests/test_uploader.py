@@ -41,6 +41,11 @@ def manifest(tmp_path: Path) -> Manifest:
     return read_manifest(write_manifest(tmp_path / "subjects", 40), "candidate_id")
 
 
+def head(manifest: Manifest, rows: int) -> Manifest:
+    """The manifest's first ``rows`` subjects, as the same manifest of fewer rows would give."""
+    return Manifest.from_frame(manifest.frame.iloc[:rows].reset_index(drop=True), "candidate_id", manifest.base_dir)
+
+
 def project_and_set(name: str = "initial") -> tuple[str, str]:
     project, _ = ensure_project(ProjectSpec("Upload test", "testing uploads"), None)
     subject_set, _ = ensure_subject_set(project, name)
@@ -136,7 +141,7 @@ def test_interrupted_upload_resumes_without_duplicates(connection, manifest: Man
 def test_a_subject_of_another_set_is_never_adopted_or_deleted(connection, manifest: Manifest, tmp_path: Path):
     project_id, first_set = project_and_set("first")
     _, second_set = project_and_set("second")
-    few = Manifest.from_frame(manifest.frame.iloc[:3].reset_index(drop=True), "candidate_id", manifest.base_dir)
+    few = head(manifest, 3)
     first = SubjectUploader().upload(few, project_id, first_set, tmp_path / "run1")
     second = SubjectUploader().upload(few, project_id, second_set, tmp_path / "run2")
     assert first.ok and second.ok and second.uploaded == few.keys
@@ -159,7 +164,7 @@ def test_transient_server_faults_are_retried(connection, manifest: Manifest, tmp
 
 
 def test_failures_are_reported_not_fatal(connection, manifest: Manifest, tmp_path: Path):
-    few = Manifest.from_frame(manifest.frame.iloc[:3].reset_index(drop=True), "candidate_id", manifest.base_dir)
+    few = head(manifest, 3)
     project_id, set_id = project_and_set()
     connection.server.faults.update(lost_upload_rate=1.0)
     outcome = SubjectUploader(retries=1, backoff=0).upload(few, project_id, set_id, tmp_path / "run")
@@ -173,11 +178,12 @@ def test_failures_are_reported_not_fatal(connection, manifest: Manifest, tmp_pat
 
 def test_verification_fails_on_a_subject_not_in_the_manifest(connection, manifest: Manifest, tmp_path: Path):
     project_id, set_id = project_and_set()
-    few = Manifest.from_frame(manifest.frame.iloc[:4].reset_index(drop=True), "candidate_id", manifest.base_dir)
-    SubjectUploader().upload(few, project_id, set_id, tmp_path / "run1")
-    fewer = Manifest.from_frame(manifest.frame.iloc[:3].reset_index(drop=True), "candidate_id", manifest.base_dir)
+    few = head(manifest, 4)
+    first = SubjectUploader().upload(few, project_id, set_id, tmp_path / "run1")
+    fewer = head(manifest, 3)
     outcome = SubjectUploader().upload(fewer, project_id, set_id, tmp_path / "run2")
     assert not outcome.ok and outcome.skipped == fewer.keys and outcome.failed == []
     report = read_csv(tmp_path / "run2" / "upload_report.csv", dtype=str)
-    assert report.iloc[-1].to_dict() == {"key": few.keys[-1], "status": "unexpected",
-                                         "subject_id": report.iloc[-1]["subject_id"], "problem": "in the set but not in the manifest"}
+    extra = report.iloc[-1]
+    assert (extra["key"], extra["status"], extra["problem"]) == (few.keys[-1], "unexpected", "in the set but not in the manifest")
+    assert extra["subject_id"] == first.subject_ids[few.keys[-1]]

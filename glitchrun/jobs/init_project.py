@@ -15,7 +15,8 @@ from typing import Any
 
 from glitchrun.manifest import Manifest, read_manifest
 from glitchrun.uploader import SubjectUploader
-from glitchrun.zooniverse import ProjectSpec, WorkflowSpec, ensure_project, ensure_subject_set, ensure_workflow, link_subject_set
+from glitchrun.zooniverse import (ProjectSpec, WorkflowSpec, ensure_project, ensure_subject_set, ensure_workflow,
+                                  link_subject_set)
 
 log = logging.getLogger(__name__)
 
