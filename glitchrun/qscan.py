@@ -8,7 +8,8 @@ The transform is our own numpy implementation of gwpy's tiling (``TimeSeries.q_t
 check both find the same peak tile). It is faster because it whitens and FFTs each candidate once for
 all four durations, crops the whitened data to the span the images need, transforms rows of equal length
 with one batched inverse FFT, and interpolates only onto the image's own pixel grid. Each worker process
-draws into one reused matplotlib figure (no pyplot) instead of building a figure per image.
+has matplotlib (no pyplot) draw the Gravity Spy frame once per window and title, and pastes each image's
+colour-mapped pixels into it, instead of building and drawing a figure per image.
 """
 
 from __future__ import annotations
