@@ -105,3 +105,12 @@ def test_console_script_from_a_wheel_outside_the_source_tree(tmp_path: Path):
     out = run_glitchrun(["--cfg", "job"], tmp_path, env=env, exe=str(target / "bin" / "glitchrun"))
     assert out.returncode == 0, out.stderr
     assert "ActiveLearningRound" in out.stdout
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_experiment_overlays_compose_and_name_existing_data(experiment: str, tmp_path: Path):
+    cfg = compose_config(tmp_path, [f"+experiment={experiment}"])
+    OmegaConf.resolve(cfg)
+    instantiate(cfg.job)  # the whole job graph builds
+    path = cfg.data.get("path")
+    assert path is None or (REPO / path).resolve().is_file(), f"{path} (relative to the checkout's root)"
