@@ -57,13 +57,13 @@ def test_an_expiring_token_is_refreshed(tmp_path: Path) -> None:
 
 
 def test_an_expired_or_unknown_token_is_401(tmp_path: Path) -> None:
-    with EmbeddedPanoptes(tmp_path / "panoptes", token_lifetime=1) as server:
+    with EmbeddedPanoptes(tmp_path / "panoptes", token_lifetime=2) as server:
         _, password = server.ensure_user("alice")
         client = Panoptes(endpoint=server.endpoint, username="alice", password=password)
         token = client.get_bearer_token()
         url = f"{server.endpoint}/api/projects"
         assert requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code == 200
-        time.sleep(1.1)
+        time.sleep(2.1)
         expired = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert expired.status_code == 401 and "expired" in expired.json()["errors"][0]["message"]
         assert requests.get(url, headers={"Authorization": "Bearer nonsense"}, timeout=10).status_code == 401

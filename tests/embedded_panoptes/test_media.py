@@ -14,7 +14,8 @@ from .helpers import make_project, png_bytes
 
 def upload_url(client: Panoptes, project_id: str) -> tuple[str, str]:
     """(upload URL, subject id) of a new subject with one PNG location, made with a raw POST."""
-    body, _ = client.post("/subjects", json={"subjects": {"locations": ["image/png"], "links": {"project": project_id}}})
+    new_subject = {"subjects": {"locations": ["image/png"], "links": {"project": project_id}}}
+    body, _ = client.post("/subjects", json=new_subject)
     subject = body["subjects"][0]
     return subject["locations"][0]["image/png"], subject["id"]
 
