@@ -125,7 +125,8 @@ def tally(export: pd.DataFrame, state: CampaignState, consensus: Any, classes: S
     return Tally(report, len(export), len(votes) - len(first), unanswered)
 
 
-def parse_export(export: pd.DataFrame, classes: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def parse_export(export: pd.DataFrame, classes: Sequence[str]
+                 ) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
     """(votes: classification_id, subject_id, volunteer, label; the ML prior per subject; unanswered count).
 
     Raises ``IngestError`` listing every malformed classification.

@@ -31,7 +31,8 @@ SUMMARY_SCHEMA = pa.DataFrameSchema(
         "group": pa.Column(str, unique=True),
         "runs": pa.Column(int, pa.Check.ge(1)),
         "reached": pa.Column(int, pa.Check.ge(0)),  # runs that reached the target
-        "labels_to_target": pa.Column(float, nullable=True),  # mean over the runs that reached it
+        # mean over runs; a run that never reached the target counts with every label it used (a lower bound)
+        "labels_to_target": pa.Column(float, nullable=True),
         "labels_to_target_sd": pa.Column(float, nullable=True),
         "vs_baseline": pa.Column(float, nullable=True),  # labels_to_target / the baseline's
         "final_labels": pa.Column(float),
@@ -64,10 +65,10 @@ class CompareJob:
         write_csv(summary, self.run_dir / SUMMARY, SUMMARY_SCHEMA, what="comparison summary")
         plot_bands(curves, self.run_dir / "comparison.png", self.target, f"{self.sweep_dir.name}: {self.group_by}")
         for row in summary.itertuples():
-            log.info("%s: %d of %d runs reached %.0f%% of the full-pool macro-F1%s; final macro-F1 %.3f after %.0f labels",
-                     row.group, row.reached, row.runs, 100 * self.target,
-                     f", after {row.labels_to_target:.0f} labels ({row.vs_baseline:.2f} x {self.baseline})" if row.reached else "",
-                     row.final_macro_f1, row.final_labels)
+            bound = "" if row.reached == row.runs else "at least "
+            log.info("%s: %d of %d runs reached %.0f%% of the full-pool macro-F1; labels to target %s%.0f (%.2f x %s); "
+                     "final macro-F1 %.3f after %.0f labels", row.group, row.reached, row.runs, 100 * self.target,
+                     bound, row.labels_to_target, row.vs_baseline, self.baseline, row.final_macro_f1, row.final_labels)
         return summary
 
 
@@ -92,16 +93,21 @@ def labels_to_reach(curve: pd.DataFrame, target: float) -> float:
 
 
 def summarise(curves: pd.DataFrame, target: float, baseline: str) -> pd.DataFrame:
-    """One row per group: runs, how many reached the target and after how many labels, compared with ``baseline``."""
+    """One row per group: runs, how many reached the target and after how many labels, compared with ``baseline``.
+
+    A run that never reached the target counts with all the labels it used, so a group's figure is a lower
+    bound whenever ``reached < runs``.
+    """
     per_run = curves.groupby(["group", "run"]).apply(
         lambda c: pd.Series({"needed": labels_to_reach(c, target),
                              "final_labels": float(c["labels"].iloc[c["round"].argmax()]),
                              "final_macro_f1": float(c["macro_f1"].iloc[c["round"].argmax()]),
                              "full_pool_macro_f1": float(c["full_pool_macro_f1"].iloc[0])})
     ).reset_index()
+    per_run["at_least"] = per_run["needed"].fillna(per_run["final_labels"])
     summary = per_run.groupby("group").agg(
-        runs=("run", "size"), reached=("needed", "count"), labels_to_target=("needed", "mean"),
-        labels_to_target_sd=("needed", "std"), final_labels=("final_labels", "mean"),
+        runs=("run", "size"), reached=("needed", "count"), labels_to_target=("at_least", "mean"),
+        labels_to_target_sd=("at_least", "std"), final_labels=("final_labels", "mean"),
         final_macro_f1=("final_macro_f1", "mean"), full_pool_macro_f1=("full_pool_macro_f1", "mean"),
     ).reset_index()
     base = summary.loc[summary["group"] == baseline, "labels_to_target"]

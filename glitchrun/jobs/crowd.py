@@ -59,10 +59,11 @@ class CrowdJob:
             project = find_project(self.project, conn.login)
             workflow = find_workflow(project, self.workflow_name) if project is not None else None
             if workflow is None:
-                raise LookupError(f"no project {self.project.display_name!r} with workflow {self.workflow_name!r} on the "
-                                  "embedded Panoptes; run a round first (glitchrun) or job=init_project")
+                raise LookupError(f"no project {self.project.display_name!r} with workflow {self.workflow_name!r} "
+                                  "on the embedded Panoptes; run a round first (glitchrun) or job=init_project")
             made = Volunteering(conn, self.crowd, workflow, self.progress).classify_until_retired()
-        path = write_csv(made, self.run_dir / "crowd_classifications.csv", CLASSIFICATIONS_SCHEMA, what="crowd classifications")
+        path = write_csv(made, self.run_dir / "crowd_classifications.csv", CLASSIFICATIONS_SCHEMA,
+                         what="crowd classifications")
         correct = float((made["answer"] == made["truth"]).mean()) if len(made) else float("nan")
         log.info("crowd: %d classifications by %d volunteers (%.0f%% gave the true class) -> %s", len(made),
                  made["volunteer"].nunique(), 100 * correct, path)
@@ -84,8 +85,8 @@ class Volunteering:
                              "needs classification_count retirement to know when to stop")
         self.retirement_count = int(retirement["options"]["count"])
         if self.retirement_count > len(crowd.logins):
-            raise ValueError(f"workflow {workflow.id} retires subjects after {self.retirement_count} classifications but "
-                             f"the crowd has {len(crowd.logins)} volunteers; raise crowd.volunteers.volunteers")
+            raise ValueError(f"workflow {workflow.id} retires subjects after {self.retirement_count} classifications "
+                             f"but the crowd has {len(crowd.logins)} volunteers; raise crowd.volunteers.volunteers")
 
     def classify_until_retired(self) -> pd.DataFrame:
         truth = self.truths()
@@ -118,8 +119,8 @@ class Volunteering:
             subjects.update({str(s.id): s.metadata for s in set_subjects(set_id)})
         missing = [s for s, metadata in subjects.items() if not metadata.get(TRUTH_KEY)]
         if missing:
-            raise ValueError(f"{len(missing)} subjects have no {TRUTH_KEY} metadata (e.g. {', '.join(missing[:5])}): the "
-                             "simulated crowd needs the ground truth a simulated campaign hides in each subject")
+            raise ValueError(f"{len(missing)} subjects have no {TRUTH_KEY} metadata (e.g. {', '.join(missing[:5])}): "
+                             "the simulated crowd needs the ground truth a simulated campaign hides in each subject")
         unknown = sorted({m[TRUTH_KEY] for m in subjects.values()} - set(self.answers))
         if unknown:
             raise ValueError(f"true classes {unknown} are not answers of workflow {self.workflow.id}")
