@@ -101,7 +101,9 @@ class GravitySpyConsensus(Consensus):
     Gravity Spy estimates the confusion matrices from gold-standard subjects; a campaign here has none,
     so they are estimated from the votes by EM, started from and smoothed towards a volunteer of
     ``volunteer_accuracy`` (Dirichlet pseudo-counts worth ``prior_votes`` votes per class), which keeps
-    a 22 x 22 matrix sensible for a volunteer with a handful of votes. Unlike Gravity Spy's reducer,
+    a 22 x 22 matrix sensible for a volunteer with a handful of votes; each vote is counted against the
+    subject's posterior without that vote, so volunteers cannot earn skill by agreeing with themselves
+    (plain EM does, and then accepts split votes at a posterior near 1). Unlike Gravity Spy's reducer,
     which weights by the column-normalised matrix P(class | vote), this uses the row-normalised
     P(vote | class), the Bayes-consistent likelihood.
     """
@@ -129,16 +131,18 @@ class GravitySpyConsensus(Consensus):
         confusion = np.broadcast_to(pseudo / pseudo.sum(axis=1, keepdims=True), (u.max() + 1, n_classes, n_classes))
         posterior = np.zeros_like(log_prior)
         for _ in range(self.n_iter):
+            log_vote = np.log(confusion[u, :, c])  # P(vote c | true class) under each vote's volunteer
             log_post = log_prior.copy()
-            np.add.at(log_post, s, np.log(confusion[u, :, c]))  # P(vote c | true class) of each vote's volunteer
-            new = np.exp(log_post - log_post.max(axis=1, keepdims=True))
-            new /= new.sum(axis=1, keepdims=True)
+            np.add.at(log_post, s, log_vote)
+            new = softmax(log_post)
             converged = np.abs(new - posterior).max() < self.tol
             posterior = new
             if converged:
                 break
+            # soft counts, true class (row) x vote (column), from each subject's posterior *without* the vote
+            # being counted: otherwise a lone vote confirms itself and the posteriors grow overconfident
             counts = np.broadcast_to(pseudo, confusion.shape).copy()
-            np.add.at(counts, (u, slice(None), c), posterior[s])  # soft counts: true class (row) x vote (column)
+            np.add.at(counts, (u, slice(None), c), softmax(log_post[s] - log_vote))
             confusion = counts / counts.sum(axis=2, keepdims=True)
         return pd.DataFrame(posterior, index=pd.Index(subjects, name="subject_id"), columns=list(classes))
 
@@ -152,3 +156,9 @@ class GravitySpyConsensus(Consensus):
         matrix = np.where(np.isnan(known).any(axis=1, keepdims=True), uniform, known)
         matrix = np.clip(matrix, 1e-6, None)
         return matrix / matrix.sum(axis=1, keepdims=True)
+
+
+def softmax(log_p: np.ndarray) -> np.ndarray:
+    """Rows of log-probabilities (unnormalised) as probabilities."""
+    p = np.exp(log_p - log_p.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)

@@ -82,3 +82,14 @@ def test_votes_for_an_answer_that_is_not_a_class_are_refused():
 def test_bad_thresholds_are_refused(kwargs: dict):
     with pytest.raises(ValueError):
         MajorityVote(**kwargs)
+
+
+def test_gravity_spy_consensus_stays_precise_when_each_volunteer_casts_few_votes():
+    """30 volunteers of Gravity-Spy-like skill, 3 votes per subject: a volunteer's estimated skill must not
+    come from their own votes, or every split vote would confirm itself at a posterior near 1."""
+    crowd = SimulatedCrowd(volunteers=30, accuracy=0.75, accuracy_sd=0.1, confusion=0.7, similar=SIMILAR, seed=0)
+    truth, cast = truth_and_votes(crowd, 300, 3, 0)
+    result = GravitySpyConsensus().aggregate(cast, CLASSES)
+    accepted = result[result["status"] == "accepted"]
+    assert len(accepted) >= 0.6 * len(result)
+    assert accuracy(accepted, truth) >= 0.93
