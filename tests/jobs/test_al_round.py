@@ -101,7 +101,7 @@ def test_next_round_waits_for_labels_then_learns_from_the_crowd(tmp_path: Path, 
     assert f"{BATCH} of {BATCH} subjects" in caplog.text and "still being labelled" in caplog.text
     assert server_state(tmp_path) == before
 
-    cfg = round_config(tmp_path, "run3")
+    cfg = round_config(tmp_path, "run3", "crowd=perfect")  # unanimous majority vote: two right votes make a label
     classify_to_retirement(tmp_path, first.subject_set_id, list(cfg.campaign.workflow.classes))
     second = run(cfg)
     assert second.status == "uploaded" and second.round == 2 and second.subject_set_id != first.subject_set_id
