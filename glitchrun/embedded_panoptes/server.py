@@ -8,6 +8,7 @@ users, projects and subjects, and ids continue.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -92,6 +93,7 @@ class EmbeddedPanoptes:
         self.faults = Faults(faults)
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # ------------------------------------------------------------------------------ lifecycle
     def start(self) -> EmbeddedPanoptes:
@@ -109,18 +111,29 @@ class EmbeddedPanoptes:
         self._server = waitress.create_server(
             application, host=self.host, port=self.port, threads=self.threads, ident="glitchrun-embedded-panoptes"
         )
-        self._thread = threading.Thread(target=self._server.run, name=f"panoptes:{self._server.effective_port}",
-                                        daemon=True)
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._serve, args=(self._server,),
+                                        name=f"panoptes:{self._server.effective_port}", daemon=True)
         self._thread.start()
         return self
+
+    def _serve(self, server: Any) -> None:
+        """waitress's own loop, but one that ends when asked and closes every socket from this thread.
+
+        (waitress's ``run()`` only ends once its socket map is empty, and closing sockets from another
+        thread races with its ``select``.) The short poll timeout bounds how long ``stop()`` waits."""
+        while not self._stopping.is_set() and server._map:
+            wasyncore.loop(timeout=0.2, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
+        wasyncore.close_all(server._map)
 
     def stop(self) -> None:
         """Close every connection, let running requests finish, close the database."""
         server, self._server = self._server, None
         if server is None:
             return
-        # closing the sockets from the serving thread itself is the only race-free way to end its loop
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        self._stopping.set()
+        with contextlib.suppress(OSError):  # only a wake-up call: the loop also sees the flag within 0.2 s
+            server.pull_trigger()
         if self._thread is not None:
             self._thread.join(timeout=10)
         server.task_dispatcher.shutdown(timeout=10)
