@@ -26,11 +26,11 @@ from sklearn.base import clone
 from sklearn.metrics import pairwise_distances, pairwise_distances_argmin_min
 from sklearn.utils import resample
 
-# predict_proba runs on chunks of about 1/8 of the pool, within these bounds (rows). 1/8 keeps a chunk's
-# probabilities (n_classes floats a row, held twice inside a forest) small beside X_pool; >= 2048 rows amortise
-# the per-call overhead (~2 ms for a 100-tree forest, a thread-pool start for gradient boosting); <= 65536 rows
-# keep memory traffic low: a 100-tree forest with 22 classes is ~40 % faster on 10^6 rows so than in one call.
-CHUNK_ROWS = (2**11, 2**16)
+# Rows per predict_proba call. Small enough that a chunk's probabilities (n_classes floats a row, held twice
+# inside a forest) stay in the CPU cache and small beside X_pool; large enough to amortise the per-call
+# overhead (~2 ms for a 100-tree forest). Measured with a 100-tree forest and 22 classes: as fast as one call on
+# 10^4 and 10^5 rows, a third faster on 10^6 (6.1 s against 9.1 s CPU); 8192 to 16384 rows were slower.
+CHUNK_ROWS = 2048
 
 Measures = dict[str, np.ndarray]  # measure name -> one value per pool candidate
 
@@ -89,10 +89,9 @@ def _reduce_rows(X_pool: np.ndarray, reduce: Callable[[np.ndarray], Measures]) -
     Chunks are views of X_pool (no copy); only the per-row results are kept.
     """
     n = len(X_pool)
-    rows = min(max(n // 8, CHUNK_ROWS[0]), CHUNK_ROWS[1])
     out: Measures = {}
-    for start in range(0, n, rows):
-        for name, values in reduce(X_pool[start : start + rows]).items():
+    for start in range(0, n, CHUNK_ROWS):
+        for name, values in reduce(X_pool[start : start + CHUNK_ROWS]).items():
             if name not in out:
                 out[name] = np.empty(n, dtype=values.dtype)
             out[name][start : start + len(values)] = values

@@ -60,7 +60,7 @@ def random_proba(n: int, n_classes: int = 4, seed: int = 0) -> np.ndarray:
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
     """Chunks of 7 rows, so that small pools cross chunk boundaries."""
-    monkeypatch.setattr(strategies, "CHUNK_ROWS", (7, 7))
+    monkeypatch.setattr(strategies, "CHUNK_ROWS", 7)
     return 7
 
 
