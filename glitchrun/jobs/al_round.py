@@ -26,6 +26,7 @@ from glitchrun.ingest import ingest_export
 from glitchrun.learner import make_learner, query
 from glitchrun.manifest import Manifest
 from glitchrun.report import append_upload_section, write_round_report
+from glitchrun.strategies import part_counts
 from glitchrun.uploader import SubjectUploader
 from glitchrun.zooniverse import (
     ProjectSpec,
@@ -133,6 +134,10 @@ class ActiveLearningRound:
             raise ValueError(f"al.seed_fraction must be in (0, 1] (or null), got {self.seed_fraction}")
         if self.export_timeout <= 0:
             raise ValueError(f"export_timeout must be positive, got {self.export_timeout}")
+        # a mixed strategy's fractions are otherwise checked only when the batch is queried, after connecting
+        fractions = getattr(self.strategy, "keywords", {}).get("fractions")
+        if fractions is not None:
+            part_counts(fractions, self.batch_size)
 
     # -- the round ------------------------------------------------------------------------------------
     def run(self) -> RoundResult:
@@ -149,7 +154,6 @@ class ActiveLearningRound:
         candidates = self.data.load()
         self.check_classes(candidates)
         last = state.last_round()
-        name = None if last and last.status in ("selected", "uploading") else self.new_set_name(state, last)
         with self.backend.connect() as conn:
             project, workflow = self.resources(conn)
             state.put(project_id=project.id, workflow_id=workflow.id)
@@ -164,6 +168,7 @@ class ActiveLearningRound:
                     return RoundResult("waiting", last.number, last.subject_set_id, message=message)
                 self.ingest(state, workflow, last)
             number = last.number + 1 if last else 1
+            name = self.new_set_name(state, number)
             if number == 1:
                 self.seed_labels(state, candidates)
             selected = self.select(state, candidates, number, name)
@@ -190,9 +195,8 @@ class ActiveLearningRound:
         return project, workflow
 
     # -- naming ---------------------------------------------------------------------------------------
-    def new_set_name(self, state: CampaignState, last: Round | None) -> str:
+    def new_set_name(self, state: CampaignState, number: int) -> str:
         """The new subject set's name: from config (``{round}`` and ``{campaign}`` filled in), asked, or generated."""
-        number = last.number + 1 if last else 1
         fields = {"round": number, "campaign": self.campaign["name"]}
         generated = f"{self.campaign['name']}-round-{number:03d}"
         if self.subject_set_name:
