@@ -20,10 +20,28 @@ from panoptes_client import Panoptes
 log = logging.getLogger(__name__)
 
 ZOONIVERSE_ENDPOINT = "https://www.zooniverse.org"
+#: the OAuth client id glitchrun's clients of the embedded server send (it accepts any)
+LOCAL_CLIENT_ID = "glitchrun"
 
 
 class CredentialsError(RuntimeError):
     """No usable Zooniverse credentials in the environment."""
+
+
+class Client(Panoptes):
+    """``panoptes_client.Panoptes``, made here so that glitchrun's clients share one behaviour."""
+
+    @classmethod
+    def local(cls, endpoint: str, login: str, password: str) -> Client:
+        """A client signed in to the embedded server as ``login``, deaf to ``PANOPTES_*`` in the environment.
+
+        Those variables hold the user's zooniverse.org credentials: left alone, panoptes-client would send a
+        ``PANOPTES_CLIENT_ID``/``PANOPTES_CLIENT_SECRET`` pair to the embedded server instead of ``password``.
+        """
+        client = cls(endpoint=endpoint, username=login, password=password, client_id=LOCAL_CLIENT_ID)
+        client.client_secret = None
+        client.redirect_url = None
+        return client
 
 
 @dataclass
@@ -32,7 +50,7 @@ class Connection:
 
     endpoint: str
     login: str | None
-    client: Panoptes
+    client: Client
     #: the embedded server when ``backend=local`` (the crowd simulation adds volunteer accounts to it)
     server: Any = None
     volunteers: dict[str, Panoptes] = field(default_factory=dict)
@@ -43,8 +61,7 @@ class Connection:
             raise RuntimeError("other accounts exist only on the embedded backend (backend=local)")
         if login not in self.volunteers:
             _, password = self.server.ensure_user(login)
-            self.volunteers[login] = Panoptes(endpoint=self.endpoint, username=login, password=password)
-            self.volunteers[login].login()
+            self.volunteers[login] = Client.local(self.endpoint, login, password)
         return self.volunteers[login]
 
 
@@ -94,12 +111,10 @@ class LocalBackend:
             _, password = server.ensure_user(self.owner)
             for login in self.accounts:
                 server.ensure_user(login)
-            client = Panoptes.connect(endpoint=server.endpoint, username=self.owner, password=password)
+            client = Client.local(server.endpoint, self.owner, password)
             log.info("embedded Panoptes at %s (data in %s), logged in as %s", server.endpoint, self.storage_dir, self.owner)
-            try:
+            with client:  # this thread's client until the job is done (a new Panoptes() would read PANOPTES_*)
                 yield Connection(endpoint=server.endpoint, login=self.owner, client=client, server=server)
-            finally:
-                Panoptes.connect(endpoint=server.endpoint)  # drop the logged-in client from this thread
 
 
 class ZooniverseBackend:
@@ -127,10 +142,9 @@ class ZooniverseBackend:
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         credentials = self.credentials()
-        client = Panoptes.connect(endpoint=self.endpoint, **credentials)
-        login = credentials.get("username")
-        log.info("connected to %s as %s", self.endpoint, login or "a client-credentials application")
-        try:
-            yield Connection(endpoint=self.endpoint, login=login, client=client)
-        finally:
-            Panoptes.connect(endpoint=self.endpoint)
+        client = Client(endpoint=self.endpoint, **credentials)
+        # not the login: it is one of the credentials, which stay out of logs and files
+        log.info("connected to %s with the %s from the environment", self.endpoint,
+                 "user name and password" if "username" in credentials else "client id and secret")
+        with client:
+            yield Connection(endpoint=self.endpoint, login=credentials.get("username"), client=client)

@@ -164,7 +164,9 @@ def resolve_project(project_id: str | int | None, display_name: str | None, owne
         raise LookupError("no project given: set job.project_id, or job.project_name (default: the campaign project)")
     project = find_project(ProjectSpec(display_name=display_name, description=""), owner)
     if project is None:
-        raise LookupError(f"no project named {display_name!r} owned by {owner}; run job=init_project or set job.project_id")
+        # "the logged-in account", not its login: on Zooniverse that is PANOPTES_USERNAME, kept out of logs
+        raise LookupError(f"no project named {display_name!r} owned by the logged-in account; "
+                          "run job=init_project or set job.project_id")
     return project
 
 
