@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +30,20 @@ class CredentialsError(RuntimeError):
 
 
 class Client(Panoptes):
-    """``panoptes_client.Panoptes``, made here so that glitchrun's clients share one behaviour."""
+    """``panoptes_client.Panoptes`` with thread-safe token renewal.
+
+    Jobs share one logged-in client between their threads (``with client:``). When the token is due, two
+    threads renewing it at once would spend the same refresh token twice: the server refuses the second
+    (401) and that thread's request fails. Serialised, the second thread finds the token renewed.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._token_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def get_bearer_token(self) -> str | None:
+        with self._token_lock:
+            return super().get_bearer_token()
 
     @classmethod
     def local(cls, endpoint: str, login: str, password: str) -> Client:
