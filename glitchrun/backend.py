@@ -10,15 +10,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from panoptes_client import Panoptes
 
+from glitchrun.uploader import transient
+
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 ZOONIVERSE_ENDPOINT = "https://www.zooniverse.org"
 #: the OAuth client id glitchrun's clients of the embedded server send (it accepts any)
@@ -29,15 +34,46 @@ class CredentialsError(RuntimeError):
     """No usable Zooniverse credentials in the environment."""
 
 
-class Client(Panoptes):
-    """``panoptes_client.Panoptes`` with thread-safe token renewal.
+@dataclass(frozen=True)
+class Retry:
+    """Tries again a call that is safe to repeat after a transient failure (5xx, dropped connection,
+    timeout): ``retries`` times at most, ``backoff`` seconds before the first retry, doubling."""
 
-    Jobs share one logged-in client between their threads (``with client:``). When the token is due, two
-    threads renewing it at once would spend the same refresh token twice: the server refuses the second
-    (401) and that thread's request fails. Serialised, the second thread finds the token renewed.
+    retries: int = 4
+    backoff: float = 2.5
+
+    def __post_init__(self) -> None:
+        if self.retries < 0 or self.backoff < 0:
+            raise ValueError(f"backend: retries and backoff must be >= 0, got {self.retries} and {self.backoff}")
+
+    def __call__(self, call: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except Exception as err:
+                if attempt >= self.retries or not transient(err):
+                    raise
+                delay = self.backoff * 2**attempt
+                log.debug("transient failure (%s: %s); retry %d in %.2f s", type(err).__name__, err, attempt + 1, delay)
+                time.sleep(delay)
+                attempt += 1
+
+
+class Client(Panoptes):
+    """``panoptes_client.Panoptes`` with glitchrun's retries and thread-safe token renewal.
+
+    Retries: the requests panoptes-client itself would retry (model GETs, link POSTs and DELETEs, all safe
+    to repeat) are retried by ``retry`` instead of the client's fixed 5 tries over about 40 s, and after a
+    dropped connection too, which the client does not retry at all.
+
+    Tokens: jobs share one logged-in client between their threads (``with client:``). When the token is
+    due, two threads renewing it at once would spend the same refresh token twice: the server refuses the
+    second (401) and that thread's request fails. Serialised, the second thread finds the token renewed.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, retry: Retry = Retry(), **kwargs: Any) -> None:
+        self.retry = retry
         self._token_lock = threading.Lock()
         super().__init__(*args, **kwargs)
 
@@ -45,14 +81,23 @@ class Client(Panoptes):
         with self._token_lock:
             return super().get_bearer_token()
 
+    def http_request(self, method: str, path: str, params: dict | None = None, headers: dict | None = None,
+                     json: Any = None, etag: str | None = None, endpoint: str | None = None,
+                     retry: bool = False) -> Any:
+        def once() -> Any:
+            return super(Client, self).http_request(method, path, dict(params or {}), dict(headers or {}), json,
+                                                    etag, endpoint, retry=False)
+
+        return self.retry(once) if retry else once()
+
     @classmethod
-    def local(cls, endpoint: str, login: str, password: str) -> Client:
+    def local(cls, endpoint: str, login: str, password: str, retry: Retry = Retry()) -> Client:
         """A client signed in to the embedded server as ``login``, deaf to ``PANOPTES_*`` in the environment.
 
         Those variables hold the user's zooniverse.org credentials: left alone, panoptes-client would send a
         ``PANOPTES_CLIENT_ID``/``PANOPTES_CLIENT_SECRET`` pair to the embedded server instead of ``password``.
         """
-        client = cls(endpoint=endpoint, username=login, password=password, client_id=LOCAL_CLIENT_ID)
+        client = cls(endpoint=endpoint, username=login, password=password, client_id=LOCAL_CLIENT_ID, retry=retry)
         client.client_secret = None
         client.redirect_url = None
         return client
@@ -75,7 +120,7 @@ class Connection:
             raise RuntimeError("other accounts exist only on the embedded backend (backend=local)")
         if login not in self.volunteers:
             _, password = self.server.ensure_user(login)
-            self.volunteers[login] = Client.local(self.endpoint, login, password)
+            self.volunteers[login] = Client.local(self.endpoint, login, password, self.client.retry)
         return self.volunteers[login]
 
 
@@ -96,6 +141,8 @@ class LocalBackend:
         faults: Mapping[str, Any] | None = None,
         token_lifetime: int = 7200,
         threads: int = 16,
+        retries: int = 4,
+        backoff: float = 2.5,
     ) -> None:
         self.storage_dir = Path(storage_dir)
         self.host = host
@@ -105,6 +152,7 @@ class LocalBackend:
         self.faults = dict(faults or {})
         self.token_lifetime = token_lifetime
         self.threads = threads
+        self.retry = Retry(retries, backoff)
 
     def server(self) -> Any:
         """The (not yet started) embedded server this backend runs."""
@@ -125,7 +173,7 @@ class LocalBackend:
             _, password = server.ensure_user(self.owner)
             for login in self.accounts:
                 server.ensure_user(login)
-            client = Client.local(server.endpoint, self.owner, password)
+            client = Client.local(server.endpoint, self.owner, password, self.retry)
             log.info("embedded Panoptes at %s (data in %s), logged in as %s", server.endpoint, self.storage_dir, self.owner)
             with client:  # this thread's client until the job is done (a new Panoptes() would read PANOPTES_*)
                 yield Connection(endpoint=server.endpoint, login=self.owner, client=client, server=server)
@@ -137,8 +185,9 @@ class ZooniverseBackend:
     USER_VARS = ("PANOPTES_USERNAME", "PANOPTES_PASSWORD")
     CLIENT_VARS = ("PANOPTES_CLIENT_ID", "PANOPTES_CLIENT_SECRET")
 
-    def __init__(self, endpoint: str = ZOONIVERSE_ENDPOINT) -> None:
+    def __init__(self, endpoint: str = ZOONIVERSE_ENDPOINT, retries: int = 4, backoff: float = 2.5) -> None:
         self.endpoint = endpoint.rstrip("/")
+        self.retry = Retry(retries, backoff)
 
     def credentials(self) -> dict[str, str]:
         """Keyword arguments for ``Panoptes.connect``, read now from the environment."""
@@ -156,7 +205,7 @@ class ZooniverseBackend:
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         credentials = self.credentials()
-        client = Client(endpoint=self.endpoint, **credentials)
+        client = Client(endpoint=self.endpoint, retry=self.retry, **credentials)
         # not the login: it is one of the credentials, which stay out of logs and files
         log.info("connected to %s with the %s from the environment", self.endpoint,
                  "user name and password" if "username" in credentials else "client id and secret")
