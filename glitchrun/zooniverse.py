@@ -208,6 +208,19 @@ def unlink_subjects(subject_set_id: str | int, subject_ids: Sequence[str]) -> No
                              retry=True)
 
 
+def delete_subject(subject_id: str | int) -> None:
+    """Delete a subject, or do nothing if it is gone: safe to repeat after a delete whose answer was lost.
+
+    A list query says whether it still exists (no 404 to tell apart from other errors); the DELETE sends
+    the subject's own ETag, which the real server insists on.
+    """
+    client = Panoptes.client()
+    listed, _ = client.get("/subjects", params={"id": str(subject_id)})
+    if listed["subjects"]:
+        _, etag = client.get(f"/subjects/{subject_id}")
+        client.delete(f"/subjects/{subject_id}", etag=etag)
+
+
 def metadata_json(value: object) -> str:
     """A metadata value as compact, key-sorted JSON: how reports show values and how equal values are found.
 

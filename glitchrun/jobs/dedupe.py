@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ import pandas as pd
 import pandera.pandas as pa
 from panoptes_client import Subject
 
+from glitchrun.backend import Retry
 from glitchrun.csvio import write_csv
-from glitchrun.zooniverse import (check_subject_set_choice, metadata_json, resolve_subject_set, set_subjects,
-                                  unlink_subjects)
+from glitchrun.zooniverse import (check_subject_set_choice, delete_subject, metadata_json, resolve_subject_set,
+                                  set_subjects, unlink_subjects)
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +136,19 @@ class Dedupe:
                          "" if self.delete else " (and job.delete=true to delete)")
                 return report
             try:
-                self.apply(report, str(subject_set.id))
+                self.apply(report, str(subject_set.id), connection.client.retry)
             finally:
                 path = write_csv(report, self.run_dir / "dedupe_report.csv", REPORT, what="dedupe report")
                 log.info("%d of %d actions applied; report in %s", int(report["applied"].sum()),
                          int(report["action"].isin(["unlink", "delete"]).sum()), path)
         return report
 
-    def apply(self, report: pd.DataFrame, subject_set_id: str) -> None:
+    def apply(self, report: pd.DataFrame, subject_set_id: str, retry: Retry) -> None:
         """Unlink every duplicate (``batch_size`` per request), then delete those marked ``delete``.
 
-        ``report.applied`` is set as each step succeeds, so the report stays true if a step fails.
+        ``report.applied`` is set as each step succeeds, so the report stays true if a step fails. A delete
+        is retried like the unlinks: once unlinked, a duplicate is no longer in the set, so a re-run of the
+        job would not find it to delete.
         """
         leaving = report.index[report["action"].isin(["unlink", "delete"])]
         for start in range(0, len(leaving), self.batch_size):
@@ -154,5 +158,5 @@ class Dedupe:
             report.loc[rows, "applied"] = unlinked
             report.loc[unlinked.index[~unlinked], "note"] = "unlinked, not deleted yet"
         for row in report.index[report["action"].eq("delete")]:
-            Subject.find(report.at[row, "subject_id"]).delete()  # a GET first: the DELETE needs this subject's ETag
+            retry(partial(delete_subject, report.at[row, "subject_id"]))
             report.loc[row, ["applied", "note"]] = [True, None]
