@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ class ExportDownload(ExportJob):
             target = self.target(connection.login)
             if self.generate:
                 for export_type in self.exports:
-                    request_export(target, export_type)
+                    connection.client.retry(partial(request_export, target, export_type))  # repeatable
                     log.info("requested a new %s export of %s", export_type, target)
             for export_type in self.exports:
                 medium = wait_until_ready(target, export_type, self.timeout, self.poll_interval)

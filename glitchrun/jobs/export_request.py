@@ -7,6 +7,7 @@ separate jobs: request now, ``job=export_download`` later.
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from glitchrun.exports import ExportJob, media_state, request_export
 
@@ -23,7 +24,8 @@ class ExportRequest(ExportJob):
             target = self.target(connection.login)
             media = {}
             for export_type in self.exports:
-                media[export_type] = request_export(target, export_type)
+                # a repeated request replaces the export being made: safe to retry
+                media[export_type] = connection.client.retry(partial(request_export, target, export_type))
                 log.info("requested the %s export of %s (state %r)", export_type, target, media_state(media[export_type]))
         log.info("fetch them with: glitchrun job=export_download job.exports=[%s]%s", ",".join(self.exports),
                  f" job.workflow_id={self.workflow_id}" if self.workflow_id else "")
