@@ -222,6 +222,17 @@ def part_counts(fractions: Mapping[str, float], n_instances: int) -> dict[str, i
 # --- strategies ------------------------------------------------------------------------------------------
 
 
+def query_rng(seed: int, classifier: Any, X_pool: np.ndarray) -> np.random.Generator:
+    """The random generator of one query, from the seed and the sizes of the pool and of the labelled set.
+
+    Seeded with ``seed`` alone it would draw the same pool positions at every round of a campaign (biased
+    wherever the pool order follows the class); the sizes change from round to round, while a re-run of the
+    same round (after a crash, say) draws the same batch.
+    """
+    labelled = getattr(classifier, "X_training", None)
+    return np.random.default_rng([seed, len(X_pool), 0 if labelled is None else len(labelled)])
+
+
 def mixed_sampling(
     classifier: Any, X_pool: np.ndarray, n_instances: int = 1, *, fractions: Mapping[str, float], seed: int = 0
 ) -> Selection:
@@ -229,7 +240,7 @@ def mixed_sampling(
     among the candidates not chosen yet; all parts share one pass of ``predict_proba`` over the pool."""
     counts = part_counts(fractions, n_instances)
     measures = pool_measures(classifier, X_pool, set().union(*(PARTS[name].measures for name in counts)))
-    rng = np.random.default_rng(seed)
+    rng = query_rng(seed, classifier, X_pool)
     available = np.ones(len(X_pool), dtype=bool)
     indices, scores, chosen_by, all_scores = [], [], [], {}
     for name, count in counts.items():
@@ -348,12 +359,12 @@ DISAGREEMENTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def bagged_committee(classifier: Any, n_members: int, seed: int) -> list[Any]:
+def bagged_committee(classifier: Any, n_members: int, rng: np.random.Generator) -> list[Any]:
     """``n_members`` clones of the learner's estimator, each fitted on a stratified bootstrap of its labelled
     data (every member sees every class, so their probability columns line up) with its own random_state."""
     X, y = _labelled(classifier, "committee")
     members = []
-    for member_seed in np.random.SeedSequence(seed).generate_state(n_members):
+    for member_seed in rng.integers(2**31, size=n_members):
         member = clone(classifier.estimator)
         member.set_params(**{p: int(member_seed) for p in member.get_params() if p.split("__")[-1] == "random_state"})
         X_boot, y_boot = resample(X, y, stratify=y, random_state=int(member_seed))
@@ -383,12 +394,13 @@ def committee_sampling(
             f"committee needs n_members >= 2 and disagreement in {sorted(DISAGREEMENTS)}, "
             f"got n_members={n_members!r}, disagreement={disagreement!r}"
         )
-    members = bagged_committee(classifier, n_members, seed)
+    rng = query_rng(seed, classifier, X_pool)
+    members = bagged_committee(classifier, n_members, rng)
     measure = DISAGREEMENTS[disagreement]
     if len(X_pool) == 0:
         return EMPTY
     scores = _reduce_rows(
         X_pool, lambda rows: {"committee": measure(np.stack([m.predict_proba(rows) for m in members]))}
     )["committee"]
-    indices = top_k(scores, n_instances, np.random.default_rng(seed))
+    indices = top_k(scores, n_instances, rng)
     return _selection([indices], [scores[indices]], [np.full(len(indices), "committee")], {"committee": scores})

@@ -100,11 +100,14 @@ def test_every_strategy_chooses_nothing_from_an_empty_pool(path, learner):
     assert len(load_strategy(path)(learner, np.empty((0, 3)), n_instances=5).indices) == 0
 
 
-def test_random_depends_on_the_seed_only():
-    pool = pool_of(1000)
-    a, b, c = (random_sampling(None, pool, 10, seed=s).indices for s in (0, 0, 1))
+def test_random_is_reproducible_per_round_and_differs_between_rounds(learner, blobs):
+    X, y, pool = blobs
+    a, b, c = (random_sampling(learner, pool, 10, seed=s).indices for s in (0, 0, 1))
     np.testing.assert_array_equal(a, b)
     assert set(a) != set(c)
+    # a later round (more labels) does not draw the same positions again, even from a pool of the same size
+    later = make_learner(RandomForestClassifier(n_estimators=5), np.vstack([X, X[:10]]), np.r_[y, y[:10]])
+    assert set(random_sampling(later, pool, 10, seed=0).indices) != set(a)
 
 
 def test_uncertainty_picks_the_least_confident_across_chunks(small_chunks):
@@ -255,7 +258,7 @@ def test_disagreement_measures_are_zero_on_agreement_and_positive_on_dispute():
 def test_committee_asks_where_its_members_disagree(learner, blobs):
     pool = blobs[2]
     chosen = strategies.committee_sampling(learner, pool, 10)
-    members = strategies.bagged_committee(learner, 5, seed=0)
+    members = strategies.bagged_committee(learner, 5, strategies.query_rng(0, learner, pool))
     disagreement = kl_divergence(np.stack([m.predict_proba(pool) for m in members]))
     np.testing.assert_allclose(chosen.scores, np.sort(disagreement)[::-1][:10])
 
