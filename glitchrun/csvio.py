@@ -77,6 +77,13 @@ def describe_failures(cases: pd.DataFrame) -> str:
     lines = []
     cases = cases.astype(object).where(cases.notna(), None)
     cases["column"] = cases["column"].fillna("")
+    # a cell of the wrong type makes the column's other checks raise (a TypeError, no row), and one that
+    # cannot be coerced also fails the dtype check: only the type failure at its line says what is wrong
+    check = cases["check"].astype(str)
+    typed = check.str.startswith(("coerce_dtype", "dtype"))
+    wrong_type = cases["column"].isin(set(cases.loc[typed, "column"]))
+    coerced = cases["column"].isin(set(cases.loc[check.str.startswith("coerce_dtype"), "column"]))
+    cases = cases[~(wrong_type & ~typed & cases["index"].isna()) & ~(coerced & check.str.startswith("dtype"))]
     for (column, check), group in cases.groupby(["column", "check"], sort=False):
         values = [v for v in group["failure_case"] if v is not None]
         if check == "column_in_dataframe":
