@@ -287,6 +287,11 @@ class SyntheticData:
     labelled_per_class: int = 0
     features: FeatureSpec = field(default_factory=FeatureSpec)
 
+    def __post_init__(self) -> None:  # numpy's own words for these would be "negative dimensions are not allowed"
+        if int(self.n) < 1 or int(self.labelled_per_class) < 0:
+            raise ValueError(f"data.n must be at least 1 and data.labelled_per_class at least 0, "
+                             f"got {self.n} and {self.labelled_per_class}")
+
     def load(self) -> Candidates:
         frame = canonical(generate(self.n, self.seed, self.classes))
         if self.labelled_per_class:
