@@ -26,7 +26,7 @@ from glitchrun.ingest import ingest_export
 from glitchrun.learner import make_learner, query
 from glitchrun.manifest import Manifest
 from glitchrun.report import append_upload_section, write_round_report
-from glitchrun.strategies import part_counts
+from glitchrun.strategies import part_counts, pool_measures
 from glitchrun.uploader import SubjectUploader
 from glitchrun.zooniverse import (
     ProjectSpec,
@@ -280,12 +280,12 @@ class ActiveLearningRound:
 
     def save_pools(self, labelled: pd.DataFrame, learner: Any, pool_ids: pd.Index, X_pool: np.ndarray) -> np.ndarray:
         """Write the labelled pool, and the unlabelled pool with the learner's predictions; returns those."""
-        proba = learner.predict_proba(X_pool)
-        predicted = np.asarray(learner.estimator.classes_)[proba.argmax(axis=1)]
+        measures = pool_measures(learner, X_pool, {"confidence", "predicted_class"})  # chunked: no pool x classes matrix
+        predicted = np.asarray(learner.estimator.classes_)[measures["predicted_class"]]
         write_csv(labelled.reset_index()[[KEY, "label", "source"]], self.run_dir / "labelled_pool.csv",
                   LABELLED_SCHEMA, what="labelled pool")
         pool = pd.DataFrame({KEY: pool_ids.astype(str), "predicted_class": predicted.astype(str),
-                             "probability": proba.max(axis=1)})
+                             "probability": measures["confidence"]})
         write_csv(pool, self.run_dir / "unlabelled_pool.csv", POOL_SCHEMA, what="unlabelled pool")
         return predicted
 
