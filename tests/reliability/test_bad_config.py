@@ -55,8 +55,8 @@ def test_an_unknown_option_is_a_hydra_error_naming_the_group(run_job, http_calls
 
 
 def test_the_command_line_exits_non_zero_and_says_what_is_wrong(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "glitchrun", f"paths.outputs={tmp_path}", "strategy=uncertainty_and_margin"],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    command = [sys.executable, "-m", "glitchrun", f"paths.outputs={tmp_path}", "strategy=uncertainty_and_margin"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode != 0
     assert "Could not find 'strategy/uncertainty_and_margin'" in done.stderr
     assert "Available options" in done.stderr and "margin" in done.stderr

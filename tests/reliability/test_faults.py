@@ -56,7 +56,7 @@ class Campaign:
         return sum(n for kind, n in self.ledger.faults().items() if kind != "latency")
 
     def repeat(self, quota: int, one_round: Callable[[int], None]) -> None:
-        """``one_round(0)``, ``one_round(1)``, ... (each a job run until done, and its checks) until ``quota`` faults."""
+        """``one_round(0)``, ``one_round(1)``, ... (each runs a job until done, and checks) until ``quota`` faults."""
         for number in range(ROUNDS):
             one_round(number)
             if self.injected() >= quota:
@@ -67,7 +67,7 @@ class Campaign:
                    check: Callable[[Stored], None] = lambda stored: None) -> Any:
         """The job's result once a run succeeds; ``check`` sees the server's state after every run."""
         for _ in range(ATTEMPTS):
-            seed = self.runs["runs"] + 1  # a new seed per run; a test's runs repeat exactly where the job is single-threaded
+            seed = self.runs["runs"] + 1  # a new seed per run; runs repeat exactly where a job is single-threaded
             settings = [f"backend.faults.{key}={value}" for key, value in {**faults, "seed": seed}.items()]
             self.runs["runs"] += 1
             try:
@@ -121,7 +121,8 @@ def check_upload(stored: Stored, manifest_path: Path, complete: bool) -> None:
     assert set(keys) <= set(manifest.keys)
     for sid, key in zip(members, keys):
         assert stored.metadata[sid] == {**manifest.metadata(key), KEY_FIELD: key}, f"subject {sid}: metadata"
-        assert stored.media_bytes(sid) == [path.read_bytes() for path in manifest.locations(key)], f"subject {sid}: media"
+        files = [path.read_bytes() for path in manifest.locations(key)]
+        assert stored.media_bytes(sid) == files, f"subject {sid}: media"
     if complete:
         assert sorted(keys) == sorted(manifest.keys), "a manifest key is missing from the set"
         strays = [sid for sid, meta in stored.metadata.items() if KEY_FIELD in meta and sid not in members]
@@ -248,7 +249,8 @@ def test_an_orphan_that_cannot_be_deleted_is_not_uploaded_twice(run_job, local_b
     orphan = body["subjects"][0]["id"]
     send = requests.Session.request
 
-    def unreachable_orphan(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+    def unreachable_orphan(self: requests.Session, method: str, url: str, *args: Any,
+                           **kwargs: Any) -> requests.Response:
         if method.upper() == "DELETE" and url.endswith(f"/subjects/{orphan}"):
             raise requests.ConnectionError(f"injected: DELETE of subject {orphan} lost its connection")
         return send(self, method, url, *args, **kwargs)

@@ -96,7 +96,8 @@ def campaigns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaigns]:
             client_credentials = pool.submit(every_job, outputs["zooniverse"], env, remote, manifest, csv)
             runs = {"local": local.result(), "zooniverse": client_credentials.result()}
         # the user-and-password login, which the client-credentials pair above takes precedence over
-        runs["zooniverse-password"] = [glitchrun(outputs["zooniverse-password"], password_only, "export_request", *remote)]
+        runs["zooniverse-password"] = [glitchrun(outputs["zooniverse-password"], password_only, "export_request",
+                                                 *remote)]
         yield Campaigns(runs, outputs, root / "zooniverse")
 
 
