@@ -10,15 +10,22 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
-from tests.jobs.conftest import http_calls, run_job, seed_campaign  # noqa: F401  (fixtures shared with tests/jobs)
+from tests.jobs.conftest import Seeded, http_calls, run_job, seed_campaign  # noqa: F401  (fixtures of tests/jobs)
 
 TALLY_ENV = "GLITCHRUN_RELIABILITY_TALLY"
+
+#: the types of the fixtures above, for the tests' signatures
+RunJob = Callable[..., tuple[Any, Path]]
+SeedCampaign = Callable[..., Seeded]
+Calls = list[tuple[str, str]]
+Tally = dict[str, Counter[str]]
 
 
 class Ledger:
@@ -48,7 +55,7 @@ def ledger(monkeypatch: pytest.MonkeyPatch) -> Ledger:
 
 
 @pytest.fixture(scope="session")
-def tally() -> Iterator[dict[str, Counter[str]]]:
+def tally() -> Iterator[Tally]:
     """operation -> fault kind -> count, over the session; written out when ``GLITCHRUN_RELIABILITY_TALLY`` is set."""
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     yield counts

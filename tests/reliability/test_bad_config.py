@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 from hydra.errors import HydraException
 
+from glitchrun.backend import LocalBackend
+
+from .conftest import Calls, RunJob
+
 #: (job, overrides, what the error says)
 BAD = [
     ("al_round", ["al.batch_size=0"], "al.batch_size must be at least 1, got 0"),
@@ -39,8 +43,8 @@ BAD = [
 
 
 @pytest.mark.parametrize("job,overrides,message", BAD, ids=[" ".join(o) for _, o, _ in BAD])
-def test_bad_values_fail_before_any_request(run_job, http_calls, local_backend, job: str, overrides: list[str],
-                                            message: str) -> None:
+def test_bad_values_fail_before_any_request(run_job: RunJob, http_calls: Calls, local_backend: LocalBackend, job: str,
+                                            overrides: list[str], message: str) -> None:
     with pytest.raises(Exception) as failure:
         run_job(job, *overrides)
     assert message in str(failure.value)
@@ -48,7 +52,8 @@ def test_bad_values_fail_before_any_request(run_job, http_calls, local_backend, 
     assert not local_backend.storage_dir.exists(), "the embedded Panoptes was started"
 
 
-def test_an_unknown_option_is_a_hydra_error_naming_the_group(run_job, http_calls, local_backend) -> None:
+def test_an_unknown_option_is_a_hydra_error_naming_the_group(run_job: RunJob, http_calls: Calls,
+                                                             local_backend: LocalBackend) -> None:
     with pytest.raises(HydraException, match="Could not find 'strategy/uncertainty_and_margin'"):
         run_job("al_round", "strategy=uncertainty_and_margin")
     assert http_calls == [] and not local_backend.storage_dir.exists()

@@ -16,13 +16,17 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from glitchrun.backend import LocalBackend
 from glitchrun.data import CsvData, GravitySpyData
 from glitchrun.exports import read_classification_export, read_subject_export
 from glitchrun.jobs.update_metadata import UpdateMetadata
 from glitchrun.manifest import read_manifest
 
+from .conftest import RunJob, SeedCampaign
 from .helpers import fingerprint
 
+#: ``refuse(kind, path)``: the error message of the kind's job on the file
+Refuse = Callable[[str, Path], str]
 CORPUS = Path(__file__).parent / "bad_inputs"
 #: rows of the large file, and the seconds the job may take to refuse it
 LARGE_ROWS = 200_000
@@ -121,7 +125,7 @@ TRANSFORMS: dict[str, tuple[Callable[[str], bytes], Callable[[str], list[str]]]]
 
 
 @pytest.fixture
-def refuse(run_job, seed_campaign, local_backend) -> Callable[[str, Path], str]:
+def refuse(run_job: RunJob, seed_campaign: SeedCampaign, local_backend: LocalBackend) -> Refuse:
     """``refuse(kind, path)``: the kind's job (or reader) fails on the file; its message, once the server
     is checked unchanged (or, for jobs that need no server, never started)."""
 
@@ -145,7 +149,7 @@ def refuse(run_job, seed_campaign, local_backend) -> Callable[[str, Path], str]:
 
 
 @pytest.mark.parametrize("name", sorted(DEFECTS))
-def test_a_defect_is_named_by_file_line_and_column(refuse, name: str) -> None:
+def test_a_defect_is_named_by_file_line_and_column(refuse: Refuse, name: str) -> None:
     path = CORPUS / name
     message = refuse(name.split("__")[0], path)
     for expected in [str(path), *DEFECTS[name]]:
@@ -155,7 +159,7 @@ def test_a_defect_is_named_by_file_line_and_column(refuse, name: str) -> None:
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("transform", sorted(TRANSFORMS))
-def test_other_encodings_delimiters_and_empty_files_are_refused(refuse, tmp_path: Path, kind: str,
+def test_other_encodings_delimiters_and_empty_files_are_refused(refuse: Refuse, tmp_path: Path, kind: str,
                                                                 transform: str) -> None:
     text = (CORPUS / f"{kind}__good.csv").read_text(encoding="utf-8")
     make, expected = TRANSFORMS[transform]
@@ -175,7 +179,7 @@ def test_a_byte_order_mark_is_accepted(tmp_path: Path, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_a_large_file_is_refused_quickly_at_its_last_line(refuse, tmp_path: Path, kind: str) -> None:
+def test_a_large_file_is_refused_quickly_at_its_last_line(refuse: Refuse, tmp_path: Path, kind: str) -> None:
     """200,000 rows made from the good file's first row, the last one without its key."""
     key = KINDS[kind].key
     first = pd.read_csv(CORPUS / f"{kind}__good.csv", dtype=str, keep_default_na=False).iloc[[0]]

@@ -23,6 +23,7 @@ import pytest
 import requests
 from panoptes_client import Workflow
 
+from glitchrun.backend import LocalBackend
 from glitchrun.exports import read_export
 from glitchrun.manifest import read_manifest
 from glitchrun.uploader import KEY_FIELD
@@ -30,7 +31,7 @@ from glitchrun.zooniverse import ProjectSpec, ensure_subject_set, find_project
 from tests.embedded_panoptes.helpers import classify
 from tests.jobs.conftest import PROJECT
 
-from .conftest import Ledger
+from .conftest import Calls, Ledger, RunJob, SeedCampaign, Tally
 from .helpers import Stored, database, read_store, write_manifest
 
 FAULTS = {"error_rate": 0.1, "error_after_commit_rate": 0.1, "drop_rate": 0.05, "lost_upload_rate": 0.2}
@@ -46,7 +47,7 @@ QUOTA = {"upload": 40, "metadata": 30, "dedupe": 20, "export": 15}
 class Campaign:
     """One operation's runs under faults: re-run after a failure, check the server after every run, count."""
 
-    def __init__(self, run_job: Callable[..., tuple[Any, Path]], ledger: Ledger, storage_dir: Path) -> None:
+    def __init__(self, run_job: RunJob, ledger: Ledger, storage_dir: Path) -> None:
         self.run_job = run_job
         self.ledger = ledger
         self.storage_dir = storage_dir
@@ -80,7 +81,7 @@ class Campaign:
             return result
         pytest.fail(f"{job} did not finish within {ATTEMPTS} runs under faults {faults}")
 
-    def record(self, tally: dict[str, Counter[str]], operation: str) -> None:
+    def record(self, tally: Tally, operation: str) -> None:
         """Add this test's faults and runs to the session tally."""
         tally[operation].update(self.ledger.faults() + self.runs)
 
@@ -107,7 +108,7 @@ def latency_spikes(ledger: Ledger, spike_ms: float, period: float = 0.2) -> Iter
 
 
 @pytest.fixture
-def campaign(run_job, ledger: Ledger, local_backend) -> Campaign:
+def campaign(run_job: RunJob, ledger: Ledger, local_backend: LocalBackend) -> Campaign:
     return Campaign(run_job, ledger, local_backend.storage_dir)
 
 
@@ -134,7 +135,7 @@ def check_upload(stored: Stored, manifest_path: Path, complete: bool) -> None:
     ("tokens expiring", ["backend.token_lifetime=2"], 0),
     ("latency spikes", [], 250),
 ], ids=["faults", "tokens", "latency"])
-def test_uploads_survive_faults(campaign: Campaign, tally, http_calls, caplog: pytest.LogCaptureFixture,
+def test_uploads_survive_faults(campaign: Campaign, tally: Tally, http_calls: Calls, caplog: pytest.LogCaptureFixture,
                                 tmp_path: Path, variant: str, overrides: list[str], spike_ms: float) -> None:
     def one_round(number: int) -> None:  # each round a longer manifest: only the new keys are uploaded
         manifest = write_manifest(tmp_path / f"subjects{number}", 40 * (number + 1))
@@ -154,7 +155,8 @@ def test_uploads_survive_faults(campaign: Campaign, tally, http_calls, caplog: p
 
 
 # -- metadata updates ----------------------------------------------------------------------------------
-def test_metadata_updates_are_whole_or_not_at_all(campaign: Campaign, tally, seed_campaign, tmp_path: Path) -> None:
+def test_metadata_updates_are_whole_or_not_at_all(campaign: Campaign, tally: Tally, seed_campaign: SeedCampaign,
+                                                  tmp_path: Path) -> None:
     zoo = seed_campaign([{"candidate_id": f"c{i}", "snr": i, "note": "seeded"} for i in range(60)])
     stored = read_store(campaign.storage_dir)
     current = {sid: stored.metadata[sid] for sid in zoo.subject_ids}
@@ -183,7 +185,8 @@ def test_metadata_updates_are_whole_or_not_at_all(campaign: Campaign, tally, see
 
 
 # -- dedupe --------------------------------------------------------------------------------------------
-def test_dedupe_keeps_one_of_each_and_loses_none(campaign: Campaign, tally, seed_campaign, local_backend) -> None:
+def test_dedupe_keeps_one_of_each_and_loses_none(campaign: Campaign, tally: Tally, seed_campaign: SeedCampaign,
+                                                 local_backend: LocalBackend) -> None:
     kept: list[str] = []  # the oldest subject of each value, over the rounds
     shared: list[str] = []  # duplicates that are also in another set: unlinked, never deleted
 
@@ -215,7 +218,8 @@ def test_dedupe_keeps_one_of_each_and_loses_none(campaign: Campaign, tally, seed
 
 
 # -- export downloads ----------------------------------------------------------------------------------
-def test_export_downloads_are_complete_and_valid(campaign: Campaign, tally, seed_campaign, local_backend) -> None:
+def test_export_downloads_are_complete_and_valid(campaign: Campaign, tally: Tally, seed_campaign: SeedCampaign,
+                                                 local_backend: LocalBackend) -> None:
     zoo = seed_campaign([{"candidate_id": f"c{i}", "#truth": "Blip"} for i in range(8)])
     with local_backend.connect() as connection:
         volunteer = connection.as_user("volunteer")
@@ -236,7 +240,9 @@ def test_export_downloads_are_complete_and_valid(campaign: Campaign, tally, seed
     campaign.record(tally, "export download (generate=true)")
 
 
-def test_an_orphan_that_cannot_be_deleted_is_not_uploaded_twice(run_job, local_backend, monkeypatch, tmp_path: Path):
+def test_an_orphan_that_cannot_be_deleted_is_not_uploaded_twice(run_job: RunJob, local_backend: LocalBackend,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
     """An interrupted run left an incomplete subject of key g0000 outside the set; deleting it keeps failing
     (every DELETE of it loses its connection). The key must then wait, not get a second subject beside it."""
     manifest = write_manifest(tmp_path / "subjects", 3)
