@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,11 +46,15 @@ class Stored:
         return found
 
 
-def database(storage_dir: Path) -> sqlite3.Connection:
-    """A read-only connection to the stopped server's database."""
+@contextmanager
+def database(storage_dir: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to the server's database, closed afterwards."""
     db = sqlite3.connect(f"file:{storage_dir / 'panoptes.sqlite3'}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
-    return db
+    try:
+        yield db
+    finally:
+        db.close()
 
 
 def read_store(storage_dir: Path) -> Stored:
@@ -61,7 +67,6 @@ def read_store(storage_dir: Path) -> Stored:
         locations: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in db.execute("SELECT * FROM locations ORDER BY subject_id, position"):
             locations[str(row["subject_id"])].append(dict(row))
-    db.close()
     return Stored(metadata, members, dict(locations), set_names, storage_dir / "media")
 
 
@@ -72,7 +77,6 @@ def fingerprint(storage_dir: Path) -> dict[str, Any]:
     with database(storage_dir) as db:
         state: dict[str, Any] = {t: [tuple(r) for r in db.execute(f"SELECT * FROM {t} ORDER BY rowid")]
                                  for t in CONTENT_TABLES}
-    db.close()
     state["files"] = sorted((str(p.relative_to(storage_dir)), p.stat().st_size)
                             for p in (storage_dir / "media").rglob("*") if p.is_file())
     return state
