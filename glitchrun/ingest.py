@@ -19,6 +19,7 @@ import pandera.pandas as pa
 
 from glitchrun.campaign import CampaignState
 from glitchrun.consensus import ACCEPTED
+from glitchrun.csvio import file_line
 from glitchrun.zooniverse import TASK_KEY
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ REPORT_SCHEMA = pa.DataFrameSchema(
         "status": pa.Column(str),
     },
     strict=True,
+    coerce=True,  # an export with no classifications yet gives an empty, untyped report
 )
 
 
@@ -79,14 +81,14 @@ class Tally:
 
 
 def ingest_export(export: pd.DataFrame, state: CampaignState, consensus: Any, classes: list[str],
-                  round: int | None = None) -> pd.DataFrame:
+                  round: int | None = None, source: str = "classification export") -> pd.DataFrame:
     """Add the crowd labels of a validated classification export to the campaign state.
 
     A label is recorded for the round that queried its candidate (an export holds every round's
     classifications so far); ``round`` is recorded for candidates no round queried (e.g. init_project's).
     Returns the labels added (columns candidate_id, label, votes, agreement, source='crowd').
     """
-    return record(tally(export, state, consensus, classes), state, round)
+    return record(tally(export, state, consensus, classes, source), state, round)
 
 
 def record(result: Tally, state: CampaignState, round: int | None) -> pd.DataFrame:
@@ -108,9 +110,13 @@ def batch_rounds(state: CampaignState) -> dict[str, int]:
     return {c: int(n) for n in state.rounds()["number"] for c in state.batch(int(n))["candidate_id"]}
 
 
-def tally(export: pd.DataFrame, state: CampaignState, consensus: Any, classes: Sequence[str]) -> Tally:
-    """Parse the export, count one vote per volunteer and subject, and run the consensus (no writes)."""
-    votes, prior, unanswered = parse_export(export, classes)
+def tally(export: pd.DataFrame, state: CampaignState, consensus: Any, classes: Sequence[str],
+          source: str = "classification export") -> Tally:
+    """Parse the export, count one vote per volunteer and subject, and run the consensus (no writes).
+
+    ``source`` names the export (e.g. its file) in error messages.
+    """
+    votes, prior, unanswered = parse_export(export, classes, source)
     first = votes.sort_values("classification_id").drop_duplicates(["subject_id", "volunteer"])
     decided = consensus.aggregate(first[["subject_id", "volunteer", "label"]], classes, prior)
     counts = (pd.crosstab(first["subject_id"], first["label"]).reindex(index=decided.index, columns=list(classes),
@@ -125,26 +131,27 @@ def tally(export: pd.DataFrame, state: CampaignState, consensus: Any, classes: S
     return Tally(report, len(export), len(votes) - len(first), unanswered)
 
 
-def parse_export(export: pd.DataFrame, classes: Sequence[str]
+def parse_export(export: pd.DataFrame, classes: Sequence[str], source: str = "classification export"
                  ) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
     """(votes: classification_id, subject_id, volunteer, label; the ML prior per subject; unanswered count).
 
-    Raises ``IngestError`` listing every malformed classification.
+    Raises ``IngestError`` listing every malformed classification by its file line (rows keep the
+    default index of the CSV they were read from).
     """
     missing = [c for c in EXPORT_COLUMNS if c not in export.columns]
     if missing:
-        raise IngestError(f"not a classification export: columns {missing} are missing")
+        raise IngestError(f"{source}: not a classification export: columns {missing} are missing")
     workflows = sorted({str(w) for w in export["workflow_id"]})
     if len(workflows) > 1:
-        raise IngestError(f"the export mixes workflows {workflows}; ingest one workflow's classifications "
-                          "(its classification export) so that answers mean the same classes")
+        raise IngestError(f"{source}: the export mixes workflows {workflows}; ingest one workflow's "
+                          "classifications (its classification export) so that answers mean the same classes")
     rows, problems, priors = [], [], {}
     unanswered = 0
-    for record in export[EXPORT_COLUMNS].itertuples(index=False):
+    for index, record in zip(export.index, export[EXPORT_COLUMNS].itertuples(index=False)):
         try:
             label = answer(record.annotations, classes)
         except ValueError as err:
-            problems.append(f"classification {record.classification_id}: {err}")
+            problems.append(f"{file_line(index)}, column 'annotations' (classification {record.classification_id}): {err}")
             continue
         if label is None:
             unanswered += 1
@@ -155,7 +162,7 @@ def parse_export(export: pd.DataFrame, classes: Sequence[str]
             priors.setdefault(subject, ml_prior(record.subject_data, subject, classes))
     if problems:
         more = f" and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-        raise IngestError(f"{len(problems)} malformed classifications, nothing ingested: "
+        raise IngestError(f"{source}: {len(problems)} malformed classifications, nothing ingested: "
                           f"{'; '.join(problems[:MAX_LISTED])}{more}")
     votes = pd.DataFrame(rows, columns=["classification_id", "subject_id", "volunteer", "label"])
     known = {s: p for s, p in priors.items() if p is not None}

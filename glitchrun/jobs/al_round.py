@@ -244,8 +244,8 @@ class ActiveLearningRound:
         with open(path, "wb") as out:
             for chunk in response.iter_content(chunk_size=1 << 16):
                 out.write(chunk)
-        added = ingest_export(read_classification_export(path), state, self.consensus,
-                              list(self.workflow_spec.classes), round=last.number)
+        added = ingest_export(read_classification_export(path), state, self.consensus, list(self.workflow_spec.classes),
+                              round=last.number, source=f"classification export {path}")
         state.update_round(last.number, "labelled")
         log.info("round %d: %d new labels from volunteers", last.number, len(added))
 

@@ -65,7 +65,8 @@ class IngestJob:
                     closes_round = retired == total
         else:
             path = Path(self.export)
-        result = tally(read_classification_export(path), state, self.consensus, list(self.workflow.classes))
+        result = tally(read_classification_export(path), state, self.consensus, list(self.workflow.classes),
+                       source=f"classification export {path}")
         report = write_csv(result.report, self.run_dir / REPORT, REPORT_SCHEMA, what="agreement report")
         added = record(result, state, number)
         if closes_round:

@@ -124,7 +124,7 @@ def test_a_malformed_export_changes_nothing_and_says_why(tmp_path: Path, state: 
     before = state.labels()
     rows = [("alice", "11", "Blip"), ("bob", "11", "Blip"), ("carol", "12", bad)]
     export = read_classification_export(export_csv(tmp_path / "export.csv", rows))
-    with pytest.raises(IngestError, match="classification 3: .*" + why.replace("'", ".").replace("(", ".")):
+    with pytest.raises(IngestError, match=r"line 4, column .annotations. \(classification 3\): .*" + why.replace("'", ".").replace("(", ".")):
         ingest_export(export, state, MajorityVote(min_votes=1), CLASSES, round=1)
     pd.testing.assert_frame_equal(state.labels(), before)
 
