@@ -5,8 +5,9 @@ pointed at an embedded server where the markers really log in; then no file unde
 (tracebacks included) holds a marker.
 
 A credential typed on the command line is another matter: Hydra records every override in
-``.hydra/overrides.yaml``, ``config.yaml`` and ``hydra.yaml`` before any glitchrun code runs. The last
-tests pin down what happens, so RELIABILITY.md can say it.
+``.hydra/overrides.yaml``, ``config.yaml`` and ``hydra.yaml`` before any job code runs, so glitchrun's
+Hydra callback (glitchrun.guard) refuses credential-like keys before anything is written. The last tests
+pin down what happens, so RELIABILITY.md can say it.
 """
 
 from __future__ import annotations
@@ -128,16 +129,15 @@ def test_no_marker_in_any_output_file_or_stream(campaigns: Campaigns, campaign: 
             assert marker.encode() not in run.output, f"{marker} is in the output of {run.job}"
 
 
-def test_a_credential_given_as_an_override_is_recorded_by_hydra(tmp_path: Path) -> None:
-    """Not glitchrun's door for credentials: with "+" the value lands in three files of .hydra/ (and the
-    shell's history); glitchrun reads no such key, so the job runs as if it were not there."""
+def test_a_credential_given_as_an_override_is_refused_before_hydra_saves_it(tmp_path: Path) -> None:
+    """With "+" Hydra would save the value in three files of .hydra/: glitchrun stops the run first."""
     outputs = tmp_path / "outputs"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PANOPTES_")}
     marker = f"marker{uuid.uuid4().hex}"
     added = glitchrun(outputs, env, "init_project", f"+password={marker}")
-    assert added.returncode == 0, added.output.decode()[-2000:]
-    holders = sorted(p.name for p in outputs.rglob("*") if p.is_file() and marker.encode() in p.read_bytes())
-    assert holders == ["config.yaml", "hydra.yaml", "overrides.yaml"]
+    assert added.returncode != 0
+    assert b"refusing to run: password" in added.output and marker.encode() not in added.output
+    assert not outputs.exists()
 
     # without "+" Hydra refuses the key before making a run folder, and its hint repeats the value on stderr
     elsewhere = tmp_path / "refused"

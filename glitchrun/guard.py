@@ -1,0 +1,43 @@
+"""A Hydra callback that refuses credentials typed as command-line overrides.
+
+Hydra saves every override into ``.hydra/{config,hydra,overrides}.yaml`` before the job runs, so a
+password given as ``+password=...`` would sit in plain text in the run directory. Credentials belong in
+the environment; this stops such a run before Hydra writes anything. It exits the process (SystemExit)
+rather than raising an error, because Hydra turns a callback's exceptions into mere warnings.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+#: last component of an override key that names a credential (``backend.token_lifetime`` does not)
+CREDENTIAL_KEY = re.compile(r"password|passwd|secret|^(access_|refresh_)?token$|api_?key|^credentials?$", re.I)
+
+
+def credential_keys(overrides: list[str]) -> list[str]:
+    """The keys of ``key=value`` overrides that look like credentials (values are never returned)."""
+    keys = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
+    return [key for key in keys if CREDENTIAL_KEY.search(key.rsplit(".", 1)[-1])]
+
+
+class RefuseCredentialOverrides(Callback):
+    """Stop a run or sweep whose command line sets a credential-like key."""
+
+    def check(self, config: DictConfig) -> None:
+        keys = credential_keys(list(config.hydra.overrides.task))
+        if keys:
+            raise SystemExit(
+                f"glitchrun: refusing to run: {', '.join(keys)} on the command line look like credentials, which Hydra "
+                "would save in plain text under .hydra/; set PANOPTES_USERNAME/PANOPTES_PASSWORD (or "
+                "PANOPTES_CLIENT_ID/PANOPTES_CLIENT_SECRET) in the environment instead"
+            )
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.check(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.check(config)
