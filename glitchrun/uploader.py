@@ -8,14 +8,17 @@ API itself through the logged-in ``panoptes-client``:
 1. it lists the set on the server and skips every key already there (the key travels in each subject's
    metadata as ``#glitchrun_key``, beside the visible key column, which is what identifies subjects put
    there by other tools such as the CLI), so a re-run never uploads twice;
-2. it lists the project's subjects that carry ``#glitchrun_key`` but are in no set (orphans of an
-   interrupted run, or creates committed although the answer was a 5xx): a complete one (same metadata,
-   same bytes) is adopted, an incomplete one deleted; subjects in another set are never touched;
+2. it lists the project's subjects that carry the ``#glitchrun_key`` of a manifest key but are in no set
+   (orphans of an interrupted run, or creates committed although the answer was a 5xx): for a key not yet
+   in the set a complete one (same metadata, same bytes) is adopted, every other one is deleted; subjects
+   in another set are never touched. A key whose orphans could not all be dealt with is not created in
+   that pass (a new subject beside an undeletable orphan would leave two), only retried;
 3. it creates each remaining subject once (a create is never blindly repeated: after a failure the next
    pass looks for it as an orphan first), PUTs its files to their upload URLs in parallel, reads them back
    and compares the bytes, re-sending what the store lost, then links subjects in batches;
 4. it verifies the result on the server: the set holds each manifest key exactly once, nothing else,
-   and every media location is fetchable (by HEAD, for subjects this run did not read back).
+   no subject outside any set still carries a manifest key, and every media location is fetchable (by
+   HEAD, for subjects this run did not read back).
    ``upload_report.csv`` and the log say what happened to each key.
 
 Transient failures (5xx, dropped connections, timeouts) are retried with exponential backoff; a
@@ -162,16 +165,19 @@ class Upload:
             self.status.update({key: "skipped" for key in keys if key in members})
             log.info("subject set %s already holds %d of the %d manifest keys", self.subject_set_id,
                      len(keys) - len(todo), len(keys))
+            orphans = self.orphans()
             for attempt in range(self.config.retries + 1):
-                if not todo:
+                if not todo and not orphans:
                     break
                 if attempt:
-                    log.info("pass %d: %d subjects left to upload", attempt + 1, len(todo))
+                    log.info("pass %d: %d subjects left to upload, unlinked subjects of %d keys left to settle",
+                             attempt + 1, len(todo), len(orphans))
                     time.sleep(self.config.backoff * 2 ** (attempt - 1))
-                self.adopt_orphans(todo)
-                self.create_all([key for key in todo if key not in self.status])
+                blocked = self.adopt_orphans(orphans)
+                self.create_all([key for key in todo if key not in self.status and key not in blocked])
                 todo = [key for key in todo if key not in self.status]
-            subject_ids, problems, unexpected = self.verify()
+                orphans = self.orphans()
+            subject_ids, problems, unexpected = self.verify(orphans)
         finally:
             self.media_pool.shutdown(cancel_futures=True)
             self.media.close()
@@ -316,35 +322,55 @@ class Upload:
     def local_contents(self, key: str) -> dict[int, bytes]:
         return {i: loc.read_bytes() for i, loc in enumerate(self.manifest.locations(key)) if isinstance(loc, Path)}
 
-    def adopt_orphans(self, keys: list[str]) -> None:
-        """Link complete unlinked subjects of these keys (earlier runs' work); delete incomplete ones."""
-        wanted = set(keys)
-        orphans: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    def orphans(self) -> dict[str, list[dict[str, Any]]]:
+        """The project's subjects in no set that carry the hidden key of a manifest key, by key."""
+        wanted = set(self.manifest.keys)
+        found: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for subject in self.list_subjects(project_id=self.project_id):
             key = self.key_of(subject)
             # only subjects the server says are in no set: never touch one that belongs to another set
             if key in wanted and KEY_FIELD in subject["metadata"] and subject["links"].get("subject_sets") == []:
-                orphans[key].append(subject)
+                found[key].append(subject)
+        return dict(found)
+
+    def adopt_orphans(self, orphans: dict[str, list[dict[str, Any]]]) -> set[str]:
+        """Link a complete orphan of each key not yet in the set (earlier runs' work); delete the other orphans.
+
+        Returns the keys not in the set that still have a subject outside it (one that could not be deleted,
+        checked or linked): creating another subject of such a key would leave two, so it must wait.
+        """
         if not orphans:
-            return
+            return set()
         log.info("found unlinked subjects of %d keys from an earlier run; checking them", len(orphans))
+        cleared: set[str] = set()  # keys whose orphans are all deleted now
 
         def settle(key: str) -> str | None:
-            """The id of a complete orphan of this key (if any); the others are deleted."""
-            adopted = None
+            """The id of a complete orphan of this key (if any, and if the key is not in the set); the others are
+            deleted, each tried once in this pass (one that cannot be deleted is recorded as the key's error)."""
+            adopted, undeleted = None, []
             for subject in sorted(orphans[key], key=lambda s: int(s["id"])):
-                if adopted is None and subject["metadata"] == self.expected_metadata(key) and not self.media_problems(
-                        subject, self.manifest.locations(key), self.local_contents(key)):
+                if adopted is None and key not in self.status and subject["metadata"] == self.expected_metadata(key) \
+                        and not self.media_problems(subject, self.manifest.locations(key), self.local_contents(key)):
                     adopted = subject["id"]
                     self.verified.add(adopted)
-                else:
+                    continue
+                try:
                     self.delete(subject["id"])
-                    log.info("%s: deleted unlinked subject %s (incomplete, changed or a duplicate)", key, subject["id"])
+                except Exception as err:  # still there: the next pass (or run) tries again
+                    undeleted.append(f"{subject['id']} ({describe(err)})")
+                    continue
+                log.info("%s: deleted unlinked subject %s (incomplete, changed or a duplicate)", key, subject["id"])
+            if undeleted:
+                self.errors[key] = f"unlinked subjects left by an earlier run could not be deleted: {', '.join(undeleted)}"
+                log.warning("%s: %s", key, self.errors[key])
+            elif adopted is None:
+                cleared.add(key)
             return adopted
 
         add, flush = self.batched_linker("adopted")
         self.errors.update(self.concurrently(settle, sorted(orphans), "adopt", add))
         flush()
+        return {key for key in orphans if key not in self.status and key not in cleared}
 
     def create(self, key: str) -> str:
         """Create one subject, store and check its media; returns its id, or raises (nothing left behind)."""
@@ -396,8 +422,12 @@ class Upload:
         flush()
 
     # -- checking and reporting -----------------------------------------------------------------------
-    def verify(self) -> tuple[dict[str, str], dict[str, str], list[dict[str, Any]]]:
-        """(subject id by key, problem by key, subjects of the set that are not in the manifest), from the server."""
+    def verify(self, orphans: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, str], dict[str, str],
+                                                                      list[dict[str, Any]]]:
+        """(subject id by key, problem by key, subjects of the set that are not in the manifest), from the server.
+
+        ``orphans`` are the project's subjects outside any set still carrying a manifest key, as just listed.
+        """
         members = self.members()
         keys = set(self.manifest.keys)
         unexpected = [s for key, subjects in members.items() if key not in keys for s in subjects]
@@ -407,6 +437,9 @@ class Upload:
                 problems[key] = self.errors.get(key, "not in the set")
             elif len(members[key]) > 1:
                 problems[key] = f"in the set {len(members[key])} times: subjects {[s['id'] for s in members[key]]}"
+            if orphans.get(key):
+                leftover = f"subjects outside the set still carry its key: {[s['id'] for s in orphans[key]]}"
+                problems[key] = f"{problems[key]}; {leftover}" if key in problems else leftover
 
         def check(key: str) -> str | None:
             found = self.media_problems(members[key][0], self.manifest.locations(key))

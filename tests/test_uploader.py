@@ -187,3 +187,62 @@ def test_verification_fails_on_a_subject_not_in_the_manifest(connection, manifes
     extra = report.iloc[-1]
     assert (extra["key"], extra["status"], extra["problem"]) == (few.keys[-1], "unexpected", "in the set but not in the manifest")
     assert extra["subject_id"] == first.subject_ids[few.keys[-1]]
+
+
+def post_orphan(project_id: str, manifest: Manifest, key: str) -> str:
+    """A subject of ``key`` in no set whose media never arrived, as an interrupted run leaves it; its id."""
+    body = {"subjects": {"locations": ["image/png"] * IMAGES, "metadata": {**manifest.metadata(key), KEY_FIELD: key},
+                         "links": {"project": project_id}}}
+    created, _ = Panoptes.client().post("/subjects", json=body)
+    return created["subjects"][0]["id"]
+
+
+def refuse_to_delete(monkeypatch: pytest.MonkeyPatch, subject_id: str) -> None:
+    delete = Upload.delete
+
+    def failing(self: Upload, target: str) -> None:
+        if str(target) == str(subject_id):
+            raise requests.ConnectionError(f"injected: DELETE of subject {target} lost its connection")
+        delete(self, target)
+
+    monkeypatch.setattr(Upload, "delete", failing)
+
+
+def test_a_key_whose_orphan_cannot_be_deleted_waits(connection, manifest: Manifest, tmp_path: Path, monkeypatch):
+    few = head(manifest, 3)
+    project_id, set_id = project_and_set()
+    key = few.keys[0]
+    orphan = post_orphan(project_id, few, key)
+    refuse_to_delete(monkeypatch, orphan)
+    outcome = SubjectUploader(retries=1, backoff=0).upload(few, project_id, set_id, tmp_path / "run1")
+    assert not outcome.ok and outcome.failed == [key] and outcome.uploaded == few.keys[1:]
+    holders = [s["id"] for s in server_subjects(project_id=project_id) if s["metadata"][KEY_FIELD] == key]
+    assert holders == [orphan], "no second subject beside the orphan that could not be deleted"
+    report = read_csv(tmp_path / "run1" / "upload_report.csv", dtype=str)
+    assert "could not be deleted" in report.set_index("key").loc[key, "problem"]
+
+    monkeypatch.undo()  # the server lets it go now: the re-run deletes it and uploads the key
+    again = SubjectUploader().upload(few, project_id, set_id, tmp_path / "run2")
+    assert again.ok and again.uploaded == [key] and again.skipped == few.keys[1:]
+    assert_set_holds_manifest(set_id, few)
+    assert len(server_subjects(project_id=project_id)) == 3
+
+
+def test_an_orphan_beside_a_key_in_the_set_fails_verification(connection, manifest: Manifest, tmp_path: Path,
+                                                              monkeypatch):
+    few = head(manifest, 3)
+    project_id, set_id = project_and_set()
+    assert SubjectUploader().upload(few, project_id, set_id, tmp_path / "run1").ok
+    key = few.keys[1]
+    orphan = post_orphan(project_id, few, key)
+    refuse_to_delete(monkeypatch, orphan)
+    outcome = SubjectUploader(retries=1, backoff=0).upload(few, project_id, set_id, tmp_path / "run2")
+    assert not outcome.ok and outcome.failed == [key] and outcome.uploaded == outcome.adopted == []
+    report = read_csv(tmp_path / "run2" / "upload_report.csv", dtype=str)
+    assert f"subjects outside the set still carry its key: ['{orphan}']" in report.set_index("key").loc[key, "problem"]
+
+    monkeypatch.undo()
+    again = SubjectUploader().upload(few, project_id, set_id, tmp_path / "run3")
+    assert again.ok and again.skipped == few.keys
+    assert_set_holds_manifest(set_id, few)
+    assert len(server_subjects(project_id=project_id)) == 3
