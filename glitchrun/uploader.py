@@ -35,7 +35,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 import pandera.pandas as pa
@@ -47,6 +47,9 @@ from tqdm import tqdm
 
 from glitchrun.csvio import write_csv
 from glitchrun.manifest import Location, Manifest, media_type
+
+if TYPE_CHECKING:
+    from glitchrun.backend import Retry
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +110,15 @@ class SubjectUploader:
         if workers < 1 or retries < 0 or backoff < 0 or not 1 <= link_batch <= 100:
             raise ValueError(f"uploader: need workers >= 1, retries >= 0, backoff >= 0 and 1 <= link_batch <= 100; "
                              f"got {workers=}, {retries=}, {backoff=}, {link_batch=}")
+        # imported here, not above: glitchrun.backend imports ``transient`` from this module
+        from glitchrun.backend import Retry
+
         self.workers = workers
         self.retries = retries
         self.backoff = backoff
         self.link_batch = link_batch
+        #: ``retry(call)``: ``call()``, tried again after transient failures with exponential backoff
+        self.retry: Retry = Retry(retries=retries, backoff=backoff)
 
     def upload(self, manifest: Manifest, project_id: str, subject_set_id: str, report_dir: Path) -> UploadOutcome:
         """Make subject set ``subject_set_id`` of project ``project_id`` hold the manifest, and check it.
@@ -119,20 +127,6 @@ class SubjectUploader:
         ``report_dir/upload_report.csv``.
         """
         return Upload(self, manifest, str(project_id), str(subject_set_id)).run(Path(report_dir))
-
-    def retrying(self, call: Callable[[], T]) -> T:
-        """``call()``, tried again after transient failures with exponential backoff."""
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except Exception as err:
-                if attempt >= self.retries or not transient(err):
-                    raise
-                delay = self.backoff * 2**attempt
-                log.debug("transient failure (%s); retry %d in %.2f s", describe(err), attempt + 1, delay)
-                time.sleep(delay)
-                attempt += 1
 
 
 class Upload:
@@ -193,7 +187,7 @@ class Upload:
         path: str | None = "/subjects"
         params: dict[str, Any] = {**filters, "page_size": 100}
         while path:
-            page, _ = self.config.retrying(lambda: self.client.get(path, params=params))
+            page, _ = self.config.retry(lambda: self.client.get(path, params=params))
             subjects += page["subjects"]
             path, params = page["meta"]["subjects"].get("next_href"), {}
         return subjects
@@ -219,7 +213,7 @@ class Upload:
                 response.raise_for_status()
             return response
 
-        return self.config.retrying(once)
+        return self.config.retry(once)
 
     def media_problems(self, subject: dict[str, Any], locations: list[Location],
                        contents: dict[int, bytes] | None = None) -> dict[int, str]:
@@ -286,7 +280,7 @@ class Upload:
         ids = [subject_id for _, subject_id in pairs]
         path = f"/subject_sets/{self.subject_set_id}/links/subjects"
         try:
-            self.config.retrying(lambda: self.client.post(path, json={"subjects": ids}))
+            self.config.retry(lambda: self.client.post(path, json={"subjects": ids}))
         except Exception as err:  # the subjects stay orphans; the next pass adopts them
             for key, _ in pairs:
                 self.errors[key] = f"linking failed: {describe(err)}"
@@ -313,8 +307,8 @@ class Upload:
 
     def delete(self, subject_id: str) -> None:
         """Delete a subject that is in no set; its own GET gives the ETag the real server insists on."""
-        _, etag = self.config.retrying(lambda: self.client.get(f"/subjects/{subject_id}"))
-        self.config.retrying(lambda: self.client.delete(f"/subjects/{subject_id}", etag=etag))
+        _, etag = self.config.retry(lambda: self.client.get(f"/subjects/{subject_id}"))
+        self.config.retry(lambda: self.client.delete(f"/subjects/{subject_id}", etag=etag))
 
     def expected_metadata(self, key: str) -> dict[str, Any]:
         return {**self.manifest.metadata(key), KEY_FIELD: key}
@@ -408,7 +402,7 @@ class Upload:
             for i, response in zip(missing, self.media_pool.map(put, missing)):
                 if not response.ok:
                     raise MediaIncomplete(f"upload of {locations[i].name} answered HTTP {response.status_code}")
-            stored, _ = self.config.retrying(lambda: self.client.get(f"/subjects/{subject['id']}"))
+            stored, _ = self.config.retry(lambda: self.client.get(f"/subjects/{subject['id']}"))
             problems = self.media_problems(stored["subjects"][0], locations, contents)
             missing = [i for i in problems if i in contents]
             if not problems or len(missing) < len(problems):  # complete, or wrong in a way a re-send cannot fix
