@@ -10,20 +10,18 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from panoptes_client import Panoptes
 
-from glitchrun.uploader import transient
+from glitchrun.retry import Retry
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 ZOONIVERSE_ENDPOINT = "https://www.zooniverse.org"
 #: the OAuth client id glitchrun's clients of the embedded server send (it accepts any)
@@ -32,32 +30,6 @@ LOCAL_CLIENT_ID = "glitchrun"
 
 class CredentialsError(RuntimeError):
     """No usable Zooniverse credentials in the environment."""
-
-
-@dataclass(frozen=True)
-class Retry:
-    """Tries again a call that is safe to repeat after a transient failure (5xx, dropped connection,
-    timeout): ``retries`` times at most, ``backoff`` seconds before the first retry, doubling."""
-
-    retries: int = 4
-    backoff: float = 2.5
-
-    def __post_init__(self) -> None:
-        if self.retries < 0 or self.backoff < 0:
-            raise ValueError(f"backend: retries and backoff must be >= 0, got {self.retries} and {self.backoff}")
-
-    def __call__(self, call: Callable[[], T]) -> T:
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except Exception as err:
-                if attempt >= self.retries or not transient(err):
-                    raise
-                delay = self.backoff * 2**attempt
-                log.debug("transient failure (%s: %s); retry %d in %.2f s", type(err).__name__, err, attempt + 1, delay)
-                time.sleep(delay)
-                attempt += 1
 
 
 class Client(Panoptes):

@@ -35,21 +35,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 import pandera.pandas as pa
 import requests
 from panoptes_client import Panoptes
-from panoptes_client.panoptes import PanoptesAPIException
 from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 
 from glitchrun.csvio import write_csv
 from glitchrun.manifest import Location, Manifest, media_type
+from glitchrun.retry import Retry
 
-if TYPE_CHECKING:
-    from glitchrun.backend import Retry
 
 log = logging.getLogger(__name__)
 
@@ -90,15 +88,6 @@ class UploadOutcome:
     report: Path
 
 
-def transient(err: BaseException) -> bool:
-    """Worth another try: a 5xx answer, a dropped connection or a timeout (not a 4xx: that would repeat)."""
-    if isinstance(err, requests.HTTPError):
-        return err.response is not None and err.response.status_code >= 500
-    if isinstance(err, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
-        return True
-    return isinstance(err, PanoptesAPIException) and str(err).startswith("Received HTTP status code 5")
-
-
 def describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
@@ -111,7 +100,6 @@ class SubjectUploader:
             raise ValueError(f"uploader: need workers >= 1, retries >= 0, backoff >= 0 and 1 <= link_batch <= 100; "
                              f"got {workers=}, {retries=}, {backoff=}, {link_batch=}")
         # imported here, not above: glitchrun.backend imports ``transient`` from this module
-        from glitchrun.backend import Retry
 
         self.workers = workers
         self.retries = retries
