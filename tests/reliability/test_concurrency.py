@@ -15,7 +15,9 @@ from .helpers import read_store
 
 BATCH = 4
 ROUND = ["data.n=600", f"al.batch_size={BATCH}", "images.size=[160,120]", "images.durations=[1.0]",
-         "images.n_jobs=1", "images.progress=false", "backend.faults.latency_ms=100"]
+         "images.n_jobs=1", "images.progress=false",
+         # every request slowed so that a round lasts seconds: the second process reaches the lock while the first holds it
+         "backend.faults.latency_ms=300"]
 BUSY = "another glitchrun round of this campaign is running (lock "
 
 
