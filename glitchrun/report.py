@@ -48,9 +48,8 @@ def query_score_plot(path: Path, batch: pd.DataFrame, all_scores: dict[str, np.n
     ax = fig.add_subplot()
     for name, scores in all_scores.items():
         ax.hist(np.asarray(scores, dtype=float), bins=50, alpha=0.5, label=f"{name} (pool)")
-    for name, group in batch.groupby("strategy"):
-        for value in group["score"].to_numpy(dtype=float):
-            ax.axvline(value, color="k", alpha=0.3, lw=0.8)
+    for value in batch["score"].to_numpy(dtype=float):
+        ax.axvline(value, color="k", alpha=0.3, lw=0.8)
     ax.set_yscale("log")
     ax.set_xlabel("query score (vertical lines: chosen candidates)")
     ax.set_ylabel("pool candidates")
