@@ -127,14 +127,15 @@ class CampaignState:
             )
         return Round(number, "selected", subject_set_name, None, run_dir)
 
-    def update_round(self, number: int, status: str, subject_set_id: str | None = None, run_dir: str | None = None) -> None:
+    def update_round(self, number: int, status: str, subject_set_id: str | None = None) -> None:
+        """Move a round on; its ``run_dir`` stays the run that chose its batch (where its query report is)."""
         if status not in STATUSES:
             raise ValueError(f"unknown round status {status!r}")
         with self.transaction() as db:
             db.execute(
-                "UPDATE rounds SET status = ?, subject_set_id = COALESCE(?, subject_set_id), "
-                "run_dir = COALESCE(?, run_dir), updated_at = ? WHERE number = ?",
-                (status, subject_set_id, run_dir, now(), number),
+                "UPDATE rounds SET status = ?, subject_set_id = COALESCE(?, subject_set_id), updated_at = ? "
+                "WHERE number = ?",
+                (status, subject_set_id, now(), number),
             )
 
     def batch(self, number: int) -> pd.DataFrame:

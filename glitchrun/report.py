@@ -110,12 +110,18 @@ def write_round_report(run_dir: Path, number: int, subject_set_name: str, batch:
     return path
 
 
-def append_upload_section(run_dir: Path, number: int, subject_set_id: str, outcome: Any) -> Path:
-    """Add the verified upload's outcome to the round's report."""
+def append_upload_section(run_dir: Path, number: int, subject_set_id: str, outcome: Any,
+                          query_run_dir: str | None = None) -> Path:
+    """Add the verified upload's outcome to the round's report (a resumed round's report points back to
+    the run that chose the batch)."""
     path = run_dir / "report.md"
+    if not path.exists():
+        path.write_text(f"# glitchrun round {number} (resumed)\n\nThe batch was chosen, and its report written, "
+                        f"by the run in `{query_run_dir}`.\n\n")
     with path.open("a") as out:
         out.write(
             f"## Upload\n\nRound {number}: subject set {subject_set_id} verified — {len(outcome.uploaded)} uploaded, "
-            f"{len(outcome.skipped)} already there, {len(outcome.failed)} failed. Details: `upload_report.csv`.\n"
+            f"{len(outcome.adopted)} adopted from an interrupted run, {len(outcome.skipped)} already there, "
+            f"{len(outcome.failed)} failed. Details: `upload_report.csv`.\n"
         )
     return path

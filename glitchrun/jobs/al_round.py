@@ -319,18 +319,19 @@ class ActiveLearningRound:
         subject_set, created = ensure_subject_set(project, selected.subject_set_name)
         if created is False and selected.subject_set_id not in (None, str(subject_set.id)):
             raise RuntimeError(f"subject set {selected.subject_set_name!r} is not the one round {selected.number} made")
-        state.update_round(selected.number, "uploading", subject_set_id=str(subject_set.id), run_dir=str(self.run_dir))
+        state.update_round(selected.number, "uploading", subject_set_id=str(subject_set.id))
         outcome = self.uploader.upload(manifest, str(project.id), str(subject_set.id), self.run_dir)
         state.record_subjects(selected.number, outcome.subject_ids)
         if not outcome.ok:
             raise RoundFailed(
                 f"round {selected.number}: upload to subject set {subject_set.id} did not verify "
-                f"({len(outcome.uploaded)} uploaded, {len(outcome.skipped)} already there, {len(outcome.failed)} failed); "
+                f"({len(outcome.uploaded)} uploaded, {len(outcome.adopted)} adopted, {len(outcome.skipped)} already there, "
+                f"{len(outcome.failed)} failed); "
                 f"see {self.run_dir / 'upload_report.csv'} and run glitchrun again to resume"
             )
         link_subject_set(workflow, subject_set)
         state.update_round(selected.number, "uploaded")
-        report = append_upload_section(self.run_dir, selected.number, str(subject_set.id), outcome)
+        report = append_upload_section(self.run_dir, selected.number, str(subject_set.id), outcome, selected.run_dir)
         message = (f"round {selected.number} uploaded: subject set {subject_set.id} ({selected.subject_set_name!r}) "
                    f"holds {len(manifest.keys)} verified subjects, linked to workflow {workflow.id}; "
                    f"report: {report}")

@@ -133,6 +133,8 @@ def test_round_interrupted_during_upload_resumes_without_duplicates(tmp_path: Pa
     assert resumed.status == "uploaded" and resumed.round == 1
     state = server_state(tmp_path)
     assert state["subjects"] == BATCH and list(state["members"].values()) == [BATCH]
+    report = resumed.report.read_text()
+    assert "(resumed)" in report and str(tmp_path / "run1") in report and f"{BATCH // 2} already there" in report
 
 
 def test_lost_media_fails_verification_and_a_rerun_repairs_it(tmp_path: Path):
