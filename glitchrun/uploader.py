@@ -41,6 +41,7 @@ import pandas as pd
 import pandera.pandas as pa
 import requests
 from panoptes_client import Panoptes
+from panoptes_client.panoptes import PanoptesAPIException
 from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 
@@ -294,9 +295,17 @@ class Upload:
         return add, flush
 
     def delete(self, subject_id: str) -> None:
-        """Delete a subject that is in no set; its own GET gives the ETag the real server insists on."""
-        _, etag = self.config.retry(lambda: self.client.get(f"/subjects/{subject_id}"))
-        self.config.retry(lambda: self.client.delete(f"/subjects/{subject_id}", etag=etag))
+        """Delete a subject that is in no set; its own GET gives the ETag the real server insists on.
+
+        A subject already gone counts as deleted: a DELETE answered 5xx after it went through is retried
+        into a 404 ("Could not find subject ..."), which must not block its key for the pass.
+        """
+        try:
+            _, etag = self.config.retry(lambda: self.client.get(f"/subjects/{subject_id}"))
+            self.config.retry(lambda: self.client.delete(f"/subjects/{subject_id}", etag=etag))
+        except PanoptesAPIException as err:
+            if not str(err).startswith("Could not find subject"):
+                raise
 
     def expected_metadata(self, key: str) -> dict[str, Any]:
         return {**self.manifest.metadata(key), KEY_FIELD: key}
