@@ -183,9 +183,9 @@ def test_mixed_respects_fractions_without_duplicates(small_chunks):
     assert classifier.calls == math.ceil(80 / small_chunks)  # one predict_proba pass shared by both parts
 
 
-def test_mixed_config_is_80_20_uncertainty_and_high_probability(learner, blobs):
+def test_mixed_config_is_80_20_margin_uncertainty_and_high_probability(learner, blobs):
     chosen = load_strategy(STRATEGY_FILES[[p.stem for p in STRATEGY_FILES].index("mixed")])(learner, blobs[2], n_instances=20)
-    assert list(chosen.chosen_by) == ["uncertainty"] * 16 + ["high_probability"] * 4
+    assert list(chosen.chosen_by) == ["margin"] * 16 + ["high_probability"] * 4
 
 
 @pytest.mark.parametrize(
