@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from glitchrun.qscan import QScanImages, file_stem, image_title
-from glitchrun.strain import NpzStrain
+from glitchrun.images.qscan import QScanImages, file_stem, image_title
+from glitchrun.images.strain import NpzStrain
 
 REPO = Path(__file__).resolve().parents[1]
 NPZ = REPO.parent / "shared" / "data" / "o3_glitch_strain_examples.npz"

@@ -5,7 +5,7 @@
 
 The learner is conf/learner/random_forest.yaml (100 trees) fitted on --labels labelled candidates of
 --classes Gaussian classes with --features float64 features; each query asks for --batch candidates through
-``glitchrun.learner.query`` (the strategy plus the probabilities of the chosen rows, as the round does).
+``glitchrun.learning.learner.query`` (the strategy plus the probabilities of the chosen rows, as the round does).
 
 Time: the minimum over --repeats runs, each query run next to a bare ``estimator.predict_proba(X_pool)`` run so
 that both see the same machine load; CPU time of the process (the forest predicts in one thread) is the
@@ -25,7 +25,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from glitchrun.learner import make_learner, query
+from glitchrun.learning.learner import make_learner, query
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

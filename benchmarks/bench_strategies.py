@@ -4,7 +4,7 @@
     python benchmarks/bench_strategies.py --part synthetic --seeds 0
     python benchmarks/bench_strategies.py --part o3a --o3a-seeds 2
 
-To be fast it runs the learner and the strategies directly (``glitchrun.learner``: the modAL learner of
+To be fast it runs the learner and the strategies directly (``glitchrun.learning.learner``: the modAL learner of
 conf/learner/random_forest.yaml, the strategies of conf/strategy/), with the truth as the labels, instead
 of the full loop through the embedded Panoptes and a simulated crowd (``job=simulate``, which runs the
 same learner and strategies, with crowd labels). Per run: a held-out test split; the learner starts from
@@ -35,11 +35,11 @@ from omegaconf import DictConfig
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
-from glitchrun.data import O3_ADDED_CLASSES
-from glitchrun.synthetic import GRAVITY_SPY_CLASSES
+from glitchrun.data.loaders import O3_ADDED_CLASSES
+from glitchrun.data.synthetic import GRAVITY_SPY_CLASSES
 from glitchrun.jobs.compare import plot_bands, summarise
 from glitchrun.jobs.simulate import held_out, held_out_scores, with_truth
-from glitchrun.learner import make_learner, query, teach
+from glitchrun.learning.learner import make_learner, query, teach
 
 REPO = Path(__file__).resolve().parents[1]
 O3A = REPO.parent / "shared" / "data" / "gravityspy_o3a_h1_sample.csv"

@@ -24,7 +24,7 @@ MIB = 2**20
 
 def measure(n: int) -> dict[str, float]:
     """One run in this process: seconds and bytes (ru_maxrss is in KiB on Linux)."""
-    from glitchrun.data import SyntheticData
+    from glitchrun.data.loaders import SyntheticData
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     start, start_cpu = time.perf_counter(), time.process_time()

@@ -17,8 +17,8 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,13 @@ import pandas as pd
 import requests
 from panoptes_client import Subject
 
-from glitchrun.backend import Connection, LocalBackend
 from glitchrun.jobs.update_metadata import UpdateMetadata
-from glitchrun.zooniverse import ProjectSpec, ensure_project, ensure_subject_set
+from glitchrun.zooniverse.backend import Connection, LocalBackend
+from glitchrun.zooniverse.resources import (
+    ProjectSpec,
+    ensure_project,
+    ensure_subject_set,
+)
 
 IMAGE = "https://example.org/glitch.png"
 

@@ -33,9 +33,14 @@ from PIL import Image
 
 from glitchrun.csvio import write_csv
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
-from glitchrun.manifest import read_manifest
-from glitchrun.uploader import SubjectUploader
-from glitchrun.zooniverse import ProjectSpec, ensure_project, ensure_subject_set, subject_set_members
+from glitchrun.zooniverse.manifest import read_manifest
+from glitchrun.zooniverse.resources import (
+    ProjectSpec,
+    ensure_project,
+    ensure_subject_set,
+    subject_set_members,
+)
+from glitchrun.zooniverse.uploader import SubjectUploader
 
 OWNER = "bench"
 

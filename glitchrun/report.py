@@ -14,8 +14,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from glitchrun.learner import Performance, cross_validated_performance
-
+from glitchrun.learning.learner import Performance, cross_validated_performance
 
 
 def save(fig: Figure, path: Path) -> Path:

@@ -22,7 +22,7 @@ def shared_data() -> Path:
 @pytest.fixture
 def local_backend(tmp_path: Path):
     """A ``backend=local`` component storing under ``tmp_path`` (nothing shared between tests)."""
-    from glitchrun.backend import LocalBackend
+    from glitchrun.zooniverse.backend import LocalBackend
 
     return LocalBackend(storage_dir=tmp_path / "panoptes")
 

@@ -54,7 +54,7 @@ def test_defaults_are_the_main_job_on_the_embedded_backend(tmp_path: Path):
     cfg = compose_config(tmp_path)
     choices = {g: cfg[g]._target_ for g in ("job", "backend", "data")}
     assert choices["job"].endswith("ActiveLearningRound")
-    assert choices["backend"] == "glitchrun.backend.LocalBackend"
+    assert choices["backend"] == "glitchrun.zooniverse.backend.LocalBackend"
     assert choices["data"].endswith("SyntheticData")
 
 

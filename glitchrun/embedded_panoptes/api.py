@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import Flask, Response, request
 
@@ -26,7 +27,8 @@ from glitchrun.embedded_panoptes.counting import (
     set_retired,
     workflows_of_set,
 )
-from glitchrun.embedded_panoptes.media import EXTENSIONS, UPLOADS
+from glitchrun.embedded_panoptes.errors import ApiError, not_found
+from glitchrun.embedded_panoptes.media import EXTENSIONS, UPLOADS, Media
 from glitchrun.embedded_panoptes.resources import (
     CLASSIFICATIONS,
     KINDS,
@@ -41,23 +43,18 @@ from glitchrun.embedded_panoptes.resources import (
     list_resources,
 )
 from glitchrun.embedded_panoptes.resources import subjects as serialize_subjects
-from glitchrun.embedded_panoptes.store import dumps, id_list, insert, now, update
+from glitchrun.embedded_panoptes.store import Store, dumps, id_list, insert, now, update
 from glitchrun.embedded_panoptes.tasks import normalize_retirement, version_bumps
 from glitchrun.embedded_panoptes.web import (
-    ApiError,
     Ctx,
     Schema,
     api_view,
     json_body,
-    not_found,
     require_if_match,
     resource_body,
     to_id,
     to_ids,
 )
-
-if TYPE_CHECKING:
-    from glitchrun.embedded_panoptes.server import EmbeddedPanoptes
 
 NULL = type(None)
 PROJECT_SCHEMA = Schema(
@@ -587,8 +584,8 @@ def me(ctx: Ctx) -> Response:
     return USERS.respond(ctx, [ctx.require_viewer()])
 
 
-def register(app: Flask, server: EmbeddedPanoptes) -> None:
-    view = api_view(server.store, server.accounts.viewer, server.media)
+def register(app: Flask, store: Store, viewer_of: Callable[[sqlite3.Connection], sqlite3.Row | None], media: Media) -> None:
+    view = api_view(store, viewer_of, media)
 
     def route(rule: str, fn: Any, method: str) -> None:
         app.add_url_rule(f"/api{rule}", f"{method} {rule}", view(fn), methods=[method])

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, request
 
+from glitchrun.embedded_panoptes.errors import ApiError
 from glitchrun.embedded_panoptes.store import Store, now
-from glitchrun.embedded_panoptes.web import ApiError, json_response
+from glitchrun.embedded_panoptes.web import json_response
 
 SESSION_COOKIE = "_panoptes_session"
 PBKDF2_ROUNDS = 60_000

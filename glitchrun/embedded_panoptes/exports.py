@@ -21,10 +21,18 @@ from typing import Any
 from flask import Response
 
 from glitchrun.embedded_panoptes.counting import workflow_counts
+from glitchrun.embedded_panoptes.errors import ApiError
 from glitchrun.embedded_panoptes.media import EXPORTS, Media
-from glitchrun.embedded_panoptes.store import csv_time, dumps, id_list, insert, now, update
+from glitchrun.embedded_panoptes.store import (
+    csv_time,
+    dumps,
+    id_list,
+    insert,
+    now,
+    update,
+)
 from glitchrun.embedded_panoptes.tasks import label_annotations, split_strings
-from glitchrun.embedded_panoptes.web import ApiError, Ctx, envelope, json_response
+from glitchrun.embedded_panoptes.web import Ctx, envelope, json_response
 
 #: the export types of each exportable resource
 EXPORT_TYPES = {"projects": ("classifications", "subjects", "workflows"), "workflows": ("classifications",)}

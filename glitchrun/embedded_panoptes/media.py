@@ -20,8 +20,8 @@ from pathlib import Path
 
 from flask import Flask, Response, request, send_file
 
+from glitchrun.embedded_panoptes.errors import ApiError
 from glitchrun.embedded_panoptes.store import Store
-from glitchrun.embedded_panoptes.web import ApiError
 
 UPLOADS = "subject_location"
 EXPORTS = "exports"

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Response
 
 from glitchrun.embedded_panoptes.counting import project_counts, workflow_counts
+from glitchrun.embedded_panoptes.errors import not_found
 from glitchrun.embedded_panoptes.store import id_list
 from glitchrun.embedded_panoptes.web import (
     Ctx,
@@ -26,7 +27,6 @@ from glitchrun.embedded_panoptes.web import (
     arg_values,
     envelope,
     json_response,
-    not_found,
     page_bounds,
     page_meta,
     to_ids,

@@ -25,10 +25,11 @@ from werkzeug.exceptions import HTTPException
 
 from glitchrun.embedded_panoptes import api, auth
 from glitchrun.embedded_panoptes.auth import Accounts
+from glitchrun.embedded_panoptes.errors import ApiError
 from glitchrun.embedded_panoptes.faults import Faults, WSGIApp
 from glitchrun.embedded_panoptes.media import Media
 from glitchrun.embedded_panoptes.store import Store
-from glitchrun.embedded_panoptes.web import ApiError, error_response
+from glitchrun.embedded_panoptes.web import error_response
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def create_app(server: EmbeddedPanoptes) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = server.max_upload_bytes
     auth.register(app, server.accounts)
     server.media.register(app)
-    api.register(app, server)
+    api.register(app, server.store, server.accounts.viewer, server.media)
 
     @app.errorhandler(ApiError)
     def expected(error: ApiError) -> Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from glitchrun.embedded_panoptes.web import ApiError
+from glitchrun.embedded_panoptes.errors import ApiError
 
 DEFAULT_RETIREMENT: dict[str, Any] = {"criteria": "classification_count", "options": {"count": 15}}
 #: keys whose string values are translatable text rather than structure

@@ -13,35 +13,20 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import wraps
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Response, request
 
+from glitchrun.embedded_panoptes.errors import ApiError
+from glitchrun.embedded_panoptes.media import Media
 from glitchrun.embedded_panoptes.store import Store, id_list
-
-if TYPE_CHECKING:
-    from glitchrun.embedded_panoptes.media import Media
 
 JSON_TYPE = "application/vnd.api+json; charset=utf-8"
 WRITE_TYPES = ("application/json", "application/vnd.api+json")
 #: query parameters the real server ignores for filtering (``search`` is used by projects only)
 IGNORED_PARAMS = frozenset({"admin", "http_cache", "include", "sort", "page", "page_size", "search"})
 DEFAULT_PAGE_SIZE = 20
-
-
-class ApiError(Exception):
-    """An expected failure, answered as ``{"errors": [{"message": ...}]}`` with a 4xx status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def not_found(kind: str, ident: Any) -> ApiError:
-    """The real server's wording, which the client raises as is."""
-    return ApiError(404, f"Could not find {kind} with id='{ident}'")
 
 
 def error_response(status: int, message: str) -> Response:

@@ -17,18 +17,17 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from glitchrun.backend import Connection
-from glitchrun.campaign import CampaignState, Round
+from glitchrun.campaign.ingest import ingest_export
+from glitchrun.campaign.state import CampaignState, Round
 from glitchrun.csvio import write_csv
-from glitchrun.data import Candidates
-from glitchrun.exports import read_classification_export
-from glitchrun.ingest import ingest_export
-from glitchrun.learner import make_learner, query
-from glitchrun.manifest import Manifest
+from glitchrun.data.loaders import Candidates
+from glitchrun.learning.learner import make_learner, query
+from glitchrun.learning.strategies import part_counts, pool_measures
 from glitchrun.report import append_upload_section, write_round_report
-from glitchrun.strategies import part_counts, pool_measures
-from glitchrun.uploader import SubjectUploader
-from glitchrun.zooniverse import (
+from glitchrun.zooniverse.backend import Connection
+from glitchrun.zooniverse.exports import read_classification_export
+from glitchrun.zooniverse.manifest import Manifest
+from glitchrun.zooniverse.resources import (
     ProjectSpec,
     WorkflowSpec,
     ensure_project,
@@ -39,6 +38,7 @@ from glitchrun.zooniverse import (
     link_subject_set,
     retirement_progress,
 )
+from glitchrun.zooniverse.uploader import SubjectUploader
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 They work through the Zooniverse API like real volunteers: each is an account of the embedded Panoptes,
 logged in with its own client, and posts classifications (panoptes-api.md section 8); the server counts
 them and retires subjects. Each volunteer answers from the subject's hidden ``#truth`` metadata key
-through its skill model (``glitchrun.crowd.SimulatedCrowd``), which only a simulated campaign has.
+through its skill model (``glitchrun.crowd.simulated.SimulatedCrowd``), which only a simulated campaign has.
 """
 
 from __future__ import annotations
@@ -19,10 +19,16 @@ import pandera.pandas as pa
 from panoptes_client import SubjectWorkflowStatus, Workflow
 from tqdm import tqdm
 
-from glitchrun.backend import LocalBackend
-from glitchrun.crowd import Crowd
+from glitchrun.crowd.simulated import Crowd
 from glitchrun.csvio import write_csv
-from glitchrun.zooniverse import TASK_KEY, ProjectSpec, find_project, find_workflow, set_subjects
+from glitchrun.zooniverse.backend import LocalBackend
+from glitchrun.zooniverse.resources import (
+    TASK_KEY,
+    ProjectSpec,
+    find_project,
+    find_workflow,
+    set_subjects,
+)
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,16 @@ import pandas as pd
 import pandera.pandas as pa
 from panoptes_client import Subject
 
-from glitchrun.retry import Retry
 from glitchrun.csvio import write_csv
-from glitchrun.zooniverse import (check_subject_set_choice, delete_subject, metadata_json, resolve_subject_set,
-                                  set_subjects, unlink_subjects)
+from glitchrun.zooniverse.resources import (
+    check_subject_set_choice,
+    delete_subject,
+    metadata_json,
+    resolve_subject_set,
+    set_subjects,
+    unlink_subjects,
+)
+from glitchrun.zooniverse.retry import Retry
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from glitchrun.exports import EXPORT_TYPES, ExportJob, fetch_export, request_export, wait_until_ready
+from glitchrun.zooniverse.exports import (
+    EXPORT_TYPES,
+    ExportJob,
+    fetch_export,
+    request_export,
+    wait_until_ready,
+)
 
 log = logging.getLogger(__name__)
 

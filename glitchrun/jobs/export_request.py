@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from glitchrun.exports import ExportJob, media_state, request_export
+from glitchrun.zooniverse.exports import ExportJob, media_state, request_export
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """``job=ingest``: a classification export -> consensus labels in the campaign state, with an agreement report.
 
 The export is either a CSV given on the command line or a fresh one the job asks of the campaign's
-workflow and downloads (validated, through ``glitchrun.exports``). A fresh export of a round whose
+workflow and downloads (validated, through ``glitchrun.zooniverse.exports``). A fresh export of a round whose
 subjects have all retired also closes that round (status ``labelled``), as ``al_round`` does when it
 finds the round finished, so the next round starts from these labels without ingesting them again.
 """
@@ -15,11 +15,23 @@ from typing import Any
 
 import pandas as pd
 
-from glitchrun.campaign import CampaignState
+from glitchrun.campaign.ingest import ACCEPTED, REPORT_SCHEMA, record, tally
+from glitchrun.campaign.state import CampaignState
 from glitchrun.csvio import write_csv
-from glitchrun.exports import ExportTarget, fetch_export, read_classification_export, request_export, wait_until_ready
-from glitchrun.ingest import ACCEPTED, REPORT_SCHEMA, record, tally
-from glitchrun.zooniverse import ProjectSpec, WorkflowSpec, find_project, find_workflow, retirement_progress
+from glitchrun.zooniverse.exports import (
+    ExportTarget,
+    fetch_export,
+    read_classification_export,
+    request_export,
+    wait_until_ready,
+)
+from glitchrun.zooniverse.resources import (
+    ProjectSpec,
+    WorkflowSpec,
+    find_project,
+    find_workflow,
+    retirement_progress,
+)
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from glitchrun.manifest import Manifest, read_manifest
-from glitchrun.uploader import SubjectUploader
-from glitchrun.zooniverse import (ProjectSpec, WorkflowSpec, ensure_project, ensure_subject_set, ensure_workflow,
-                                  link_subject_set)
+from glitchrun.zooniverse.manifest import Manifest, read_manifest
+from glitchrun.zooniverse.resources import (
+    ProjectSpec,
+    WorkflowSpec,
+    ensure_project,
+    ensure_subject_set,
+    ensure_workflow,
+    link_subject_set,
+)
+from glitchrun.zooniverse.uploader import SubjectUploader
 
 log = logging.getLogger(__name__)
 

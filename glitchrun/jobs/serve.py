@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from glitchrun.backend import LocalBackend
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
+from glitchrun.zooniverse.backend import LocalBackend
 
 log = logging.getLogger(__name__)
 

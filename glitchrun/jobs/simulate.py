@@ -26,11 +26,11 @@ from matplotlib.figure import Figure
 from sklearn.base import clone
 from sklearn.metrics import accuracy_score, f1_score
 
-from glitchrun.backend import LocalBackend
-from glitchrun.campaign import CampaignState
+from glitchrun.campaign.state import CampaignState
 from glitchrun.csvio import write_csv
-from glitchrun.data import Candidates
+from glitchrun.data.loaders import Candidates
 from glitchrun.report import save
+from glitchrun.zooniverse.backend import LocalBackend
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,12 @@ from panoptes_client.panoptes import PanoptesAPIException
 from tqdm import tqdm
 
 from glitchrun.csvio import read_csv, validate, write_csv
-from glitchrun.zooniverse import check_subject_set_choice, metadata_json, resolve_subject_set, set_subjects
+from glitchrun.zooniverse.resources import (
+    check_subject_set_choice,
+    metadata_json,
+    resolve_subject_set,
+    set_subjects,
+)
 
 log = logging.getLogger(__name__)
 

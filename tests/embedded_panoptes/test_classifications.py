@@ -9,7 +9,13 @@ from panoptes_client.panoptes import PanoptesAPIException
 
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
 
-from .helpers import classify, make_project, make_subject_set, make_subjects, make_workflow
+from .helpers import (
+    classify,
+    make_project,
+    make_subject_set,
+    make_subjects,
+    make_workflow,
+)
 
 
 def volunteer(server: EmbeddedPanoptes, login: str) -> Panoptes:

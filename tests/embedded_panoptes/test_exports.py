@@ -15,9 +15,20 @@ from panoptes_client import Panoptes, Project, Subject, SubjectSet, Workflow
 from panoptes_client.panoptes import PanoptesAPIException
 
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
-from glitchrun.embedded_panoptes.exports import CLASSIFICATION_COLUMNS, SUBJECT_COLUMNS, WORKFLOW_COLUMNS
+from glitchrun.embedded_panoptes.exports import (
+    CLASSIFICATION_COLUMNS,
+    SUBJECT_COLUMNS,
+    WORKFLOW_COLUMNS,
+)
 
-from .helpers import CLASSES, classify, make_project, make_subject_set, make_subjects, make_workflow
+from .helpers import (
+    CLASSES,
+    classify,
+    make_project,
+    make_subject_set,
+    make_subjects,
+    make_workflow,
+)
 
 CSV_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
 

@@ -11,7 +11,14 @@ from panoptes_client import Panoptes, Project, Subject, SubjectSet, Workflow
 
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
 
-from .helpers import classify, make_project, make_subject_set, make_subjects, make_workflow, png_bytes
+from .helpers import (
+    classify,
+    make_project,
+    make_subject_set,
+    make_subjects,
+    make_workflow,
+    png_bytes,
+)
 
 
 def test_restart_keeps_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,8 +19,15 @@ from hydra import compose, initialize_config_module
 from panoptes_client import Panoptes, Subject
 
 from glitchrun.cli import run
-from glitchrun.zooniverse import (ProjectSpec, WorkflowSpec, ensure_project, ensure_subject_set, ensure_workflow,
-                                  link_subject_set, subject_set_members)
+from glitchrun.zooniverse.resources import (
+    ProjectSpec,
+    WorkflowSpec,
+    ensure_project,
+    ensure_subject_set,
+    ensure_workflow,
+    link_subject_set,
+    subject_set_members,
+)
 
 #: the campaign project of conf/config.yaml, so jobs find it by its default name
 PROJECT = "glitchrun demo campaign"

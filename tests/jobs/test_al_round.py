@@ -15,11 +15,11 @@ from hydra import compose, initialize_config_module
 from hydra.errors import InstantiationException
 from panoptes_client import Project, Subject, SubjectSet, Workflow
 
-from glitchrun.backend import LocalBackend
-from glitchrun.campaign import CampaignState
+from glitchrun.campaign.state import CampaignState
 from glitchrun.cli import run
 from glitchrun.jobs.al_round import MANIFEST_SCHEMA, RoundFailed
-from glitchrun.uploader import SubjectUploader
+from glitchrun.zooniverse.backend import LocalBackend
+from glitchrun.zooniverse.uploader import SubjectUploader
 
 BATCH = 6
 CLASSES_KEY = "campaign.workflow.classes"

@@ -10,8 +10,16 @@ import requests
 from panoptes_client import Panoptes
 
 from glitchrun.csvio import CsvError
-from glitchrun.exports import (ExportJob, ExportTarget, StaleExportError, read_classification_export, read_export,
-                               read_subject_export, staleness, wait_until_ready)
+from glitchrun.zooniverse.exports import (
+    ExportJob,
+    ExportTarget,
+    StaleExportError,
+    read_classification_export,
+    read_export,
+    read_subject_export,
+    staleness,
+    wait_until_ready,
+)
 
 CLASSIFICATIONS = """\
 classification_id,user_name,user_id,user_ip,workflow_id,workflow_name,workflow_version,created_at,gold_standard,expert,metadata,annotations,subject_data,subject_ids

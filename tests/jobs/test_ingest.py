@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from panoptes_client import Workflow
 
-from glitchrun.backend import ZooniverseBackend
-from glitchrun.campaign import CampaignState
-from glitchrun.consensus import GravitySpyConsensus, MajorityVote
-from glitchrun.crowd import Crowd, SimulatedCrowd
-from glitchrun.exports import read_classification_export
-from glitchrun.ingest import IngestError, ingest_export, tally
+from glitchrun.campaign.ingest import IngestError, ingest_export, tally
+from glitchrun.campaign.state import CampaignState
+from glitchrun.crowd.consensus import GravitySpyConsensus, MajorityVote
+from glitchrun.crowd.simulated import Crowd, SimulatedCrowd
 from glitchrun.jobs.crowd import CrowdJob
+from glitchrun.zooniverse.backend import ZooniverseBackend
+from glitchrun.zooniverse.exports import read_classification_export
 
 CLASSES = ["Blip", "Koi_Fish", "Tomte", "Whistle"]
 HEADER = ["classification_id", "user_name", "user_id", "user_ip", "workflow_id", "workflow_name", "workflow_version",

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import pandas as pd
 import pytest
 from panoptes_client import Workflow
 
-from glitchrun.backend import LocalBackend
-from glitchrun.data import Candidates
+from glitchrun.data.loaders import Candidates
 from glitchrun.jobs.simulate import held_out, with_truth
+from glitchrun.zooniverse.backend import LocalBackend
 
 BATCH = 4
 #: small and fast: a small pool, one small Q-scan per subject, one perfect vote per subject

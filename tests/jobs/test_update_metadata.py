@@ -11,7 +11,14 @@ from panoptes_client import Panoptes
 
 from glitchrun.csvio import CsvError, read_csv, validate
 from glitchrun.jobs import update_metadata
-from glitchrun.jobs.update_metadata import DIFF, infer_dtype, plan_updates, same_value, subjects_by_key, updates_schema
+from glitchrun.jobs.update_metadata import (
+    DIFF,
+    infer_dtype,
+    plan_updates,
+    same_value,
+    subjects_by_key,
+    updates_schema,
+)
 
 CURRENT = {
     "1": {"candidate_id": "c1", "snr": 8, "ifo": "H1", "#truth": "Blip"},

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import HydraException
 
-from glitchrun.backend import LocalBackend
+from glitchrun.zooniverse.backend import LocalBackend
 
 from .conftest import Calls, RunJob
 

@@ -16,11 +16,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from glitchrun.backend import LocalBackend
-from glitchrun.data import CsvData, GravitySpyData
-from glitchrun.exports import read_classification_export, read_subject_export
+from glitchrun.data.loaders import CsvData, GravitySpyData
 from glitchrun.jobs.update_metadata import UpdateMetadata
-from glitchrun.manifest import read_manifest
+from glitchrun.zooniverse.backend import LocalBackend
+from glitchrun.zooniverse.exports import read_classification_export, read_subject_export
+from glitchrun.zooniverse.manifest import read_manifest
 
 from .conftest import RunJob, SeedCampaign
 from .helpers import fingerprint

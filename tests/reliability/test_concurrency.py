@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from glitchrun.campaign import CampaignState
+from glitchrun.campaign.state import CampaignState
 
 from .helpers import read_store
 

@@ -23,11 +23,11 @@ import pytest
 import requests
 from panoptes_client import Workflow
 
-from glitchrun.backend import LocalBackend
-from glitchrun.exports import read_export
-from glitchrun.manifest import read_manifest
-from glitchrun.uploader import KEY_FIELD
-from glitchrun.zooniverse import ProjectSpec, ensure_subject_set, find_project
+from glitchrun.zooniverse.backend import LocalBackend
+from glitchrun.zooniverse.exports import read_export
+from glitchrun.zooniverse.manifest import read_manifest
+from glitchrun.zooniverse.resources import ProjectSpec, ensure_subject_set, find_project
+from glitchrun.zooniverse.uploader import KEY_FIELD
 from tests.embedded_panoptes.helpers import classify
 from tests.jobs.conftest import PROJECT
 

@@ -17,8 +17,8 @@ import pytest
 from omegaconf import OmegaConf
 from panoptes_client import Panoptes
 
-from glitchrun.backend import LocalBackend
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
+from glitchrun.zooniverse.backend import LocalBackend
 from tests.embedded_panoptes.helpers import make_project, make_subject_set, png_bytes
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

@@ -13,21 +13,18 @@ package keeps a few fitted numbers (``FIT``) and draws candidates from them:
 - amplitude (not in the v1.0 summary): a least-squares fit of ln amplitude on the five ln features over
   the O3a rows, plus the per-class (or pooled) spread of its residual.
 
-``python -m glitchrun.synthetic --refit ../shared/data`` re-derives ``FIT`` from the shared files and
+``python -m glitchrun.data.calibrate --refit ../shared/data`` re-derives ``FIT`` from the shared files and
 prints it as the Python source below.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 
 #: the features drawn jointly log-normal (in the order of ``Shape.mean`` and ``Shape.log_sd``) and the column
 #: of the v1.0 summary holding their class means
@@ -70,7 +67,7 @@ class Fit:
         return "\n".join(lines)
 
 
-# Made by `python -m glitchrun.synthetic --refit ../shared/data`; do not edit by hand.
+# Made by `python -m glitchrun.data.calibrate --refit ../shared/data`; do not edit by hand.
 FIT = Fit(
     shapes={
         '1080Lines': Shape(327, 1, (1111.0, 2961.0, 0.85, 4730.0, 10.2), (0.57, 1.471, 0.494, 1.713, 0.66, 0.972)),
@@ -146,54 +143,3 @@ def generate(n: int, seed: int, classes: Sequence[str] | None = None, fit: Fit =
     return frame
 
 
-SUMMARY_SCHEMA = pa.DataFrameSchema(
-    {
-        "label": pa.Column(str, unique=True),
-        "n_H1": pa.Column(int, pa.Check.ge(0)),
-        "n_L1": pa.Column(int, pa.Check.ge(0)),
-        **{column: pa.Column(float, pa.Check.gt(0), coerce=True) for column in SUMMARY_MEANS.values()},
-    },
-)
-
-
-def refit(folder: Path) -> Fit:
-    """Derive ``FIT`` from the v1.0 class summary and the O3a sample in ``folder`` (rounded as stored)."""
-    from glitchrun.csvio import read_csv
-    from glitchrun.data import O3_ADDED_CLASSES, GravitySpyData  # glitchrun.data imports this module
-
-    summary = read_csv(folder / SUMMARY_FILE, SUMMARY_SCHEMA, what="class summary").set_index("label")
-    sample = GravitySpyData(folder / O3A_FILE, classes=[*summary.index, *O3_ADDED_CLASSES]).load().frame
-    logs = np.log(sample[list(FEATURES)].to_numpy(dtype=np.float64))
-    design = np.column_stack([np.ones(len(logs)), logs])
-    amplitude, *_ = np.linalg.lstsq(design, np.log(sample["amplitude"].to_numpy(dtype=np.float64)), rcond=None)
-
-    spread = pd.DataFrame(np.column_stack([logs, np.log(sample["amplitude"]) - design @ amplitude]),
-                          index=sample["label"].to_numpy(dtype=object))
-    groups = spread.groupby(level=0)
-    within = spread - groups.transform("mean")
-    pooled_sd = np.sqrt((within**2).sum() / (len(within) - groups.ngroups))
-    class_sd = groups.std(ddof=1)
-
-    shapes = {
-        label: Shape(int(row["n_H1"]), int(row["n_L1"]), rounded(row[list(SUMMARY_MEANS.values())], 3),
-                     rounded(class_sd.loc[label] if label in class_sd.index else pooled_sd, 3))
-        for label, row in summary.iterrows()
-    }
-    correlation = np.corrcoef(within.to_numpy()[:, : len(FEATURES)].T)
-    return Fit(shapes, tuple(rounded(row, 3) for row in correlation), rounded(amplitude, 4))
-
-
-def rounded(values: Sequence[float] | np.ndarray | pd.Series, decimals: int) -> tuple[float, ...]:
-    """Plain Python floats, rounded as the stored table keeps them."""
-    return tuple(round(float(v), decimals) for v in values)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m glitchrun.synthetic", description=__doc__.splitlines()[0])
-    parser.add_argument("--refit", type=Path, required=True, metavar="FOLDER",
-                        help=f"folder holding {SUMMARY_FILE} and {O3A_FILE}; prints the new FIT")
-    print(refit(parser.parse_args(argv).refit).source())
-
-
-if __name__ == "__main__":
-    main()

@@ -7,7 +7,7 @@ method's threshold without a tie. A subject below either bar is reported, never 
 crowd label cannot enter the training set just because the retirement count was reached.
 
 Votes are a frame with columns ``subject_id``, ``volunteer`` and ``label`` (one vote per volunteer and
-subject; ``glitchrun.ingest`` removes repeats). An optional ``prior`` (subjects x classes, rows summing
+subject; ``glitchrun.campaign.ingest`` removes repeats). An optional ``prior`` (subjects x classes, rows summing
 to 1) carries the machine-learning prediction shown to nobody but the consensus.
 """
 

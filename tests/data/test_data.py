@@ -13,8 +13,14 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 from glitchrun.csvio import CsvError
-from glitchrun.data import (
-    GRAVITY_SPY_CLASSES, O3_ADDED_CLASSES, Candidates, CsvData, FeatureSpec, GravitySpyData, SyntheticData,
+from glitchrun.data.loaders import (
+    GRAVITY_SPY_CLASSES,
+    O3_ADDED_CLASSES,
+    Candidates,
+    CsvData,
+    FeatureSpec,
+    GravitySpyData,
+    SyntheticData,
 )
 
 O3A = "gravityspy_o3a_h1_sample.csv"
@@ -44,7 +50,7 @@ def v1_copy(o3a: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def test_o3_catalogue_rows_map_to_the_canonical_columns(shared_data: Path, o3a: pd.DataFrame, caplog):
-    caplog.set_level(logging.INFO, logger="glitchrun.data")
+    caplog.set_level(logging.INFO, logger="glitchrun.data.loaders")
     found = GravitySpyData(shared_data / O3A, classes=O3_CLASSES).load()
     frame = found.frame
     assert frame.index.name == "id" and frame.index.is_unique and len(frame) == 170
@@ -85,7 +91,7 @@ def test_o3_labels_outside_the_v1_vocabulary_are_named_by_line(shared_data: Path
 
 
 def test_v1_format_is_detected_and_its_times_joined(o3a: pd.DataFrame, tmp_path: Path, caplog):
-    caplog.set_level(logging.INFO, logger="glitchrun.data")
+    caplog.set_level(logging.INFO, logger="glitchrun.data.loaders")
     table = v1_copy(o3a, tmp_path / "v1.csv")
     table.loc[3, "label"] = None  # an unlabelled row joins the pool
     table.to_csv(tmp_path / "v1.csv", index=False)
@@ -98,7 +104,7 @@ def test_v1_format_is_detected_and_its_times_joined(o3a: pd.DataFrame, tmp_path:
 
 
 def test_a_missing_amplitude_is_left_out_of_the_features(o3a: pd.DataFrame, tmp_path: Path, caplog):
-    caplog.set_level(logging.INFO, logger="glitchrun.data")
+    caplog.set_level(logging.INFO, logger="glitchrun.data.loaders")
     v1_copy(o3a, tmp_path / "v1.csv").drop(columns="amplitude").to_csv(tmp_path / "v1.csv", index=False)
     found = GravitySpyData(tmp_path / "v1.csv").load()
     assert "log10_amplitude" not in found.feature_columns and found.features().shape == (150, 7)
@@ -158,7 +164,7 @@ def feature_table(path: Path) -> pd.DataFrame:
 
 
 def test_a_feature_table_takes_its_columns_as_they_are(tmp_path: Path, caplog):
-    caplog.set_level(logging.INFO, logger="glitchrun.data")
+    caplog.set_level(logging.INFO, logger="glitchrun.data.loaders")
     table = feature_table(tmp_path / "features.csv")
     found = CsvData(tmp_path / "features.csv", id_column="key", label_column="class").load()
     assert found.feature_columns == ["f1", "f2"]  # ifo is canonical, key and class are id and label

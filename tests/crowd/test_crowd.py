@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glitchrun.crowd import SimulatedCrowd
+from glitchrun.crowd.simulated import SimulatedCrowd
 
 CLASSES = ["Blip", "Koi_Fish", "Tomte", "Whistle", "Chirp", "No_Glitch"]
 SIMILAR = [["Blip", "Koi_Fish", "Tomte"], ["Whistle", "Chirp"], ["Not_A_Workflow_Class", "No_Glitch"]]

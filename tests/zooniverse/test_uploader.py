@@ -14,9 +14,13 @@ from panoptes_client.panoptes import PanoptesAPIException
 from PIL import Image
 
 from glitchrun.csvio import read_csv, write_csv
-from glitchrun.manifest import Manifest, read_manifest
-from glitchrun.uploader import KEY_FIELD, SubjectUploader, Upload
-from glitchrun.zooniverse import ProjectSpec, ensure_project, ensure_subject_set
+from glitchrun.zooniverse.manifest import Manifest, read_manifest
+from glitchrun.zooniverse.resources import (
+    ProjectSpec,
+    ensure_project,
+    ensure_subject_set,
+)
+from glitchrun.zooniverse.uploader import KEY_FIELD, SubjectUploader, Upload
 
 IMAGES = 4
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glitchrun.consensus import DawidSkene, GravitySpyConsensus, MajorityVote
-from glitchrun.crowd import SimulatedCrowd
+from glitchrun.crowd.consensus import DawidSkene, GravitySpyConsensus, MajorityVote
+from glitchrun.crowd.simulated import SimulatedCrowd
 
 CLASSES = ["Blip", "Koi_Fish", "Tomte", "Whistle", "Chirp", "Scattered_Light", "Low_Frequency_Lines", "No_Glitch"]
 SIMILAR = [["Blip", "Koi_Fish", "Tomte"], ["Whistle", "Chirp"], ["Scattered_Light", "Low_Frequency_Lines"]]

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from .data import canonical, check_labels_as, use_labels_as
+from glitchrun.data.loaders import canonical, check_labels_as, use_labels_as
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,9 @@ class FileStrain:
         event_time = number(row.get("event_time"))
         if event_time is None:  # recorded data exist: an image of made-up data would mislead volunteers
             raise ValueError(f"candidate {cid!r} has strain in {source} but no event_time to read it at")
-        from gwpy.timeseries import TimeSeries  # gwpy is slow to import; only file reads need it
+        from gwpy.timeseries import (
+            TimeSeries,  # gwpy is slow to import; only file reads need it
+        )
 
         args = [] if self.channel is None else [self.channel]
         kwargs = {} if self.format is None else {"format": self.format}

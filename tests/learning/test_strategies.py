@@ -14,9 +14,9 @@ from modAL.uncertainty import classifier_entropy, classifier_margin
 from omegaconf import OmegaConf
 from sklearn.ensemble import RandomForestClassifier
 
-from glitchrun import strategies
-from glitchrun.learner import make_learner
-from glitchrun.strategies import (
+from glitchrun.learning import strategies
+from glitchrun.learning.learner import make_learner
+from glitchrun.learning.strategies import (
     PARTS,
     entropy_sampling,
     high_probability_sampling,
@@ -29,7 +29,7 @@ from glitchrun.strategies import (
     vote_entropy,
 )
 
-STRATEGY_FILES = sorted((Path(__file__).resolve().parents[1] / "conf" / "strategy").glob("*.yaml"))
+STRATEGY_FILES = sorted((Path(__file__).resolve().parents[2] / "conf" / "strategy").glob("*.yaml"))
 
 
 def load_strategy(path: Path, seed: int = 0):

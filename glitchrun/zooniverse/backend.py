@@ -18,7 +18,7 @@ from typing import Any
 
 from panoptes_client import Panoptes
 
-from glitchrun.retry import Retry
+from glitchrun.zooniverse.retry import Retry
 
 log = logging.getLogger(__name__)
 

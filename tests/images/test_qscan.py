@@ -14,10 +14,10 @@ from hydra.utils import instantiate
 from matplotlib.image import imread
 from omegaconf import OmegaConf
 
-from glitchrun.qscan import QScanImages, file_stem, image_column, q_transform
-from glitchrun.strain import FileStrain, NpzStrain, SyntheticStrain
+from glitchrun.images.qscan import QScanImages, file_stem, image_column, q_transform
+from glitchrun.images.strain import FileStrain, NpzStrain, SyntheticStrain
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: the top colour of viridis, as 8-bit RGB: where normalised energy reaches vmax
 SATURATED = np.array([253, 231, 37])
 
@@ -175,7 +175,7 @@ def test_images_do_not_depend_on_the_process_rcparams(tmp_path: Path):
     """gwpy changes matplotlib's rcParams when imported; a worker that read a frame file must draw alike."""
     import matplotlib
 
-    from glitchrun import qscan
+    from glitchrun.images import qscan
 
     images = QScanImages(durations=[1.0], n_jobs=1, progress=False)
     rows = synthetic_rows(peak_frequency=[120.0])

@@ -46,9 +46,8 @@ from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 
 from glitchrun.csvio import write_csv
-from glitchrun.manifest import Location, Manifest, media_type
-from glitchrun.retry import Retry
-
+from glitchrun.zooniverse.manifest import Location, Manifest, media_type
+from glitchrun.zooniverse.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ class SubjectUploader:
         if workers < 1 or retries < 0 or backoff < 0 or not 1 <= link_batch <= 100:
             raise ValueError(f"uploader: need workers >= 1, retries >= 0, backoff >= 0 and 1 <= link_batch <= 100; "
                              f"got {workers=}, {retries=}, {backoff=}, {link_batch=}")
-        # imported here, not above: glitchrun.backend imports ``transient`` from this module
+        # imported here, not above: glitchrun.zooniverse.backend imports ``transient`` from this module
 
         self.workers = workers
         self.retries = retries

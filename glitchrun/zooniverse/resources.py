@@ -12,9 +12,18 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from panoptes_client import Panoptes, Project, Subject, SubjectSet, SubjectWorkflowStatus, Workflow
+from panoptes_client import (
+    Panoptes,
+    Project,
+    Subject,
+    SubjectSet,
+    SubjectWorkflowStatus,
+    Workflow,
+)
 from panoptes_client.panoptes import PanoptesAPIException
-from panoptes_client.set_member_subject import SetMemberSubject  # not exported by the package
+from panoptes_client.set_member_subject import (
+    SetMemberSubject,  # not exported by the package
+)
 
 log = logging.getLogger(__name__)
 

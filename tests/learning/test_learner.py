@@ -17,10 +17,16 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from glitchrun.learner import Query, cross_validated_performance, make_learner, query, teach
-from glitchrun.strategies import mixed_sampling
+from glitchrun.learning.learner import (
+    Query,
+    cross_validated_performance,
+    make_learner,
+    query,
+    teach,
+)
+from glitchrun.learning.strategies import mixed_sampling
 
-LEARNER_FILES = sorted((Path(__file__).resolve().parents[1] / "conf" / "learner").glob("*.yaml"))
+LEARNER_FILES = sorted((Path(__file__).resolve().parents[2] / "conf" / "learner").glob("*.yaml"))
 CLASSES = np.array(["Blip", "Koi_Fish", "Tomte", "Whistle"])
 
 

@@ -21,7 +21,11 @@ from sklearn.base import clone
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from glitchrun.strategies import Selection, check_n_instances, uncertainty_sampling
+from glitchrun.learning.strategies import (
+    Selection,
+    check_n_instances,
+    uncertainty_sampling,
+)
 
 
 @contextmanager
@@ -92,7 +96,7 @@ def query(learner: ActiveLearner, strategy: Callable, X_pool: np.ndarray, n: int
     """Choose ``n`` candidates of ``X_pool`` (all of it if smaller) with ``strategy``.
 
     ``strategy`` is any modAL query strategy ``(learner, X_pool, n_instances=...)``: one of
-    ``glitchrun.strategies`` (which name the part that chose each candidate), or a plain modAL function
+    ``glitchrun.learning.strategies`` (which name the part that chose each candidate), or a plain modAL function
     returning ``(indices, scores)``, whose ``chosen_by`` is then the function's ``__name__``.
     """
     check_n_instances(n)

@@ -11,17 +11,30 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from glitchrun import synthetic
+from glitchrun.data import calibrate, synthetic
 from glitchrun.csvio import read_csv
-from glitchrun.data import CANONICAL_COLUMNS, GRAVITY_SPY_CLASSES, O3_ADDED_CLASSES, GravitySpyData, SyntheticData
-from glitchrun.synthetic import (
-    FEATURES, FIT, O3A_END, O3A_FILE, O3A_START, SUMMARY_FILE, SUMMARY_MEANS, SUMMARY_SCHEMA, generate,
+from glitchrun.data.loaders import (
+    CANONICAL_COLUMNS,
+    GRAVITY_SPY_CLASSES,
+    O3_ADDED_CLASSES,
+    GravitySpyData,
+    SyntheticData,
+)
+from glitchrun.data.synthetic import (
+    FEATURES,
+    FIT,
+    O3A_END,
+    O3A_FILE,
+    O3A_START,
+    SUMMARY_FILE,
+    SUMMARY_MEANS,
+    generate,
 )
 
 
 @pytest.fixture(scope="module")
 def summary(shared_data: Path) -> pd.DataFrame:
-    return read_csv(shared_data / SUMMARY_FILE, SUMMARY_SCHEMA).set_index("label")
+    return read_csv(shared_data / SUMMARY_FILE, calibrate.SUMMARY_SCHEMA).set_index("label")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +49,7 @@ def large() -> pd.DataFrame:
 
 
 def test_the_stored_fit_is_what_refit_prints(shared_data: Path, capsys):
-    synthetic.main(["--refit", str(shared_data)])
+    calibrate.main(["--refit", str(shared_data)])
     namespace = dict(vars(synthetic))
     exec(capsys.readouterr().out, namespace)
     assert namespace["FIT"] == FIT

@@ -27,7 +27,7 @@ from panoptes_client.panoptes import PanoptesAPIException
 from tqdm import tqdm
 
 from glitchrun.csvio import CsvError, read_csv
-from glitchrun.zooniverse import resolve_project
+from glitchrun.zooniverse.resources import resolve_project
 
 log = logging.getLogger(__name__)
 

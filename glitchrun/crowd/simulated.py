@@ -95,7 +95,7 @@ class Crowd:
     because a consensus method is only as good as its fit to the crowd's skills."""
 
     volunteers: SimulatedCrowd
-    consensus: Any  # a ``glitchrun.consensus.Consensus``
+    consensus: Any  # a ``glitchrun.crowd.consensus.Consensus``
 
 
 def beta_draws(mean: float, sd: float, n: int, seed: int) -> np.ndarray:

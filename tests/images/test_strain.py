@@ -8,8 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glitchrun.data import CANONICAL_COLUMNS
-from glitchrun.strain import FileStrain, GlitchModel, NpzStrain, SyntheticStrain, design_psd
+from glitchrun.data.loaders import CANONICAL_COLUMNS
+from glitchrun.images.strain import (
+    FileStrain,
+    GlitchModel,
+    NpzStrain,
+    SyntheticStrain,
+    design_psd,
+)
 
 NPZ = "o3_glitch_strain_examples.npz"
 

@@ -37,7 +37,12 @@ from scipy.signal import welch
 from scipy.signal.windows import tukey
 from tqdm.auto import tqdm
 
-from .strain import FileStrain, StrainSegment, StrainSource, SyntheticStrain
+from glitchrun.images.strain import (
+    FileStrain,
+    StrainSegment,
+    StrainSource,
+    SyntheticStrain,
+)
 
 log = logging.getLogger(__name__)
 

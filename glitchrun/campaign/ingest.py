@@ -17,10 +17,10 @@ from typing import Any
 import pandas as pd
 import pandera.pandas as pa
 
-from glitchrun.campaign import CampaignState
-from glitchrun.consensus import ACCEPTED
+from glitchrun.campaign.state import CampaignState
+from glitchrun.crowd.consensus import ACCEPTED
 from glitchrun.csvio import file_line
-from glitchrun.zooniverse import TASK_KEY
+from glitchrun.zooniverse.resources import TASK_KEY
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from glitchrun.csvio import CsvError, read_csv, validate
-from glitchrun.synthetic import GRAVITY_SPY_CLASSES, generate
+from glitchrun.data.synthetic import GRAVITY_SPY_CLASSES, generate
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ class CsvData:
 
 @dataclass
 class SyntheticData:
-    """``n`` synthetic candidates shaped like Gravity Spy v1.0 (see ``glitchrun.synthetic``), ground truth in
+    """``n`` synthetic candidates shaped like Gravity Spy v1.0 (see ``glitchrun.data.synthetic``), ground truth in
     ``truth``; the first ``labelled_per_class`` of each class also start with their label known."""
 
     n: int = 20_000

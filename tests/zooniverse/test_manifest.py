@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from glitchrun.csvio import CsvError
-from glitchrun.manifest import Manifest, read_manifest
+from glitchrun.zooniverse.manifest import Manifest, read_manifest
 
 
 def write(folder: Path, text: str, files: tuple[str, ...] = ("a.png", "b.png", "c.jpg", "d.tif")) -> Path:
