@@ -28,12 +28,12 @@ Interface (used by the campaign loop, ``glitchrun.campaign``, and the round repo
   rule offline: each subject takes its votes one at a time, in order, until it is accepted (posterior at
   the threshold with at least ``min_votes`` volunteer votes) or reaches ``max_votes``.
 
-The model-based methods (``DawidSkene``, ``GravitySpyConsensus``) share one EM: each volunteer has a
-confusion matrix with a Dirichlet prior centred on the population's matrix (all volunteers' votes pooled,
-itself centred on a volunteer of ``volunteer_accuracy``), worth ``prior_votes`` votes per true class, so a
-volunteer seen a few times counts as the population, neither perfect nor useless; the class prior is
-estimated from the posteriors with one pseudo-vote per class (``class_prior_votes``); iterations stop when
-no posterior moves by more than ``tol``.
+The model-based methods (``DawidSkene`` and ``GravitySpyConsensus``, the same EM under Gravity Spy's name)
+give each volunteer a confusion matrix with a Dirichlet prior worth ``prior_votes`` votes, centred on a
+volunteer of ``volunteer_accuracy`` (so one seen a few times counts as such a volunteer, neither perfect nor
+useless), estimate the class prior with ``class_prior_votes`` pseudo-votes per class, judge each vote by the
+other votes on its subject (``leave_one_out``, which keeps them calibrated with 2 or 3 votes), and stop when
+no posterior moves by more than ``tol``. Figures: BENCHMARKS.md, "Consensus".
 """
 
 from __future__ import annotations
