@@ -100,8 +100,8 @@ class TaskSpec:
                 versions = normalize_versions(config.get("versions")) or (major(workflow.raw["version"]),)
                 return cls(key, kind, tuple(options), {o: table[o] for o in options}, str(workflow.id), versions)
         found = ", ".join(f"{k} ({describe(t.get('type') if isinstance(t, dict) else None)})" for k, t in tasks.items())
-        raise IngestError(f"workflow {workflow.id} has no {describe(kind_wanted)} whose options are the campaign's "
-                          f"(tasks: {found or 'none'}); set campaign.workflow.task and .task_type")
+        raise IngestError(f"workflow {workflow.id}: none of its tasks is {describe(kind_wanted)} whose options all have "
+                          f"a class (tasks: {found or 'none'}); set campaign.workflow.task and .task_type")
 
     def for_export(self, export: pd.DataFrame) -> TaskSpec:
         """This spec with what a classification export fills in when not known: the workflow (the export's
