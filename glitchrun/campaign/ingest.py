@@ -69,7 +69,8 @@ REPORT_SCHEMA = pa.DataFrameSchema(
         "candidate_id": pa.Column(str, nullable=True),
         "workflow_id": pa.Column(str),
         "task": pa.Column(str),
-        r"^data\.(?!agreement$)[a-z0-9-]+$": pa.Column("Int64", pa.Check.ge(1), nullable=True, regex=True),
+        r"^data\.(?!agreement$)[a-z0-9-]+$": pa.Column("Int64", pa.Check.ge(1), nullable=True, regex=True,
+                                                       required=False),
         "data.most_likely": pa.Column(str),
         "data.num_votes": pa.Column(int, pa.Check.ge(1)),
         "data.agreement": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
@@ -233,10 +234,11 @@ def aggregation_columns(votes: pd.DataFrame, task: TaskSpec) -> pd.DataFrame:
     consensus = {}
     for subject, chosen in slugs.groupby(votes["subject_id"], sort=False):
         (winner, n), = Counter(chosen).most_common(1)
-        consensus[subject] = {"data.most_likely": winner, "data.num_votes": n, "data.agreement": n / len(chosen)}
-    consensus_columns = pd.DataFrame.from_dict(consensus, orient="index").reindex(counts.index)
+        consensus[subject] = (winner, n, n / len(chosen))
+    columns = ["data.most_likely", "data.num_votes", "data.agreement"]
+    consensus_columns = pd.DataFrame.from_dict(consensus, orient="index", columns=columns).reindex(counts.index)
     return pd.concat([counts, consensus_columns], axis=1).assign(workflow_id=task.workflow_id, task=task.key)[
-        ["workflow_id", "task", *counts.columns, *consensus_columns.columns]]
+        ["workflow_id", "task", *counts.columns, *columns]]
 
 
 def slug(value: str) -> str:

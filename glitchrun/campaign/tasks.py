@@ -118,8 +118,8 @@ class TaskSpec:
         if spec.versions is None:
             latest = max((int(major(v)) for v in ours["workflow_version"]), default=None)
             spec = replace(spec, versions=() if latest is None else (str(latest),))
-        if spec.key is None:
-            counted = ours[[spec.skip_reason(w, v) is None for w, v in zip(ours["workflow_id"], ours["workflow_version"])]]
+        counted = ours[[spec.skip_reason(w, v) is None for w, v in zip(ours["workflow_id"], ours["workflow_version"])]]
+        if spec.key is None and len(counted):  # no classifications yet: no task to find, nothing to read
             spec = replace(spec, key=spec.answering_task(counted["annotations"]))
         return spec
 
@@ -131,10 +131,11 @@ class TaskSpec:
             key, value = str(annotation.get("task")), annotation.get("value")
             seen.setdefault(key, annotation_type(value))
             try:
-                hits[key] += replace(self, key=key).value([annotation]) is not None
+                if replace(self, key=key).value([annotation]) is not None:
+                    hits[key] += 1
             except ValueError:  # another task's annotation
                 continue
-        if not +hits:
+        if not hits:
             found = ", ".join(f"{k} ({describe(t)})" for k, t in seen.items())
             raise IngestError(f"no task of the export is {describe(self.type)} answered with the campaign's options "
                               f"(tasks: {found or 'none'}); set campaign.workflow.task and .task_type")

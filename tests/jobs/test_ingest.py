@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 from panoptes_client import Workflow
 
 from glitchrun.campaign.ingest import REPORT_SCHEMA, IngestError, ingest_export, tally
-from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.campaign.state import CampaignState
+from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.crowd.consensus import GravitySpyConsensus, MajorityVote
 from glitchrun.crowd.simulated import Crowd, SimulatedCrowd
 from glitchrun.jobs.crowd import CrowdJob
@@ -338,3 +338,10 @@ def test_crowd_job_runs_on_the_embedded_backend_only(tmp_path: Path):
     job = CrowdJob(ZooniverseBackend(), crowd, {"display_name": "p", "description": "d"}, {"display_name": "w"}, tmp_path)
     with pytest.raises(RuntimeError, match="backend=local"):
         job.run()
+
+
+def test_an_export_without_classifications_gives_an_empty_report(tmp_path: Path, state: CampaignState):
+    export = read_classification_export(export_csv(tmp_path / "export.csv", []))
+    result = tally(export, state, MajorityVote(min_votes=1), CLASSES)
+    assert result.report.empty and result.labels().empty and result.skipped == {}
+    assert list(REPORT_SCHEMA.validate(result.report).columns)[:4] == ["subject_id", "candidate_id", "workflow_id", "task"]
