@@ -100,8 +100,8 @@ class TaskSpec:
                 versions = normalize_versions(config.get("versions")) or (major(workflow.raw["version"]),)
                 return cls(key, kind, tuple(options), {o: table[o] for o in options}, str(workflow.id), versions)
         found = ", ".join(f"{k} ({describe(t.get('type') if isinstance(t, dict) else None)})" for k, t in tasks.items())
-        raise IngestError(f"workflow {workflow.id}: none of its tasks is {describe(kind_wanted)} whose options all have "
-                          f"a class (tasks: {found or 'none'}); set campaign.workflow.task and .task_type")
+        raise IngestError(f"workflow {workflow.id}: none of its tasks is {describe(kind_wanted)} whose options all "
+                          f"have a class (tasks: {found or 'none'}); set campaign.workflow.task and .task_type")
 
     def for_export(self, export: pd.DataFrame) -> TaskSpec:
         """This spec with what a classification export fills in when not known: the workflow (the export's
@@ -111,8 +111,8 @@ class TaskSpec:
         if spec.workflow_id is None:
             found = sorted({str(w) for w in export["workflow_id"]})
             if len(found) > 1:
-                raise IngestError(f"the export mixes workflows {found}; ingest one workflow's classifications "
-                                  "(its classification export), or run a round first so the campaign knows its workflow")
+                raise IngestError(f"the export mixes workflows {found}; ingest one workflow's classifications (its "
+                                  "classification export), or run a round first so the campaign knows its workflow")
             spec = replace(spec, workflow_id=found[0] if found else None)
         ours = export[export["workflow_id"].astype(str) == spec.workflow_id]
         if spec.versions is None:

@@ -18,8 +18,8 @@ import pandas as pd
 import pandera.pandas as pa
 
 from glitchrun.campaign.ingest import ingest_export
-from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.campaign.state import CampaignState, Round
+from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.csvio import write_csv
 from glitchrun.data.loaders import Candidates
 from glitchrun.learning.learner import make_learner, query

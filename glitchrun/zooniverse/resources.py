@@ -70,11 +70,11 @@ class WorkflowSpec:
         if self.task_type == "survey":
             if not self.choices:
                 raise ValueError("campaign.workflow.choices is empty: a survey task needs its choice -> class table")
-            mapped = {str(c.get("class")) for c in self.choices.values()}
-            if mapped - set(self.classes) or set(self.classes) - mapped:
-                raise ValueError(f"campaign.workflow.choices map to classes {sorted(mapped - set(self.classes))} that "
-                                 f"are not in campaign.workflow.classes, and classes {sorted(set(self.classes) - mapped)} "
-                                 "have no choice; every choice needs a class and every class a choice")
+            mapped, classes = {str(c.get("class")) for c in self.choices.values()}, set(self.classes)
+            if mapped != classes:
+                raise ValueError(f"campaign.workflow.choices map to classes {sorted(mapped - classes)} that are not in "
+                                 f"campaign.workflow.classes, and classes {sorted(classes - mapped)} have no choice; "
+                                 "every choice needs a class and every class a choice")
 
     def options(self) -> list[str]:
         """What annotations of the task name: answer labels (question) or choice ids (survey)."""
@@ -84,14 +84,16 @@ class WorkflowSpec:
         if self.task_type == "survey":
             return {TASK_KEY: self.survey()}
         answers = [{"label": name} for name in self.classes]
-        return {TASK_KEY: {"type": "single", "question": self.question, "help": "", "required": True, "answers": answers}}
+        return {TASK_KEY: {"type": "single", "question": self.question, "help": "", "required": True,
+                           "answers": answers}}
 
     def survey(self) -> dict:
         """A survey task with one choice per table entry and no follow-up questions or filters, in the fields
         of the front-end's SurveyTask model (front-end-monorepo lib-classifier plugins/tasks/survey)."""
         choices = {
             str(cid): {"label": str(c.get("label") or c["class"]), "description": str(c.get("description") or ""),
-                       "images": [], "characteristics": {}, "confusions": {}, "confusionsOrder": [], "noQuestions": True}
+                       "images": [], "characteristics": {}, "confusions": {}, "confusionsOrder": [],
+                       "noQuestions": True}
             for cid, c in self.choices.items()
         }
         return {"type": "survey", "required": True, "characteristics": {}, "characteristicsOrder": [],

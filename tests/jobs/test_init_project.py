@@ -127,7 +127,8 @@ def test_a_survey_workflow_has_gravity_spy_choices_and_is_not_made_twice(init, l
     with local_backend.connect() as conn:
         workflow = conn.client.get(f"/workflows/{ids['workflow_id']}")[0]["workflows"][0]
     t0 = workflow["tasks"]["T0"]
-    assert workflow["first_task"] == "T0" and t0["type"] == "survey" and t0["choicesOrder"] == list(CONFIG.campaign.workflow.choices)
+    assert workflow["first_task"] == "T0" and t0["type"] == "survey"
+    assert t0["choicesOrder"] == list(CONFIG.campaign.workflow.choices)
     assert {c: t0["choices"][c]["label"] for c in ("KOIFISH", "POWERLINE60HZ")} == {"KOIFISH": "Koi Fish",
                                                                                    "POWERLINE60HZ": "Power Line 60Hz"}
     assert all(choice["description"] and choice["noQuestions"] for choice in t0["choices"].values())
