@@ -19,6 +19,7 @@ import pandera.pandas as pa
 
 from glitchrun.campaign.ingest import ingest_export
 from glitchrun.campaign.state import CampaignState, Round
+from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.csvio import write_csv
 from glitchrun.data.loaders import Candidates
 from glitchrun.learning.learner import make_learner, query
@@ -245,7 +246,8 @@ class ActiveLearningRound:
             for chunk in response.iter_content(chunk_size=1 << 16):
                 out.write(chunk)
         added = ingest_export(read_classification_export(path), state, self.consensus, list(self.workflow_spec.classes),
-                              round=last.number, source=f"classification export {path}")
+                              round=last.number, source=f"classification export {path}",
+                              task=TaskSpec.from_workflow(workflow, self.campaign["workflow"]))
         state.update_round(last.number, "labelled")
         log.info("round %d: %d new labels from volunteers", last.number, len(added))
 
