@@ -387,8 +387,8 @@ class QScanImages:
         self.n_jobs = n_jobs
         self.progress = progress
         self.sources: list[RealStrainSource] = [s for s in (strain, FileStrain()) if s is not None]
-        made_up = data_loader == f"{SyntheticData.__module__}.{SyntheticData.__qualname__}"
-        self.synthetic = synthetic if allow_synthetic or made_up else None
+        self.made_up = data_loader == f"{SyntheticData.__module__}.{SyntheticData.__qualname__}"
+        self.synthetic = synthetic if allow_synthetic or self.made_up else None
 
     @property
     def plot_area(self) -> tuple[slice, slice]:
@@ -411,8 +411,8 @@ class QScanImages:
         if not remaining.empty:
             if self.synthetic is None:
                 raise MissingStrainError(list(remaining), len(frame))
-            log.warning("%d of %d candidates have no recorded strain: synthetic Q-scans (images.allow_synthetic)",
-                        len(remaining), len(frame))
+            log.log(logging.INFO if self.made_up else logging.WARNING,
+                    "%d of %d candidates have no recorded strain: synthetic Q-scans", len(remaining), len(frame))
             chosen.update(dict.fromkeys(remaining, len(self.sources)))
         return chosen
 
