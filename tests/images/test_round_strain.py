@@ -89,3 +89,16 @@ def test_a_real_glitch_without_strain_stops_the_round_before_any_upload(npz, tmp
     assert set(caught.value.ids) <= set(rows.loc[rows["label"] != "Blip", "id"])
     assert server_counts(tmp_path) == (0, 0)  # no subject set, no subject
     assert not (tmp_path / "run" / "images").exists() or not any((tmp_path / "run" / "images").iterdir())
+
+
+def test_the_o3a_experiment_reads_its_shipped_sample_from_any_directory(tmp_path: Path, monkeypatch):
+    from hydra.utils import instantiate
+
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_module(version_base="1.3", config_module="glitchrun.conf"):
+        cfg = compose("config", overrides=["+experiment=o3a_sample"])
+    candidates = instantiate(cfg.data).load()
+    assert len(candidates.frame) == 170 and candidates.frame["event_time"].notna().all()
+    missing = instantiate(cfg.data, path="no_such.csv")
+    with pytest.raises(FileNotFoundError, match=f"data.path .*no_such.csv not found .*{tmp_path}"):
+        missing.load()
