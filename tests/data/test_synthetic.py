@@ -123,6 +123,8 @@ def test_a_priors_table_replaces_the_v1_counts():
     priors = dict.fromkeys(GRAVITY_SPY_CLASSES, 0.0) | {"Scattered_Light": 3.0, "Blip": 1.0}
     share = generate(8000, seed=0, priors=priors)["truth"].value_counts(normalize=True)
     assert set(share.index) == {"Scattered_Light", "Blip"} and share["Scattered_Light"] == pytest.approx(0.75, abs=0.02)
+    loaded = SyntheticData(n=8000, seed=0, priors=priors).load().frame  # data.priors=... in a config
+    assert loaded["truth"].value_counts(normalize=True).equals(share)
     with pytest.raises(ValueError, match="class priors lack"):
         generate(10, 0, ["Blip", "Tomte"], priors={"Blip": 1.0})
     with pytest.raises(ValueError, match="non-negative"):
