@@ -13,13 +13,13 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
-from glitchrun.data import calibrate, synthetic
 from glitchrun.csvio import read_csv
+from glitchrun.data import calibrate, synthetic
 from glitchrun.data.loaders import (
     CANONICAL_COLUMNS,
-    FeatureSpec,
     GRAVITY_SPY_CLASSES,
     O3_ADDED_CLASSES,
+    FeatureSpec,
     GravitySpyData,
     SyntheticData,
     canonical,

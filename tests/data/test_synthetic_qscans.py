@@ -50,7 +50,7 @@ def pulses(loud: np.ndarray) -> int:
 @pytest.mark.parametrize("label", ["Blip", "Tomte", "Koi_Fish", "Extremely_Loud", "Helix", "1400Ripples"])
 def test_bursts_are_short_and_at_the_candidates_frequency(label: str):
     e = energy(label)
-    start, end, low, high = extent(e > max(LOUD, 0.5 * e.max()))
+    start, end, _low, _high = extent(e > max(LOUD, 0.5 * e.max()))
     assert end - start <= 0.15 and abs(start) <= 0.1
     peak = FREQUENCIES[e.max(axis=1).argmax()]
     assert FIT.shapes[label].median[0] / 2 < peak < FIT.shapes[label].median[0] * 2
@@ -71,13 +71,13 @@ def test_lines_are_long_and_narrow(label: str):
 
 def test_a_wandering_line_drifts():
     e = energy("Wandering_Line")
-    start, end, low, high = extent(e > max(LOUD, 0.5 * e.max()))
+    start, end, _low, _high = extent(e > max(LOUD, 0.5 * e.max()))
     assert end - start >= 0.8 and ridge(e, end - 0.1) > ridge(e, start + 0.1) * 1.05
 
 
 def test_scattered_light_is_low_frequency_arches():
     e = energy("Scattered_Light")
-    start, end, low, high = extent(e > LOUD)
+    start, end, _low, high = extent(e > LOUD)
     assert end - start >= 3 and high < 300
     # arches: highest at the centre, lower on the way down, their feet at ±1 s below the plot
     loud = e > LOUD
@@ -87,14 +87,14 @@ def test_scattered_light_is_low_frequency_arches():
 
 def test_a_whistle_is_a_high_frequency_v():
     e = energy("Whistle")
-    start, end, low, high = extent(e > LOUD)
+    start, end, low, _high = extent(e > LOUD)
     assert low > 400 and end - start < 0.8
     assert ridge(e, -0.15) > 1.3 * ridge(e, 0.0) < ridge(e, 0.15)
 
 
 def test_a_chirp_rises():
     e = energy("Chirp")
-    start, end, low, high = extent(e > LOUD)
+    start, end, _low, _high = extent(e > LOUD)
     assert top(e > LOUD, end) > 1.3 * top(e > LOUD, start) and end <= 0.05  # rising, then gone
 
 
