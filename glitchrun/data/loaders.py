@@ -311,12 +311,14 @@ class CsvData:
 @dataclass
 class SyntheticData:
     """``n`` synthetic candidates shaped like Gravity Spy v1.0 (see ``glitchrun.data.synthetic``), ground truth in
-    ``truth``; the first ``labelled_per_class`` of each class also start with their label known."""
+    ``truth``; the first ``labelled_per_class`` of each class also start with their label known. ``priors``
+    (class -> weight) replaces the v1.0 class frequencies."""
 
     n: int = 20_000
     seed: int = 0
     classes: list[str] = field(default_factory=lambda: list(GRAVITY_SPY_CLASSES))
     labelled_per_class: int = 0
+    priors: dict[str, float] | None = None
     features: FeatureSpec = field(default_factory=FeatureSpec)
 
     def __post_init__(self) -> None:  # numpy's own words for these would be "negative dimensions are not allowed"
@@ -325,7 +327,7 @@ class SyntheticData:
                              f"got {self.n} and {self.labelled_per_class}")
 
     def load(self) -> Candidates:
-        frame = canonical(generate(self.n, self.seed, self.classes))
+        frame = canonical(generate(self.n, self.seed, self.classes, priors=self.priors))
         if self.labelled_per_class:
             first = frame.groupby("truth", sort=False).cumcount() < self.labelled_per_class
             frame["label"] = frame["truth"].where(first)

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import h5py
 import numpy as np
@@ -438,38 +438,116 @@ def stable_seed(*parts: object) -> int:
 
 @dataclass(frozen=True)
 class GlitchModel:
-    """The sine-Gaussian ``exp(-t²/τ²) sin(2π f t + φ)``, ``τ = Q / (√2 π f)``, standing in for a glitch."""
+    """A few lines of signal model per Gravity Spy morphology, so a synthetic Q-scan looks like its class.
+
+    The default (``burst``, and any candidate without a known class) is the sine-Gaussian
+    ``exp(-t²/τ²) sin(2π f t + φ)``, ``τ = Q / (√2 π f)``, with the candidate's peak frequency and Q. A
+    simulated candidate's class (``truth``, else ``label``) picks the shape Gravity Spy volunteers know:
+
+    - ``whistle``: a V-shaped high-frequency arc, the frequency falling to ``f`` and rising again;
+    - ``chirp``: a frequency rising to ``f`` and stopping, like a binary merger;
+    - ``arches``: scattered light's stacked low-frequency arches, ``f_k(t) = k f |cos(π t / P)|``;
+    - ``line``: a narrow line lasting the candidate's duration (at the class's own frequency for the instrumental
+      lines: 60 Hz mains, ~500 Hz violin modes, 1080 Hz), ``wandering``: a line whose frequency drifts;
+    - ``repeat``: a train of blips, ``doves``: a rising and a falling chirp in pairs, ``scratchy``: a train
+      of mid-frequency wiggles of changing pitch;
+    - ``none``: no glitch (No_Glitch).
+    """
 
     frequency: float
     q: float
     snr: float
+    morphology: str = "burst"
+    duration: float = 0.5
 
     #: when a candidate lacks a value: a mid-band frequency, a Blip-like Q, a typical Gravity Spy SNR
     DEFAULT_FREQUENCY = 100.0
     DEFAULT_Q = 6.0
     DEFAULT_SNR = 20.0
+    DEFAULT_DURATION = 0.5
     Q_BOUNDS = (3.0, 100.0)
+    #: Gravity Spy class -> morphology (classes not listed are bursts)
+    MORPHOLOGY: ClassVar[dict[str, str]] = {
+        "Whistle": "whistle", "Chirp": "chirp", "Scattered_Light": "arches", "Fast_Scattering": "arches",
+        "Power_Line": "line", "Violin_Mode": "line", "1080Lines": "line", "Low_Frequency_Lines": "line",
+        "Wandering_Line": "wandering", "Repeating_Blips": "repeat", "Paired_Doves": "doves",
+        "Scratchy": "scratchy", "No_Glitch": "none",
+    }
+    #: lines at an instrument's own frequency, whatever Omicron's peak frequency says
+    LINE_FREQUENCY: ClassVar[dict[str, float]] = {"Power_Line": 60.0, "Violin_Mode": 500.0, "1080Lines": 1080.0}
+    #: about how many Q-scan tiles a shape spans: Omicron's SNR is the loudest tile's, so a glitch spread over
+    #: n tiles carries √n times that SNR in all (a 6 s line at the SNR of one tile would vanish in the noise)
+    TILES: ClassVar[dict[str, float]] = {"line": 10, "wandering": 10, "arches": 20, "repeat": 4, "doves": 4,
+                                         "scratchy": 6, "whistle": 4, "chirp": 2}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], max_frequency: float) -> GlitchModel:
-        """The candidate's peak frequency and SNR, and the Q whose tile has its duration/bandwidth ratio.
+        """The candidate's peak frequency, SNR, duration and class, and the Q whose tile has its
+        duration/bandwidth ratio.
 
         A sine-Gaussian lasts ``τ ∝ Q/f`` and spans ``∝ f/Q``; ``duration/bandwidth = Q²/(√2 π f²)`` gives
         ``Q = f √(√2 π duration / bandwidth)`` (about 5.5 for a mean Blip, 25 for a Whistle).
         """
-        frequency = positive(row, "peak_frequency", "central_frequency") or cls.DEFAULT_FREQUENCY
+        label = next((str(row[c]) for c in ("truth", "label") if isinstance(row.get(c), str)), "")
+        frequency = cls.LINE_FREQUENCY.get(label) or positive(row, "peak_frequency", "central_frequency") \
+            or cls.DEFAULT_FREQUENCY
         frequency = min(frequency, max_frequency)
         duration, bandwidth = positive(row, "duration"), positive(row, "bandwidth")
         q = frequency * math.sqrt(math.sqrt(2) * math.pi * duration / bandwidth) if duration and bandwidth \
             else cls.DEFAULT_Q
-        return cls(frequency, float(np.clip(q, *cls.Q_BOUNDS)), positive(row, "snr") or cls.DEFAULT_SNR)
+        return cls(frequency, float(np.clip(q, *cls.Q_BOUNDS)), positive(row, "snr") or cls.DEFAULT_SNR,
+                   cls.MORPHOLOGY.get(label, "burst"), duration or cls.DEFAULT_DURATION)
 
     @property
     def tau(self) -> float:
         return self.q / (math.sqrt(2) * math.pi * self.frequency)
 
+    @property
+    def total_snr(self) -> float:
+        """The matched-filter SNR of the whole shape: the candidate's (one tile's) SNR times √tiles."""
+        return self.snr * math.sqrt(self.TILES.get(self.morphology, 1))
+
     def waveform(self, times: np.ndarray, phase: float) -> np.ndarray:
-        return np.exp(-(times / self.tau) ** 2) * np.sin(2 * math.pi * self.frequency * times + phase)
+        """The glitch at ``times`` (seconds from its centre, evenly spaced), up to its overall scale."""
+        t, f = times, self.frequency
+        if self.morphology == "none":
+            return np.zeros_like(t)
+        if self.morphology == "whistle":  # V-shaped: from 2.5 f down to f and back within ±0.25 s
+            return sweep(t, f * (1 + 1.5 * np.minimum(np.abs(t) / 0.25, 1.5)), phase) * np.exp(-(t / 0.25) ** 4)
+        if self.morphology == "chirp":  # rising from f/4 to f over 0.5 s, then gone
+            ramp = np.clip((t + 0.5) / 0.5, 0, 1)
+            return sweep(t, f * 4 ** (ramp - 1), phase) * ramp * (t < 0)
+        if self.morphology == "arches":  # arches of period 2 s topping out at f, 2f, 3f, over ±3 s
+            envelope = np.exp(-(t / 3) ** 4)
+            return sum(sweep(t, k * f * np.abs(np.cos(math.pi * t / 2)) + 1e-3, k * phase) / k
+                       for k in (1, 2, 3)) * envelope
+        if self.morphology in ("line", "wandering"):  # the candidate's duration, within 0.5-2 s (longer lines
+            # weigh in the whitening's median PSD and be whitened away); a wandering line drifts by ±15 %
+            drift = 0.15 * np.sin(2 * math.pi * t / 8) if self.morphology == "wandering" else 0.0
+            return sweep(t, f * (1 + drift), phase) * np.exp(-(t / np.clip(self.duration, 0.25, 1.0)) ** 4)
+        if self.morphology == "repeat":  # four blips 0.3 s apart
+            return sum(self.burst(t - offset, f, phase) for offset in (-0.45, -0.15, 0.15, 0.45))
+        if self.morphology == "doves":  # a rising and a falling chirp, twice
+            shapes = [sweep(t, f * (1.5 + sign * 0.5 * np.tanh((t - offset) / 0.05)), phase)
+                      * np.exp(-((t - offset) / 0.08) ** 2)
+                      for offset, sign in ((-0.35, 1), (-0.15, -1), (0.15, 1), (0.35, -1))]
+            return sum(shapes)
+        if self.morphology == "scratchy":  # six wiggles of changing pitch over 1.5 s
+            pitches = (0.7, 1.3, 0.9, 1.2, 0.8, 1.1)
+            return sum(self.burst(t - offset, f * pitch, phase, q=8.0)
+                       for offset, pitch in zip(np.linspace(-0.75, 0.75, 6), pitches, strict=True))
+        return self.burst(t, f, phase)
+
+    def burst(self, times: np.ndarray, frequency: float, phase: float, q: float | None = None) -> np.ndarray:
+        """One sine-Gaussian of this model's Q (or ``q``) at ``frequency``, centred at ``times`` = 0."""
+        tau = (q or self.q) / (math.sqrt(2) * math.pi * frequency)
+        return np.exp(-(times / tau) ** 2) * np.sin(2 * math.pi * frequency * times + phase)
+
+
+def sweep(times: np.ndarray, frequency: np.ndarray | float, phase: float) -> np.ndarray:
+    """A sinusoid whose instantaneous frequency is ``frequency`` (one value, or one per sample) at ``times``."""
+    step = times[1] - times[0] if times.size > 1 else 1.0
+    return np.sin(2 * math.pi * np.cumsum(np.broadcast_to(frequency, times.shape)) * step + phase)
 
 
 class SyntheticStrain:
@@ -502,5 +580,7 @@ class SyntheticStrain:
         glitch = model.waveform(np.arange(n) / rate - centre, phase=rng.uniform(0, 2 * math.pi))
         glitch_f = np.fft.rfft(glitch) / rate
         unit_snr = math.sqrt(4 * np.sum(np.abs(glitch_f[1:]) ** 2 / psd[1:]) * rate / n)
-        return StrainSegment(noise + glitch * (model.snr / unit_snr), rate, centre,
-                             origin=f"synthetic f={model.frequency:.4g} Hz Q={model.q:.3g} snr={model.snr:.3g}")
+        scale = model.total_snr / unit_snr if unit_snr > 0 else 0.0  # No_Glitch: noise only
+        return StrainSegment(noise + glitch * scale, rate, centre,
+                             origin=f"synthetic {model.morphology} f={model.frequency:.4g} Hz Q={model.q:.3g} "
+                                    f"snr={model.snr:.3g}")
