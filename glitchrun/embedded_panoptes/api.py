@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from glitchrun.embedded_panoptes import exports
+from glitchrun.embedded_panoptes import exports, policies
 from glitchrun.embedded_panoptes.counting import (
     RETIREMENT_REASONS,
     count_classification,
@@ -33,6 +33,7 @@ from glitchrun.embedded_panoptes.resources import (
     CLASSIFICATIONS,
     KINDS,
     PROJECT_DEFAULTS,
+    PROJECT_ROLES,
     PROJECTS,
     SUBJECT_SETS,
     SUBJECTS,
@@ -40,9 +41,13 @@ from glitchrun.embedded_panoptes.resources import (
     WORKFLOW_DEFAULTS,
     WORKFLOWS,
     Kind,
+    list_project_classifications,
     list_resources,
+    subject_limit,
 )
 from glitchrun.embedded_panoptes.resources import subjects as serialize_subjects
+from glitchrun.embedded_panoptes.rules import Rules
+from glitchrun.embedded_panoptes.selection import queued
 from glitchrun.embedded_panoptes.store import Store, dumps, id_list, insert, now, update
 from glitchrun.embedded_panoptes.tasks import normalize_retirement, version_bumps
 from glitchrun.embedded_panoptes.web import (
@@ -110,22 +115,29 @@ def slug_of(login: str, display_name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ ownership
-def writable_project(ctx: Ctx, project_id: int, what: str = "") -> sqlite3.Row:
-    """The project if the caller may write it (or ``what`` inside it): 401, 404 or 403 otherwise."""
-    viewer = ctx.require_viewer()
-    project = PROJECTS.find(ctx, project_id)
-    if project["owner_id"] != viewer["id"] and not viewer["admin"]:
-        owner = ctx.db.execute("SELECT login FROM users WHERE id = ?", (project["owner_id"],)).fetchone()["login"]
-        target = f"{what} in project {project_id}" if what else f"project {project_id}"
-        raise ApiError(403, f"Forbidden: {viewer['login']} may not modify {target} "
-                            f"({project['display_name']!r}), which belongs to {owner}")
+def writable_project(ctx: Ctx, project_id: int) -> sqlite3.Row:
+    """The project if the caller may update it (owner or collaborator): 401 without a token, else the
+    real 404 (``lib/json_api_controller/check_resources_exist.rb``: outside the update scope it is not found)."""
+    project = policies.in_scope(ctx.db, policies.writable(ctx.require_viewer()), project_id)
+    if project is None:
+        raise not_found("project", project_id)
+    return project
+
+
+def linked_project(ctx: Ctx, value: Any) -> sqlite3.Row:
+    """``links.project`` of a create: a project the caller may update, else the real 422 (NotLinkable)."""
+    project = policies.in_scope(ctx.db, policies.writable(ctx.require_viewer()), to_id(value, "links.project"))
+    if project is None:
+        raise policies.not_linkable("project")
     return project
 
 
 def writable(ctx: Ctx, kind: Kind, ident: int) -> sqlite3.Row:
-    """A workflow, subject set or subject the caller may write."""
-    row = kind.find(ctx, ident)
-    writable_project(ctx, row["project_id"], f"{kind.singular} {ident}")
+    """A workflow, subject set or subject of a project the caller may update, else 404 naming it."""
+    ctx.require_viewer()
+    row = ctx.db.execute(f"SELECT {kind.alias}.* {kind.source} WHERE {kind.alias}.id = ?", (ident,)).fetchone()
+    if row is None or policies.in_scope(ctx.db, policies.writable(ctx.viewer), row["project_id"]) is None:
+        raise not_found(kind.singular, ident)
     return row
 
 
@@ -174,6 +186,8 @@ def create_project(ctx: Ctx) -> Response:
         "attrs": dumps({**PROJECT_DEFAULTS, **{k: v for k, v in attrs.items() if k not in PROJECT_COLUMNS}}),
         "created_at": stamp, "updated_at": stamp,
     })
+    insert(ctx.db, "project_roles", {"project_id": pid, "user_id": viewer["id"], "roles": dumps(["owner"]),
+                                     "created_at": stamp, "updated_at": stamp})
     return PROJECTS.respond(ctx, [PROJECTS.find(ctx, pid)], 201)
 
 
@@ -253,7 +267,7 @@ def _unlink_sets(ctx: Ctx, workflow_id: int, set_ids: list[int]) -> None:
 
 def create_workflow(ctx: Ctx) -> Response:
     attrs, links = WORKFLOW_SCHEMA.validate(resource_body("workflows"), creating=True)
-    project = writable_project(ctx, to_id(links["project"], "links.project"))
+    project = linked_project(ctx, links["project"])
     retirement = normalize_retirement(attrs.pop("retirement", {}))
     tasks, first_task = attrs.pop("tasks", {}), attrs.pop("first_task", "")
     stamp = now()
@@ -325,19 +339,28 @@ def unlink_sets_from_workflow(ctx: Ctx, ident: str, ids: str) -> Response:
     return no_content()
 
 
+def _operation_ids(body: dict[str, Any]) -> list[int]:
+    """``subject_ids`` (array of integers) merged with ``subject_id`` as ``Workflows::RetireSubjects`` does;
+    anything but integers is ActiveInteraction's 422."""
+    ids = body.get("subject_ids", [])
+    ids = ids if isinstance(ids, list) else [ids]
+    single = body.get("subject_id")
+    return list(dict.fromkeys(to_ids([*ids, *([single] if single is not None else [])], "subject_ids")))
+
+
 def retire_subjects(ctx: Ctx, ident: str) -> Response:
-    """POST /workflows/{id}/retired_subjects: retire with the given reason, whatever the counts."""
+    """POST /workflows/{id}/retired_subjects (``app/operations/workflows/retire_subjects.rb``): 204; reason
+    one of the SubjectWorkflowStatus reasons, ``blank`` meaning nothing_here, or none; unknown subject ids
+    are skipped (``RetireSubjectWorker`` rescues them); subjects need not be in the workflow's sets."""
     row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
     body = json_body()
-    subject_ids = _id_array(body, "subject_ids" if "subject_ids" in body else "subject_id")
-    reason = body.get("retirement_reason") or "other"
+    reason = body.get("retirement_reason")
     reason = "nothing_here" if reason == "blank" else reason
-    if reason not in RETIREMENT_REASONS:
-        allowed = ", ".join([*sorted(RETIREMENT_REASONS), "blank"])
-        raise ApiError(422, f"retirement_reason must be one of {allowed}, not {reason!r}")
-    if len(_existing(ctx, "subjects", subject_ids)) != len(set(subject_ids)):
-        raise ApiError(422, "Error: check that all the subjects exist.")
-    set_retired(ctx.db, row["id"], sorted(set(subject_ids)), reason, now())
+    if reason is not None and reason not in RETIREMENT_REASONS:
+        raise ApiError(422, "Retirement reason is not included in the list")
+    subject_ids = [r["id"] for r in _existing(ctx, "subjects", _operation_ids(body))]
+    if subject_ids:
+        set_retired(ctx.db, row["id"], sorted(subject_ids), reason or None, now(), retire=True)
     return no_content()
 
 
@@ -351,8 +374,8 @@ def unretire_subjects(ctx: Ctx, ident: str) -> Response:
             "SELECT DISTINCT subject_id FROM set_member_subjects "
             "WHERE subject_set_id IN (SELECT value FROM json_each(?))", (id_list(set_ids),))]
     else:
-        subject_ids = _id_array(body, "subject_ids")
-    set_retired(ctx.db, row["id"], sorted(set(subject_ids)), None, now())
+        subject_ids = [r["id"] for r in _existing(ctx, "subjects", _operation_ids(body))]
+    set_retired(ctx.db, row["id"], sorted(set(subject_ids)), None, now(), retire=False)
     return no_content()
 
 
@@ -363,7 +386,7 @@ def _link_subjects(ctx: Ctx, subject_set: sqlite3.Row, subject_ids: list[int]) -
     if len(rows) != len(set(subject_ids)):
         raise ApiError(422, LINK_ERROR)
     for project_id in {r["project_id"] for r in rows} - {subject_set["project_id"]}:
-        writable_project(ctx, project_id, "subjects")
+        writable_project(ctx, project_id)
     stamp = now()
     ctx.db.executemany(
         "INSERT OR IGNORE INTO set_member_subjects (subject_set_id, subject_id, created_at, updated_at) "
@@ -377,7 +400,7 @@ def _link_subjects(ctx: Ctx, subject_set: sqlite3.Row, subject_ids: list[int]) -
 
 def create_subject_set(ctx: Ctx) -> Response:
     attrs, links = SUBJECT_SET_SCHEMA.validate(resource_body("subject_sets"), creating=True)
-    project = writable_project(ctx, to_id(links["project"], "links.project"))
+    project = linked_project(ctx, links["project"])
     stamp = now()
     set_id = insert(ctx.db, "subject_sets", {"project_id": project["id"], "display_name": attrs["display_name"],
                                              "metadata": dumps(attrs.get("metadata", {})),
@@ -461,10 +484,23 @@ def _write_locations(ctx: Ctx, subject_id: int, locations: list[Any], keep: dict
     return frozenset(fresh)
 
 
+def check_subject_limit(ctx: Ctx) -> None:
+    """``subjects_controller.rb`` ``check_subject_limit`` (before_action of create), ``api_user.rb``
+    ``above_subject_limit?``: admins are exempt; blocked once the count reaches the limit (403)."""
+    viewer = ctx.require_viewer()
+    current, limit = viewer["uploaded_subjects_count"], subject_limit(ctx, viewer)
+    if not viewer["admin"] and current >= limit:
+        raise ApiError(403, f"User has uploaded {current} subjects of {limit} maximum")
+
+
 def create_subject(ctx: Ctx) -> Response:
+    check_subject_limit(ctx)
     attrs, links = SUBJECT_SCHEMA.validate(resource_body("subjects"), creating=True)
-    project = writable_project(ctx, to_id(links["project"], "links.project"))
+    project = linked_project(ctx, links["project"])
     stamp = now()
+    # every subject the user ever made counts, deleted ones included (``User#uploaded_subjects_count``)
+    ctx.db.execute("UPDATE users SET uploaded_subjects_count = uploaded_subjects_count + 1 WHERE id = ?",
+                   (ctx.viewer["id"],))
     sid = insert(ctx.db, "subjects", {"project_id": project["id"], "metadata": dumps(attrs.get("metadata", {})),
                                       "external_id": attrs.get("external_id"), "created_at": stamp,
                                       "updated_at": stamp})
@@ -511,14 +547,25 @@ def delete_subject(ctx: Ctx, ident: str) -> Response:
 
 
 # ------------------------------------------------------------------------------------ classifications
-def _classifiable_workflow(ctx: Ctx, ident: int) -> sqlite3.Row:
-    """The workflow a classification names: public ones for anyone, private ones for any account."""
-    if ctx.viewer is None:
-        return WORKFLOWS.find(ctx, ident)
-    row = ctx.db.execute("SELECT * FROM workflows WHERE id = ?", (ident,)).fetchone()
-    if row is None:
-        raise not_found("workflow", ident)
-    return row
+def _linked_workflow(ctx: Ctx, links: dict[str, Any]) -> sqlite3.Row:
+    """The links of a classification, resolved in the body's key order against the caller's show scope
+    (``ClassificationPolicy#linkable_projects``/``linkable_workflows``): a private project without a role
+    is the real 422 ``Couldn't find linked project for current user``, whichever link comes first. The real
+    server does not check that the workflow belongs to the project, nor the subjects' visibility."""
+    scope = policies.readable(ctx.viewer)
+    workflow = None
+    for key in (k for k in links if k in ("project", "workflow")):
+        ident = to_id(links[key], f"links.{key}")
+        if key == "project":
+            found = policies.in_scope(ctx.db, scope, ident)
+        else:
+            found = ctx.db.execute(f"SELECT w.* FROM workflows w JOIN projects p ON p.id = w.project_id "
+                                   f"WHERE w.id = ? AND {scope[0]}", (ident, *scope[1])).fetchone()
+            workflow = found
+        if found is None:
+            raise policies.not_linkable(key)
+    assert workflow is not None
+    return workflow
 
 
 def create_classification(ctx: Ctx) -> Response:
@@ -533,10 +580,8 @@ def create_classification(ctx: Ctx) -> Response:
     completed = attrs.get("completed", True)
     if not completed and ctx.viewer is None:
         raise ApiError(422, "classifications: an incomplete classification needs a logged-in user")
-    workflow = _classifiable_workflow(ctx, to_id(links["workflow"], "links.workflow"))
+    workflow = _linked_workflow(ctx, links)
     project_id = to_id(links["project"], "links.project")
-    if workflow["project_id"] != project_id:
-        raise ApiError(422, f"classifications: workflow {workflow['id']} is not in project {project_id}")
     raw_subjects = links["subjects"] if isinstance(links["subjects"], list) else [links["subjects"]]
     subject_ids = list(dict.fromkeys(to_ids(raw_subjects, "links.subjects")))
     if not subject_ids or len(_existing(ctx, "subjects", subject_ids)) != len(subject_ids):
@@ -569,7 +614,7 @@ def create_classification(ctx: Ctx) -> Response:
 def export_view(ctx: Ctx, ident: str, linked_type: str, export_type: str, generate: bool) -> Response:
     """POST (generate) or GET (describe) ``/{projects|workflows}/{id}/{type}_export``; owners only."""
     if linked_type == "projects":
-        linked_id = writable_project(ctx, to_id(ident, "project id"), "exports")["id"]
+        linked_id = writable_project(ctx, to_id(ident, "project id"))["id"]
     else:
         linked_id = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))["id"]
     action = exports.generate if generate else exports.describe
@@ -584,12 +629,82 @@ def me(ctx: Ctx) -> Response:
     return USERS.respond(ctx, [ctx.require_viewer()])
 
 
-def register(app: Flask, store: Store, viewer_of: Callable[[sqlite3.Connection], sqlite3.Row | None], media: Media) -> None:
-    view = api_view(store, viewer_of, media)
+# ------------------------------------------------------------------------------------ project roles
+def _strong_roles(doc: dict[str, Any]) -> list[str]:
+    """``allowed_params ... roles: []``: strong params keep an array of scalars and silently drop the rest."""
+    roles = doc.get("roles")
+    if isinstance(roles, list) and all(isinstance(r, (str, int, float)) and not isinstance(r, bool) for r in roles):
+        return [str(r) for r in roles]
+    return []
+
+
+def _roles_doc() -> dict[str, Any]:
+    """``params.require(:project_roles)`` (``app/controllers/concerns/roles_controller.rb``, strong params,
+    no JSON schema): a missing or empty document is Rails' ParameterMissing, 422."""
+    doc = json_body().get("project_roles")
+    if not isinstance(doc, dict) or not doc:
+        raise ApiError(422, "param is missing or the value is empty: project_roles")
+    return doc
+
+
+def create_project_role(ctx: Ctx) -> Response:
+    """POST /project_roles (``project_roles_controller.rb``, ``access_control_list.rb``): the user must exist
+    (422), the project must be one the caller may update (422 NotLinkable), one role row per user and
+    project (400). Role names are stored as given, as the real server does."""
+    ctx.require_viewer()
+    doc = _roles_doc()
+    links = doc.get("links") if isinstance(doc.get("links"), dict) else {}
+    user_ref = links.get("user")
+    user = ctx.db.execute("SELECT id FROM users WHERE id = ?", (to_id(user_ref, "links.user"),)).fetchone() \
+        if user_ref is not None and str(user_ref).strip().isdigit() else None
+    if user is None:
+        raise ApiError(422, f"No User with id: {user_ref} exists")
+    project = linked_project(ctx, links.get("project"))
+    taken = ctx.db.execute("SELECT 1 FROM project_roles WHERE project_id = ? AND user_id = ?",
+                           (project["id"], user["id"])).fetchone()
+    if taken is not None:
+        raise ApiError(400, "Validation failed: User group . Roles have already been set for this user or group")
+    stamp = now()
+    role_id = insert(ctx.db, "project_roles", {"project_id": project["id"], "user_id": user["id"],
+                                               "roles": dumps(_strong_roles(doc)), "created_at": stamp,
+                                               "updated_at": stamp})
+    return PROJECT_ROLES.respond(ctx, [PROJECT_ROLES.find(ctx, role_id)], 201)
+
+
+def _writable_role(ctx: Ctx, ident: str) -> sqlite3.Row:
+    """``ProjectRolePolicy``: update and destroy only on roles of projects the caller may update, else 404."""
+    role_id = to_id(ident, "project role id")
+    row = ctx.db.execute("SELECT * FROM project_roles WHERE id = ?", (role_id,)).fetchone()
+    if row is None or policies.in_scope(ctx.db, policies.writable(ctx.require_viewer()), row["project_id"]) is None:
+        raise not_found("project_role", role_id)
+    return row
+
+
+def update_project_role(ctx: Ctx, ident: str) -> Response:
+    row = _writable_role(ctx, ident)
+    require_if_match()
+    doc = _roles_doc()
+    update(ctx.db, "project_roles", row["id"], {"roles": dumps(_strong_roles(doc)), "updated_at": now()})
+    return PROJECT_ROLES.respond(ctx, [PROJECT_ROLES.find(ctx, row["id"])])
+
+
+def delete_project_role(ctx: Ctx, ident: str) -> Response:
+    row = _writable_role(ctx, ident)
+    require_if_match()
+    ctx.db.execute("DELETE FROM project_roles WHERE id = ?", (row["id"],))
+    return no_content()
+
+
+def register(app: Flask, store: Store, viewer_of: Callable[[sqlite3.Connection], sqlite3.Row | None], media: Media,
+             rules: Rules) -> None:
+    view = api_view(store, viewer_of, media, rules)
 
     def route(rule: str, fn: Any, method: str) -> None:
         app.add_url_rule(f"/api{rule}", f"{method} {rule}", view(fn), methods=[method])
 
+    # before the <path_ids> routes of the kinds, as in the real routes.rb (collection routes first)
+    route("/classifications/project", list_project_classifications, "GET")
+    route("/subjects/queued", queued, "GET")
     for kind in KINDS:
         route(f"/{kind.key}", partial(list_resources, kind=kind), "GET")
         route(f"/{kind.key}/<path_ids>", partial(list_resources, kind=kind), "GET")
@@ -603,6 +718,9 @@ def register(app: Flask, store: Store, viewer_of: Callable[[sqlite3.Connection],
         route(f"/{key}/<ident>", change, "PUT")
         route(f"/{key}/<ident>", delete, "DELETE")
     route("/classifications", create_classification, "POST")
+    route("/project_roles", create_project_role, "POST")
+    route("/project_roles/<ident>", update_project_role, "PUT")
+    route("/project_roles/<ident>", delete_project_role, "DELETE")
     route("/projects/<ident>/links/subject_sets", partial(link_to_project, link="subject_sets"), "POST")
     route("/projects/<ident>/links/workflows", partial(link_to_project, link="workflows"), "POST")
     route("/workflows/<ident>/links/subject_sets", link_sets_to_workflow, "POST")

@@ -20,6 +20,7 @@ from flask import Response, request
 
 from glitchrun.embedded_panoptes.errors import ApiError
 from glitchrun.embedded_panoptes.media import Media
+from glitchrun.embedded_panoptes.rules import Rules
 from glitchrun.embedded_panoptes.store import Store, id_list
 
 JSON_TYPE = "application/vnd.api+json; charset=utf-8"
@@ -258,6 +259,7 @@ class Ctx:
     viewer: sqlite3.Row | None
     base_url: str
     media: Media
+    rules: Rules
 
     def require_viewer(self) -> sqlite3.Row:
         if self.viewer is None:
@@ -266,7 +268,7 @@ class Ctx:
 
 
 def api_view(
-    store: Store, viewer_of: Callable[[sqlite3.Connection], sqlite3.Row | None], media: Media
+    store: Store, viewer_of: Callable[[sqlite3.Connection], sqlite3.Row | None], media: Media, rules: Rules
 ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     """Decorate ``fn(ctx, **url_args) -> Response`` so that it runs inside one store transaction."""
 
@@ -274,7 +276,8 @@ def api_view(
         @wraps(fn)
         def view(**url_args: Any) -> Response:
             with store.tx() as db:
-                ctx = Ctx(db=db, viewer=viewer_of(db), base_url=request.host_url.rstrip("/"), media=media)
+                ctx = Ctx(db=db, viewer=viewer_of(db), base_url=request.host_url.rstrip("/"), media=media,
+                          rules=rules)
                 return fn(ctx, **url_args)
 
         return view

@@ -80,7 +80,7 @@ def classify(client: Panoptes, workflow: Workflow, subject_id: str, answer: int)
         "metadata": {"started_at": moment, "finished_at": moment, "user_agent": "glitchrun-test",
                      "user_language": "en", "workflow_version": workflow.version, "utc_offset": "0",
                      "source": "api"},
-        "links": {"project": workflow.links.project.id, "workflow": workflow.id, "subjects": [subject_id]},
+        "links": {"project": workflow.raw["links"]["project"], "workflow": workflow.id, "subjects": [subject_id]},
     }}
     with client:
         return client.post("/classifications", json=body)[0]["classifications"][0]

@@ -84,16 +84,24 @@ def test_never_retire_and_bad_classifications(server: EmbeddedPanoptes, owner: P
     body["classifications"]["links"]["project"] = other.id
     body["classifications"]["metadata"] = {
         k: "x" for k in ("started_at", "finished_at", "user_agent", "user_language", "workflow_version")}
-    with anonymous, pytest.raises(PanoptesAPIException, match=f"workflow {workflow.id} is not in project {other.id}"):
+    with anonymous:  # lib/classification_lifecycle.rb: no check that the workflow is in the linked project
         anonymous.post("/classifications", json=body)
-    assert workflow.subject_workflow_status(subject.id).classifications_count == 3  # neither was stored
+    assert workflow.subject_workflow_status(subject.id).classifications_count == 4  # the refused one was not
 
 
-def test_private_projects_take_classifications_from_accounts_only(server: EmbeddedPanoptes, owner: Panoptes) -> None:
+def test_private_projects_take_classifications_from_role_holders_only(server: EmbeddedPanoptes,
+                                                                      owner: Panoptes) -> None:
+    """app/policies/classification_policy.rb: links resolve in the show scope (project_policy.rb ReadScope)."""
     project = make_project("Secret hunt", private=True)
     workflow = make_workflow(project)
     (subject,) = make_subjects(project, 1)
-    with pytest.raises(PanoptesAPIException, match="Could not find workflow"):
-        classify(Panoptes(endpoint=server.endpoint), workflow, subject.id, 0)
-    classify(volunteer(server, "bob"), workflow, subject.id, 0)
-    assert workflow.subject_workflow_status(subject.id).classifications_count == 1
+    for stranger in (Panoptes(endpoint=server.endpoint), volunteer(server, "bob")):
+        with pytest.raises(PanoptesAPIException, match="Couldn't find linked project for current user"):
+            classify(stranger, workflow, subject.id, 0)
+    bob_id = server.ensure_user("bob", "pw")[0]
+    with owner:
+        owner.post("/project_roles", json={"project_roles": {"roles": ["tester"],
+                                                             "links": {"project": project.id, "user": bob_id}}})
+    with Panoptes(endpoint=server.endpoint, username="bob", password="pw") as bob:
+        classify(bob, workflow, subject.id, 0)
+        assert Project.find(project.id).id == project.id
