@@ -588,10 +588,12 @@ def create_classification(ctx: Ctx) -> Response:
         raise ApiError(422, "classifications: check that links.subjects lists existing subjects")
     user_id = ctx.viewer["id"] if ctx.viewer is not None else None
     stamp = now()
-    seen = count_classification(ctx.db, workflow, user_id, subject_ids,
-                                counts=completed and metadata.get("seen_before") is not True, stamp=stamp)
+    # app/workers/classification_count_worker.rb: counted towards retirement only when the workflow's
+    # project is live; lib/classification_lifecycle.rb stores live_project either way
+    live = ctx.db.execute("SELECT live FROM projects WHERE id = ?", (workflow["project_id"],)).fetchone()["live"]
+    seen = count_classification(ctx.db, workflow, user_id, subject_ids, stamp=stamp,
+                                counts=bool(live) and completed and metadata.get("seen_before") is not True)
     stored = {k: v for k, v in metadata.items() if k != "workflow_version"}
-    live = ctx.db.execute("SELECT live FROM projects WHERE id = ?", (project_id,)).fetchone()["live"]
     stored["live_project"] = bool(live)
     if user_id is not None:
         stored["user_group_ids"] = []
@@ -612,13 +614,18 @@ def create_classification(ctx: Ctx) -> Response:
 
 # ------------------------------------------------------------------------------------ exports, me
 def export_view(ctx: Ctx, ident: str, linked_type: str, export_type: str, generate: bool) -> Response:
-    """POST (generate) or GET (describe) ``/{projects|workflows}/{id}/{type}_export``; owners only."""
+    """POST (generate) or GET (describe) ``/{projects|workflows|subject_sets}/{id}/{type}_export``: only
+    owners and collaborators (the policies' WriteScope; anyone else gets 404)."""
     if linked_type == "projects":
         linked_id = writable_project(ctx, to_id(ident, "project id"))["id"]
     else:
-        linked_id = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))["id"]
-    action = exports.generate if generate else exports.describe
-    return action(ctx, linked_type, linked_id, export_type)
+        kind = WORKFLOWS if linked_type == "workflows" else SUBJECT_SETS
+        linked_id = writable(ctx, kind, to_id(ident, f"{kind.singular} id"))["id"]
+    if not generate:
+        return exports.describe(ctx, linked_type, linked_id, export_type)
+    body = json_body() if request.get_data() else {}
+    recipients = exports.export_request(linked_type, body, ctx.require_viewer()["id"])
+    return exports.generate(ctx, linked_type, linked_id, export_type, recipients)
 
 
 def retired_export(ctx: Ctx, ident: str) -> Response:

@@ -166,7 +166,7 @@ CREATE TABLE IF NOT EXISTS classification_subjects (
 CREATE INDEX IF NOT EXISTS classification_subjects_subject ON classification_subjects(subject_id);
 CREATE TABLE IF NOT EXISTS media (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    linked_type TEXT NOT NULL,   -- projects | workflows
+    linked_type TEXT NOT NULL,   -- projects | workflows | subject_sets
     linked_id INTEGER NOT NULL,
     media_type TEXT NOT NULL,    -- e.g. project_classifications_export
     file_name TEXT NOT NULL,

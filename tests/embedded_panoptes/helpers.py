@@ -34,6 +34,14 @@ def make_project(name: str = "Glitch hunt", private: bool = False) -> Project:
     return project
 
 
+def go_live(project: Project) -> Project:
+    """Make the project live: only a project update may (app/schemas/project_update_schema.rb has ``live``,
+    the create schema does not), and only a live project counts classifications."""
+    fresh = Project.find(project.id)
+    Panoptes.client().put(f"/projects/{project.id}", json={"projects": {"live": True}}, etag=fresh.etag)
+    return Project.find(project.id)
+
+
 def make_workflow(project: Project, retirement_count: int = 2) -> Workflow:
     """A single-question workflow whose answers are glitch classes."""
     workflow = Workflow()

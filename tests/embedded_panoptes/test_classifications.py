@@ -10,6 +10,7 @@ from panoptes_client.panoptes import PanoptesAPIException
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
 
 from .helpers import (
+    go_live,
     classify,
     make_project,
     make_subject_set,
@@ -24,7 +25,7 @@ def volunteer(server: EmbeddedPanoptes, login: str) -> Panoptes:
 
 
 def test_classifications_count_and_retire_subjects(server: EmbeddedPanoptes, owner: Panoptes) -> None:
-    project = make_project()
+    project = go_live(make_project())
     workflow = make_workflow(project, retirement_count=2)
     subject_set = make_subject_set(project)
     a, b, c = make_subjects(project, 3)
@@ -64,7 +65,7 @@ def test_classifications_count_and_retire_subjects(server: EmbeddedPanoptes, own
 
 
 def test_never_retire_and_bad_classifications(server: EmbeddedPanoptes, owner: Panoptes) -> None:
-    project = make_project()
+    project = go_live(make_project())
     workflow = make_workflow(project)
     workflow.retirement = {"criteria": "never_retire"}
     workflow.save()
