@@ -108,9 +108,9 @@ def label_changes(before: pd.DataFrame, after: pd.DataFrame, labels: pd.Series) 
     rows = []
     for subject in before.index[before["status"].ne(ACTIVE)]:
         candidate = before.at[subject, "candidate_id"]
-        old = labels.get(candidate)
-        new = after.at[subject, "label"]
-        if old == new or (old is None and new is None):
+        old, new = labels.get(candidate), after.at[subject, "label"]
+        old, new = (None if pd.isna(value) else str(value) for value in (old, new))
+        if old == new:
             continue
         if old is None:
             why = "consensus reached after the subject was disputed"
@@ -177,8 +177,9 @@ class ConsensusRetirement:
         newly = after[before["status"].eq(ACTIVE) & after["status"].ne(ACTIVE)]
         retired = newly["retirement_reason"].value_counts().to_dict()
         for change in changes.itertuples(index=False):
-            log.warning("label of candidate %s (round %d): %s -> %s (%s)", change.candidate_id, change.round,
-                        change.old_label, change.new_label, change.reason)
+            old, new = ("(none)" if pd.isna(label) else label for label in (change.old_label, change.new_label))
+            log.warning("label of candidate %s (round %d): %s -> %s (%s)", change.candidate_id, change.round, old, new,
+                        change.reason)
         self.send(state, workflow)
         result = PassResult(synced, {str(k): int(v) for k, v in retired.items()}, changes, state.subjects())
         counts = result.subjects["status"].value_counts()

@@ -21,6 +21,7 @@ from panoptes_client import Classification, Workflow
 
 from glitchrun.campaign.ingest import answer, volunteer_key
 from glitchrun.campaign.state import CampaignState
+from glitchrun.zooniverse.resources import TASK_KEY
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,14 @@ class SyncResult:
 
 
 def answer_reader(workflow: Workflow, classes: Sequence[str]) -> Callable[[Any], str | None]:
-    """The class a classification's annotations choose (None: no answer; ``ValueError``: unreadable)."""
+    """The class a classification's annotations choose (None: no answer; ``ValueError``: unreadable).
+
+    Raw annotations give answer positions, so the workflow's answers must be the campaign's classes.
+    """
+    answers = [a.get("label") for a in workflow.tasks.get(TASK_KEY, {}).get("answers", [])]
+    if answers != list(classes):
+        raise ValueError(f"workflow {workflow.id} answers {answers} differ from campaign.workflow.classes "
+                         f"{list(classes)}; its classifications cannot be read as those classes")
     return lambda annotations: answer(annotations, classes)
 
 
