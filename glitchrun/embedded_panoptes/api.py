@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from glitchrun.embedded_panoptes import exports, policies
+from glitchrun.embedded_panoptes import exports, policies, schemas
 from glitchrun.embedded_panoptes.counting import (
     RETIREMENT_REASONS,
     count_classification,
@@ -52,57 +52,19 @@ from glitchrun.embedded_panoptes.store import Store, dumps, id_list, insert, now
 from glitchrun.embedded_panoptes.tasks import normalize_retirement, version_bumps
 from glitchrun.embedded_panoptes.web import (
     Ctx,
-    Schema,
     api_view,
     json_body,
     require_if_match,
-    resource_body,
     to_id,
     to_ids,
 )
 
-NULL = type(None)
-PROJECT_SCHEMA = Schema(
-    "projects",
-    fields={"display_name": str, "description": str, "primary_language": str, "private": bool, "introduction": str,
-            "tags": list, "configuration": dict, "urls": list, "researcher_quote": str, "workflow_description": str,
-            "live": bool, "launch_approved": bool, "beta_approved": bool, "state": (str, NULL)},
-    required=frozenset({"display_name", "description", "primary_language", "private"}),
-    links=frozenset({"owner"}),
-)
 #: project attributes kept in their own columns (filterable); the rest live in ``attrs``
 PROJECT_COLUMNS = ("display_name", "private", "live", "launch_approved", "beta_approved", "state")
-WORKFLOW_SCHEMA = Schema(
-    "workflows",
-    fields={"display_name": str, "primary_language": str, "active": bool, "tasks": dict, "first_task": str,
-            "retirement": dict, "configuration": dict, "mobile_friendly": bool, "grouped": bool, "pairwise": bool,
-            "prioritized": bool, "aggregation": dict, "public_gold_standard": bool},
-    required=frozenset({"display_name", "primary_language"}),
-    links=frozenset({"project", "subject_sets"}),
-    required_links=frozenset({"project"}),
-)
-SUBJECT_SET_SCHEMA = Schema(
-    "subject_sets",
-    fields={"display_name": str, "metadata": dict},
-    required=frozenset({"display_name"}),
-    links=frozenset({"project", "subjects"}),
-    required_links=frozenset({"project"}),
-)
-SUBJECT_SCHEMA = Schema(
-    "subjects",
-    fields={"locations": list, "metadata": dict, "external_id": (str, NULL)},
-    required=frozenset({"locations"}),
-    links=frozenset({"project", "subject_sets"}),
-    required_links=frozenset({"project"}),
-)
-CLASSIFICATION_SCHEMA = Schema(
-    "classifications",
-    fields={"annotations": list, "metadata": dict, "completed": bool, "gold_standard": (bool, NULL)},
-    required=frozenset({"annotations", "metadata"}),
-    links=frozenset({"project", "workflow", "subjects", "user_group"}),
-    required_links=frozenset({"project", "workflow", "subjects"}),
-)
-CLASSIFICATION_METADATA = ("started_at", "finished_at", "user_agent", "user_language", "workflow_version")
+#: projects_controller.rb: only admins may set these ("Only Admins may set field X for project", 422)
+ADMIN_ONLY_PROJECT_FIELDS = ("beta_approved", "launch_approved", "redirect", "launched_row_order_position",
+                             "beta_row_order_position", "experimental_tools", "featured",
+                             "run_subject_set_completion_events")
 LINK_ERROR = "Error: check the subject set and all the subjects exist."
 
 
@@ -141,12 +103,6 @@ def writable(ctx: Ctx, kind: Kind, ident: int) -> sqlite3.Row:
     return row
 
 
-def _same_project(links: dict[str, Any], current: int) -> None:
-    """An update may repeat ``links.project`` but not move the object to another project."""
-    if "project" in links and to_id(links["project"], "links.project") != current:
-        raise ApiError(422, "links.project cannot be changed; create the object in the other project instead")
-
-
 def _id_array(body: dict[str, Any], key: str) -> list[int]:
     values = body.get(key)
     if isinstance(values, (str, int)) and not isinstance(values, bool):
@@ -163,10 +119,18 @@ def _existing(ctx: Ctx, table: str, ids: list[int]) -> list[sqlite3.Row]:
 
 # ------------------------------------------------------------------------------------ projects
 def _check_display_name(ctx: Ctx, owner_id: int, name: str, project_id: int = 0) -> None:
-    taken = ctx.db.execute("SELECT id FROM projects WHERE owner_id = ? AND display_name = ? AND id != ?",
-                           (owner_id, name, project_id)).fetchone()
+    """``UniqueForOwnerValidator``: one display name per owner, whatever the case (400)."""
+    taken = ctx.db.execute("SELECT id FROM projects WHERE owner_id = ? AND lower(display_name) = lower(?) "
+                           "AND id != ?", (owner_id, name, project_id)).fetchone()
     if taken is not None:
-        raise ApiError(422, f"projects: display_name {name!r} is already taken by your project {taken['id']}")
+        raise ApiError(400, "Validation failed: Display name Must be unique for owner")
+
+
+def _admin_only(ctx: Ctx, attrs: dict[str, Any]) -> None:
+    if not ctx.require_viewer()["admin"]:
+        for name in ADMIN_ONLY_PROJECT_FIELDS:
+            if name in attrs:
+                raise ApiError(422, f"Only Admins may set field {name} for project")
 
 
 def _project_columns(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -175,10 +139,11 @@ def _project_columns(attrs: dict[str, Any]) -> dict[str, Any]:
 
 def create_project(ctx: Ctx) -> Response:
     viewer = ctx.require_viewer()
-    attrs, links = PROJECT_SCHEMA.validate(resource_body("projects"), creating=True)
-    owner = links.get("owner", viewer["id"])
-    if str(owner.get("id") if isinstance(owner, dict) else owner) != str(viewer["id"]):
-        raise ApiError(422, "projects: links.owner must be the caller (user groups are not supported)")
+    attrs, links = schemas.validate("projects", "create", schemas.require(json_body(), "projects"))
+    _admin_only(ctx, attrs)
+    owner = links.get("owner", {"id": viewer["id"], "type": "users"})
+    if str(owner["id"]) != str(viewer["id"]) or owner["type"] not in ("users", "user"):
+        raise policies.not_linkable("owner")  # user groups as owners are not modelled here
     _check_display_name(ctx, viewer["id"], attrs["display_name"])
     stamp = now()
     pid = insert(ctx.db, "projects", {
@@ -192,9 +157,10 @@ def create_project(ctx: Ctx) -> Response:
 
 
 def update_project(ctx: Ctx, ident: str) -> Response:
-    require_if_match()
     project = writable_project(ctx, to_id(ident, "project id"))
-    attrs, _ = PROJECT_SCHEMA.validate(resource_body("projects"), creating=False)
+    require_if_match("projects", project)
+    attrs, _ = schemas.validate("projects", "update", schemas.require(json_body(), "projects"))
+    _admin_only(ctx, attrs)
     changes = _project_columns(attrs)
     if "display_name" in attrs:
         _check_display_name(ctx, project["owner_id"], attrs["display_name"], project["id"])
@@ -213,8 +179,8 @@ def _delete_subject_media(ctx: Ctx, where: str, param: Any) -> None:
 
 
 def delete_project(ctx: Ctx, ident: str) -> Response:
-    require_if_match()
     project = writable_project(ctx, to_id(ident, "project id"))
+    require_if_match("projects", project)
     pid = project["id"]
     _delete_subject_media(ctx, "SELECT id FROM subjects WHERE project_id = ?", pid)
     workflow_ids = [r[0] for r in ctx.db.execute("SELECT id FROM workflows WHERE project_id = ?", (pid,))]
@@ -266,7 +232,7 @@ def _unlink_sets(ctx: Ctx, workflow_id: int, set_ids: list[int]) -> None:
 
 
 def create_workflow(ctx: Ctx) -> Response:
-    attrs, links = WORKFLOW_SCHEMA.validate(resource_body("workflows"), creating=True)
+    attrs, links = schemas.validate("workflows", "create", schemas.require(json_body(), "workflows"))
     project = linked_project(ctx, links["project"])
     retirement = normalize_retirement(attrs.pop("retirement", {}))
     tasks, first_task = attrs.pop("tasks", {}), attrs.pop("first_task", "")
@@ -285,10 +251,9 @@ def create_workflow(ctx: Ctx) -> Response:
 
 
 def update_workflow(ctx: Ctx, ident: str) -> Response:
-    require_if_match()
     row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
-    attrs, links = WORKFLOW_SCHEMA.validate(resource_body("workflows"), creating=False)
-    _same_project(links, row["project_id"])
+    require_if_match("workflows", row)
+    attrs, links = schemas.validate("workflows", "update", schemas.require(json_body(), "workflows"))
     old = _workflow_definition(row)
     new = {**old, **{k: v for k, v in attrs.items() if k not in ("display_name", "active", "retirement")}}
     project = PROJECTS.find(ctx, row["project_id"])
@@ -320,8 +285,8 @@ def update_workflow(ctx: Ctx, ident: str) -> Response:
 
 
 def delete_workflow(ctx: Ctx, ident: str) -> Response:
-    require_if_match()
     row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
+    require_if_match("workflows", row)
     exports.drop(ctx, "workflows", [row["id"]])
     ctx.db.execute("DELETE FROM workflows WHERE id = ?", (row["id"],))
     return no_content()
@@ -330,6 +295,7 @@ def delete_workflow(ctx: Ctx, ident: str) -> Response:
 def link_sets_to_workflow(ctx: Ctx, ident: str) -> Response:
     row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
     _link_sets(ctx, row, _id_array(json_body(), "subject_sets"))
+    update(ctx.db, "workflows", row["id"], {"updated_at": now()})  # update_links touches the resource
     return WORKFLOWS.respond(ctx, [WORKFLOWS.find(ctx, row["id"])])
 
 
@@ -380,10 +346,13 @@ def unretire_subjects(ctx: Ctx, ident: str) -> Response:
 
 
 # ------------------------------------------------------------------------------------ subject sets
-def _link_subjects(ctx: Ctx, subject_set: sqlite3.Row, subject_ids: list[int]) -> None:
-    """Add members (existing ones are kept once); subjects must be in projects the caller may write."""
+def _link_subjects(ctx: Ctx, subject_set: sqlite3.Row, subject_ids: list[int], exact: bool = False) -> None:
+    """Add members (existing ones are kept once); subjects must be in projects the caller may write.
+
+    ``exact`` (a link body, ``subject_sets_controller.rb#add_relation``): the subjects found must number as
+    many as the ids sent, so the same subject twice is 422 too; a create's ``links.subjects`` dedups."""
     rows = _existing(ctx, "subjects", subject_ids)
-    if len(rows) != len(set(subject_ids)):
+    if len(rows) != (len(subject_ids) if exact else len(set(subject_ids))):
         raise ApiError(422, LINK_ERROR)
     for project_id in {r["project_id"] for r in rows} - {subject_set["project_id"]}:
         writable_project(ctx, project_id)
@@ -398,9 +367,17 @@ def _link_subjects(ctx: Ctx, subject_set: sqlite3.Row, subject_ids: list[int]) -
     refresh_finished(ctx.db, workflows_of_set(ctx.db, subject_set["id"]), stamp)
 
 
+def _check_set_name(ctx: Ctx, project_id: int, name: str, set_id: int = 0) -> None:
+    """``app/models/subject_set.rb``: ``validates_uniqueness_of :display_name, scope: :project_id`` (400)."""
+    if ctx.db.execute("SELECT 1 FROM subject_sets WHERE project_id = ? AND display_name = ? AND id != ?",
+                      (project_id, name, set_id)).fetchone() is not None:
+        raise ApiError(400, "Validation failed: Display name has already been taken")
+
+
 def create_subject_set(ctx: Ctx) -> Response:
-    attrs, links = SUBJECT_SET_SCHEMA.validate(resource_body("subject_sets"), creating=True)
+    attrs, links = schemas.validate("subject_sets", "create", schemas.require(json_body(), "subject_sets"))
     project = linked_project(ctx, links["project"])
+    _check_set_name(ctx, project["id"], attrs["display_name"])
     stamp = now()
     set_id = insert(ctx.db, "subject_sets", {"project_id": project["id"], "display_name": attrs["display_name"],
                                              "metadata": dumps(attrs.get("metadata", {})),
@@ -411,10 +388,11 @@ def create_subject_set(ctx: Ctx) -> Response:
 
 
 def update_subject_set(ctx: Ctx, ident: str) -> Response:
-    require_if_match()
     row = writable(ctx, SUBJECT_SETS, to_id(ident, "subject set id"))
-    attrs, links = SUBJECT_SET_SCHEMA.validate(resource_body("subject_sets"), creating=False)
-    _same_project(links, row["project_id"])
+    require_if_match("subject_sets", row)
+    attrs, links = schemas.validate("subject_sets", "update", schemas.require(json_body(), "subject_sets"))
+    if "display_name" in attrs:
+        _check_set_name(ctx, row["project_id"], attrs["display_name"], row["id"])
     changes = {"display_name": attrs["display_name"]} if "display_name" in attrs else {}
     if "metadata" in attrs:
         changes["metadata"] = dumps(attrs["metadata"])
@@ -426,8 +404,8 @@ def update_subject_set(ctx: Ctx, ident: str) -> Response:
 
 def delete_subject_set(ctx: Ctx, ident: str) -> Response:
     """The set and its memberships go; the subjects stay (as on the real server)."""
-    require_if_match()
     row = writable(ctx, SUBJECT_SETS, to_id(ident, "subject set id"))
+    require_if_match("subject_sets", row)
     workflows = workflows_of_set(ctx.db, row["id"])
     ctx.db.execute("DELETE FROM subject_sets WHERE id = ?", (row["id"],))
     refresh_finished(ctx.db, workflows, now())
@@ -436,7 +414,8 @@ def delete_subject_set(ctx: Ctx, ident: str) -> Response:
 
 def link_subjects_to_set(ctx: Ctx, ident: str) -> Response:
     row = writable(ctx, SUBJECT_SETS, to_id(ident, "subject set id"))
-    _link_subjects(ctx, row, _id_array(json_body(), "subjects"))
+    _link_subjects(ctx, row, _id_array(json_body(), "subjects"), exact=True)
+    update(ctx.db, "subject_sets", row["id"], {"updated_at": now()})  # update_links touches the resource
     return SUBJECT_SETS.respond(ctx, [SUBJECT_SETS.find(ctx, row["id"])])
 
 
@@ -450,20 +429,15 @@ def unlink_subjects_from_set(ctx: Ctx, ident: str, ids: str) -> Response:
 
 # ------------------------------------------------------------------------------------ subjects
 def _parse_locations(locations: list[Any]) -> list[tuple[str, str | None]]:
-    """(MIME type, external URL or None for an upload) per entry, in request order (§6.1)."""
+    """(MIME type, external URL or None for an upload) per entry, in request order
+    (``Subject.location_attributes_from_params``: a string is a type to upload, an object's first key and
+    value a hosted file); a type outside ``medium.rb``'s list fails the subject's validation (400)."""
     parsed = []
-    for index, entry in enumerate(locations):
-        if isinstance(entry, str):
-            mime, url = entry, None
-        elif isinstance(entry, dict) and len(entry) == 1:
-            (mime, url), = entry.items()
-            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                raise ApiError(422, f"subjects: location {index} must hold an http(s) URL, not {url!r}")
-        else:
-            raise ApiError(422, f"subjects: location {index} must be a MIME type or a one-key {{mime: url}} object")
+    for entry in locations:
+        mime, url = (entry, None) if isinstance(entry, str) else next(iter(entry.items()), (None, None))
         if mime not in EXTENSIONS:
-            raise ApiError(422, f"subjects: location {index} has MIME type {mime!r}; allowed: {', '.join(EXTENSIONS)}")
-        parsed.append((mime, url))
+            raise ApiError(400, "Validation failed: Locations is invalid")
+        parsed.append((mime, url if isinstance(url, str) or url is None else json.dumps(url)))
     return parsed
 
 
@@ -495,7 +469,7 @@ def check_subject_limit(ctx: Ctx) -> None:
 
 def create_subject(ctx: Ctx) -> Response:
     check_subject_limit(ctx)
-    attrs, links = SUBJECT_SCHEMA.validate(resource_body("subjects"), creating=True)
+    attrs, links = schemas.validate("subjects", "create", schemas.require(json_body(), "subjects"))
     project = linked_project(ctx, links["project"])
     stamp = now()
     # every subject the user ever made counts, deleted ones included (``User#uploaded_subjects_count``)
@@ -513,16 +487,15 @@ def create_subject(ctx: Ctx) -> Response:
 
 def update_subject(ctx: Ctx, ident: str) -> Response:
     """PUT /subjects/{id}: metadata is replaced whole; ``locations`` replaces the list (kept files stay)."""
-    require_if_match()
     row = writable(ctx, SUBJECTS, to_id(ident, "subject id"))
-    attrs, links = SUBJECT_SCHEMA.validate(resource_body("subjects"), creating=False)
-    _same_project(links, row["project_id"])
+    require_if_match("subjects", row)
+    attrs, links = schemas.validate("subjects", "update", schemas.require(json_body(), "subjects"))
     changes: dict[str, Any] = {"updated_at": now()}
     if "metadata" in attrs:
         changes["metadata"] = dumps(attrs["metadata"])
-    if "external_id" in attrs:
-        changes["external_id"] = attrs["external_id"]
     update(ctx.db, "subjects", row["id"], changes)
+    for set_id in to_ids(links.get("subject_sets") or [], "links.subject_sets"):
+        _link_subjects(ctx, writable(ctx, SUBJECT_SETS, set_id), [row["id"]])
     uploads: frozenset[str] = frozenset()
     if "locations" in attrs:
         keep = {r["media_name"]: r for r in ctx.db.execute(
@@ -535,8 +508,8 @@ def update_subject(ctx: Ctx, ident: str) -> Response:
 
 
 def delete_subject(ctx: Ctx, ident: str) -> Response:
-    require_if_match()
     row = writable(ctx, SUBJECTS, to_id(ident, "subject id"))
+    require_if_match("subjects", row)
     workflows = [r[0] for r in ctx.db.execute(
         "SELECT DISTINCT wss.workflow_id FROM workflow_subject_sets wss JOIN set_member_subjects sms "
         "ON sms.subject_set_id = wss.subject_set_id WHERE sms.subject_id = ?", (row["id"],))]
@@ -568,24 +541,40 @@ def _linked_workflow(ctx: Ctx, links: dict[str, Any]) -> sqlite3.Row:
     return workflow
 
 
+def _validate_classification(ctx: Ctx, attrs: dict[str, Any], subject_ids: list[int], completed: bool,
+                             project_id: int) -> None:
+    """``app/models/classification.rb``'s validations (400, ``Validation failed: ...``), behind the schema."""
+    problems = []
+    if not subject_ids:
+        problems.append("Subjects can't be blank")
+    if not attrs["annotations"]:
+        problems.append("Annotations can't be blank")
+    if not completed and ctx.viewer is None:
+        problems.append("User Only logged in users can store incomplete classifications")
+    if attrs["metadata"].get("seen_before", True) is not True:
+        problems.append("Metadata seen_before attribute can only be set to 'true'")
+    gold = attrs.get("gold_standard")
+    if gold is False:
+        problems.append("Gold standard can not be set to false")
+    elif gold is True and ctx.viewer is None:
+        problems.append("Gold standard user must be logged in")
+    elif gold is True and policies.in_scope(ctx.db, policies.project_scope(ctx.viewer, policies.EXPERT_ROLES, False),
+                                            project_id) is None:
+        problems.append("Gold standard classifier is not a project expert")
+    if problems:
+        raise ApiError(400, f"Validation failed: {', '.join(problems)}")
+
+
 def create_classification(ctx: Ctx) -> Response:
     """POST /classifications (anonymous allowed): store it, then count and retire at once (§8)."""
-    attrs, links = CLASSIFICATION_SCHEMA.validate(resource_body("classifications"), creating=True)
+    attrs, links = schemas.validate("classifications", "create", schemas.require(json_body(), "classifications"))
     metadata = attrs["metadata"]
-    missing = [k for k in CLASSIFICATION_METADATA if k not in metadata]
-    if missing:
-        raise ApiError(422, f"classifications: metadata is missing {', '.join(missing)}")
-    if not all(isinstance(a, dict) and "task" in a for a in attrs["annotations"]):
-        raise ApiError(422, "classifications: every annotation must be an object with a task")
     completed = attrs.get("completed", True)
-    if not completed and ctx.viewer is None:
-        raise ApiError(422, "classifications: an incomplete classification needs a logged-in user")
     workflow = _linked_workflow(ctx, links)
     project_id = to_id(links["project"], "links.project")
-    raw_subjects = links["subjects"] if isinstance(links["subjects"], list) else [links["subjects"]]
-    subject_ids = list(dict.fromkeys(to_ids(raw_subjects, "links.subjects")))
-    if not subject_ids or len(_existing(ctx, "subjects", subject_ids)) != len(subject_ids):
-        raise ApiError(422, "classifications: check that links.subjects lists existing subjects")
+    subject_ids = [r["id"] for r in _existing(ctx, "subjects", to_ids(links["subjects"], "links.subjects"))]
+    subject_ids.sort(key=[int(i) for i in links["subjects"]].index)
+    _validate_classification(ctx, attrs, subject_ids, completed, project_id)
     user_id = ctx.viewer["id"] if ctx.viewer is not None else None
     stamp = now()
     # app/workers/classification_count_worker.rb: counted towards retirement only when the workflow's
@@ -689,7 +678,7 @@ def _writable_role(ctx: Ctx, ident: str) -> sqlite3.Row:
 
 def update_project_role(ctx: Ctx, ident: str) -> Response:
     row = _writable_role(ctx, ident)
-    require_if_match()
+    require_if_match("project_roles", row)
     doc = _roles_doc()
     update(ctx.db, "project_roles", row["id"], {"roles": dumps(_strong_roles(doc)), "updated_at": now()})
     return PROJECT_ROLES.respond(ctx, [PROJECT_ROLES.find(ctx, row["id"])])
@@ -697,7 +686,7 @@ def update_project_role(ctx: Ctx, ident: str) -> Response:
 
 def delete_project_role(ctx: Ctx, ident: str) -> Response:
     row = _writable_role(ctx, ident)
-    require_if_match()
+    require_if_match("project_roles", row)
     ctx.db.execute("DELETE FROM project_roles WHERE id = ?", (row["id"],))
     return no_content()
 

@@ -86,7 +86,8 @@ def count_classification(
         )}
     counted = [sid for sid in subject_ids if counts and sid not in seen]
     retirement = json.loads(workflow["retirement"])
-    limit = retirement["options"]["count"] if retirement["criteria"] == "classification_count" else None
+    # a classification_count scheme without a count is valid but never retires here (the real worker raises)
+    limit = retirement["options"].get("count") if retirement["criteria"] == "classification_count" else None
     for subject_id in counted:
         key = (workflow["id"], subject_id)
         db.execute(

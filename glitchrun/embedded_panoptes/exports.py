@@ -22,7 +22,7 @@ from flask import Response
 
 from glitchrun.embedded_panoptes.counting import workflow_counts
 from glitchrun.embedded_panoptes.errors import ApiError
-from glitchrun.embedded_panoptes.media import EXPORTS, Media
+from glitchrun.embedded_panoptes.media import EXPORTS, EXTENSIONS, Media
 from glitchrun.embedded_panoptes.store import (
     csv_time,
     dumps,
@@ -49,11 +49,7 @@ CLASSIFICATION_SCOPES = {
 #: ``app/models/medium.rb``: exports of projects and workflows must be CSV (EXPORT_MEDIUM_TYPE_REGEX does not
 #: match ``subject_set_classifications_export``, so those take any of ALLOWED_CONTENT_TYPES)
 ALLOWED_EXPORT_CONTENT_TYPES = ("text/csv",)
-ALLOWED_CONTENT_TYPES = (
-    "application/json", "application/pdf", "audio/aac", "audio/midi", "audio/x-midi", "audio/mp3", "audio/mp4",
-    "audio/x-m4a", "audio/mpeg", "audio/wav", "image/jpeg", "image/gif", "image/png", "image/tiff",
-    "image/x-icon", "image/svg+xml", "text/csv", "text/plain", "video/mp4", "video/mpeg",
-)
+ALLOWED_CONTENT_TYPES = tuple(EXTENSIONS)
 CLASSIFICATION_COLUMNS = [
     "classification_id", "user_name", "user_id", "user_ip", "workflow_id", "workflow_name", "workflow_version",
     "created_at", "gold_standard", "expert", "metadata", "annotations", "subject_data", "subject_ids",

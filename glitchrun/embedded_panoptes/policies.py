@@ -19,6 +19,8 @@ from glitchrun.embedded_panoptes.errors import ApiError
 
 READ_ROLES = ("owner", "collaborator", "tester", "translator", "scientist", "moderator")
 WRITE_ROLES = ("owner", "collaborator")
+#: ``Project::EXPERT_ROLES``: who may submit gold-standard classifications
+EXPERT_ROLES = ("owner", "expert")
 
 
 def project_scope(viewer: sqlite3.Row | None, roles: tuple[str, ...], public: bool,

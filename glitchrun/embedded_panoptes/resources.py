@@ -13,7 +13,6 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
 from urllib.parse import parse_qsl, urlencode
 
 from flask import Response, request
@@ -33,6 +32,7 @@ from glitchrun.embedded_panoptes.web import (
     json_response,
     page_bounds,
     page_meta,
+    record_etag,
     to_id,
     to_ids,
 )
@@ -283,7 +283,12 @@ class Kind:
         """The envelope of ``rows`` (or of ``resources`` already serialised), with Location on a create."""
         resources = self.serialize(ctx, rows) if resources is None else resources
         headers = {"Location": f"{ctx.base_url}/api{resources[0]['href']}"} if status == 201 and resources else None
-        return json_response(envelope(self.key, resources), status, headers)
+        etag = record_etag(self.table, rows) if status == 201 else None  # json_api_responses.rb
+        return json_response(envelope(self.key, resources), status, headers, etag)
+
+    @property
+    def table(self) -> str:
+        return self.source.split()[1]
 
 
 def by_ids(sql: str) -> Filter:
@@ -385,7 +390,10 @@ def list_resources(ctx: Ctx, kind: Kind, path_ids: str | None = None) -> Respons
     if path_ids is not None and count == 0:
         raise not_found(kind.singular, path_ids)
     rows = query.rows(ctx.db, size, (page - 1) * size)
-    return json_response(envelope(kind.key, kind.serialize(ctx, rows), page_meta(kind.key, count, page, size)))
+    # showable_resource.rb: a show (ids in the path) answers the records' ETag; an index the body's hash
+    etag = record_etag(kind.table, rows) if path_ids is not None else None
+    return json_response(envelope(kind.key, kind.serialize(ctx, rows), page_meta(kind.key, count, page, size)),
+                         etag=etag)
 
 
 
@@ -408,7 +416,7 @@ def list_project_classifications(ctx: Ctx) -> Response:
     if last_id is not None:
         # the serialized ids are strings, sorted as strings: across 99 -> 100 the "last" id is not the largest
         # (the real server's quirk: the next page then repeats some classifications, it never skips one)
-        next_last = sorted(r["id"] for r in resources)[-1] if resources else None
+        next_last = max(r["id"] for r in resources) if resources else None
         for key, value in (("next_href", next_last), ("previous_href", last_id)):
             if meta[key] is not None:
                 meta[key] = with_last_id(meta[key], value)

@@ -17,8 +17,8 @@ from flask import Response, request
 
 from glitchrun.embedded_panoptes.counting import WORKFLOW_SUBJECTS
 from glitchrun.embedded_panoptes.errors import ApiError
-from glitchrun.embedded_panoptes.resources import subjects as serialize_subjects
 from glitchrun.embedded_panoptes.resources import no_count_meta
+from glitchrun.embedded_panoptes.resources import subjects as serialize_subjects
 from glitchrun.embedded_panoptes.store import id_list
 from glitchrun.embedded_panoptes.web import Ctx, envelope, json_response, to_id
 

@@ -10,8 +10,8 @@ from panoptes_client.panoptes import PanoptesAPIException
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
 
 from .helpers import (
-    go_live,
     classify,
+    go_live,
     make_project,
     make_subject_set,
     make_subjects,
@@ -79,7 +79,7 @@ def test_never_retire_and_bad_classifications(server: EmbeddedPanoptes, owner: P
 
     body = {"classifications": {"annotations": [{"task": "T0", "value": 0}], "metadata": {"source": "api"},
                                 "links": {"project": project.id, "workflow": workflow.id, "subjects": [subject.id]}}}
-    with anonymous, pytest.raises(PanoptesAPIException, match="metadata is missing started_at"):
+    with anonymous, pytest.raises(PanoptesAPIException, match="did not contain a required property of 'workflow_version'"):
         anonymous.post("/classifications", json=body)
     other = make_project("Other hunt")
     body["classifications"]["links"]["project"] = other.id

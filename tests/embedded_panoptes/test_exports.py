@@ -15,17 +15,17 @@ from panoptes_client import Panoptes, Project, Subject, SubjectSet, Workflow
 from panoptes_client.panoptes import PanoptesAPIException
 
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
-from glitchrun.embedded_panoptes.rules import Rules
 from glitchrun.embedded_panoptes.exports import (
     CLASSIFICATION_COLUMNS,
     SUBJECT_COLUMNS,
     WORKFLOW_COLUMNS,
 )
+from glitchrun.embedded_panoptes.rules import Rules
 
 from .helpers import (
-    go_live,
     CLASSES,
     classify,
+    go_live,
     make_project,
     make_subject_set,
     make_subjects,
