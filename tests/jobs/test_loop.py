@@ -10,14 +10,16 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
-from panoptes_client import Panoptes, SubjectWorkflowStatus, Workflow
+from panoptes_client import Panoptes, ProjectRole, SubjectWorkflowStatus, Workflow
 from panoptes_client.panoptes import PanoptesAPIException
 
 from glitchrun.campaign import sync
 from glitchrun.campaign.retire import apply_ml_weight, prior_frame
 from glitchrun.campaign.state import CampaignState
-from glitchrun.crowd.consensus import ACCEPTED
-from glitchrun.zooniverse.backend import LocalBackend
+from glitchrun.crowd.consensus import ACCEPTED, MajorityVote
+from glitchrun.crowd.simulated import Crowd, SimulatedCrowd
+from glitchrun.jobs.crowd import CrowdJob
+from glitchrun.zooniverse.backend import LocalBackend, ZooniverseBackend
 from glitchrun.zooniverse.manifest import Manifest
 from glitchrun.zooniverse.resources import ProjectSpec, UploadLimitError, ensure_project, ensure_subject_set
 from glitchrun.zooniverse.uploader import SubjectLimitReached, SubjectUploader
@@ -238,3 +240,45 @@ def test_the_uploader_stops_at_the_limits_403_without_retrying(tmp_path, http_ca
             SubjectUploader(workers=1, retries=3, backoff=0).upload(manifest, project.id, subject_set.id, tmp_path)
     creates = sum(1 for method, path in http_calls if (method, path) == ("POST", "/api/subjects"))
     assert 3 <= creates <= 4  # two made, the third refused (a fourth may have been in flight): none tried twice
+
+
+# -- the simulated crowd ---------------------------------------------------------------------------
+def test_the_crowd_joins_as_testers_asks_the_queue_and_stops_once_glitchrun_retired_everything(
+        tmp_path, seed_campaign, run_job, local_backend):
+    truth = ["Blip", "Whistle", "Blip", "Whistle", "Blip"]
+    seeded = seed_campaign([{"#truth": t, "candidate_id": f"c{i}"} for i, t in enumerate(truth)])
+    state = state_of(tmp_path)
+    state.record_subjects(1, {f"c{i}": s for i, s in enumerate(seeded.subject_ids)})
+    state.close()
+
+    made, _ = run_job("crowd", *RULES, run_dir="crowd")
+    # two sweeps: a perfect crowd's two votes are a consensus, and glitchrun retires every subject after the second
+    assert made.groupby("subject_id").size().tolist() == [2] * len(truth) and made["sweep"].max() == 2
+    assert (made["answer"] == made["truth"]).all()
+    with local_backend.connect():
+        roles = {str(r.raw["links"]["owner"]["id"]): r.raw["roles"] for r in ProjectRole.where(project_id=seeded.project_id)}
+        assert sum(r == ["tester"] for r in roles.values()) == 5  # crowd=perfect has five volunteers
+        assert Workflow.find(seeded.workflow_id).raw["classifications_count"] == 0  # not live: Zooniverse counts nothing
+    assert set(server_retirement(local_backend, seeded).values()) and \
+        {reason for reason, _ in server_retirement(local_backend, seeded).values()} == {"consensus"}
+    state = state_of(tmp_path)
+    assert state.labels().query("source == 'crowd'")["label"].to_dict() == {f"c{i}": t for i, t in enumerate(truth)}
+    state.close()
+
+    again, _ = run_job("crowd", *RULES, run_dir="crowd-again")
+    assert again.empty  # nothing offered: every subject is retired
+
+
+def test_the_crowd_needs_the_hidden_truth(seed_campaign, run_job):
+    seed_campaign([{"#truth": "Blip"}, {"candidate_id": "no-truth"}])
+    with pytest.raises(ValueError, match="1 subjects have no #truth metadata"):
+        run_job("crowd", *RULES)
+
+
+def test_the_crowd_runs_on_the_embedded_backend_only(tmp_path):
+    campaign = {"project": {"display_name": "p", "description": "d"}, "state_dir": str(tmp_path),
+                "workflow": {"display_name": "w", "classes": CLASSES, "retirement_count": 5},
+                "retirement": {"max_votes": 4}}
+    job = CrowdJob(ZooniverseBackend(), Crowd(SimulatedCrowd(), MajorityVote()), campaign, tmp_path)
+    with pytest.raises(RuntimeError, match="backend=local"):
+        job.run()
