@@ -106,3 +106,33 @@ def test_private_projects_take_classifications_from_role_holders_only(server: Em
     with Panoptes(endpoint=server.endpoint, username="bob", password="pw") as bob:
         classify(bob, workflow, subject.id, 0)
         assert Project.find(project.id).id == project.id
+
+
+def test_a_project_in_development_stores_but_never_counts_until_it_goes_live(server: EmbeddedPanoptes,
+                                                                           owner: Panoptes) -> None:
+    """app/workers/classification_count_worker.rb: counters and retirement move only when project.live;
+    live is set by an update only (app/schemas/project_update_schema.rb; the create schema refuses it)."""
+    project = make_project()
+    workflow = make_workflow(project, retirement_count=2)
+    subject_set = make_subject_set(project)
+    (subject,) = make_subjects(project, 1)
+    subject_set.add([subject])
+    workflow.add_subject_sets(subject_set)
+    bob, carol, dave = (volunteer(server, name) for name in ("bob", "carol", "dave"))
+    for client in (bob, carol):
+        assert classify(client, workflow, subject.id, 0)["metadata"]["live_project"] is False
+    status = workflow.subject_workflow_status(subject.id)
+    assert (status.classifications_count, status.retired_at) == (0, None)
+    counts = Workflow.find(workflow.id)
+    assert (counts.classifications_count, counts.retired_set_member_subjects_count) == (0, 0)
+    assert Project.find(project.id).classifications_count == 0
+    with owner:  # every classification is stored all the same
+        assert len(owner.get("/classifications/project", params={"project_id": project.id})[0]["classifications"]) == 2
+
+    go_live(project)
+    classify(dave, workflow, subject.id, 0)
+    assert workflow.subject_workflow_status(subject.id).classifications_count == 1
+    classify(volunteer(server, "erin"), workflow, subject.id, 0)
+    status = workflow.subject_workflow_status(subject.id)
+    assert (status.classifications_count, status.retirement_reason) == (2, "classification_count")
+    assert Workflow.find(workflow.id).retired_set_member_subjects_count == 1
