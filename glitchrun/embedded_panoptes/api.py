@@ -1,10 +1,10 @@
 """The ``/api`` routes: reads through the resource kinds, writes with ownership checks, links, exports.
 
-Ownership: only the project's owner (or an admin) may write its project, workflows, subject sets and
-subjects; anyone else gets 403 with a message naming both users, except for private projects, which
-do not exist for them (404). Every write needs a token (401), except classifications: anonymous ones
-go to public projects, and any account of this server may classify a private project too, like the
-testers its owner would invite on Zooniverse (the simulated crowd's volunteers are such accounts).
+Who may do what is the real server's policies (policies.py): owners and collaborators write a project
+and everything in it; anyone else finds nothing to change (404) or nothing to link to (422). Every write
+needs a token (401), except classifications: anyone may classify what they may see (public projects, and
+private ones where they hold a role, e.g. testers). Bodies are checked against the real JSON schemas
+(schemas.py, 422) and then the real models' validations (400).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Data exports (panoptes-api.md §9): Zooniverse's CSV columns and formats, generated synchronously.
 
-A POST builds the CSV inside the request, stores it under ``media/exports/``, replaces the previous
-export of that type and answers with the medium already ``ready``, so ``get_export(generate=True)``
-downloads at once instead of polling every 2 s. Cells never hold raw newlines: the client splits lines
+A POST the real rate limit lets through builds the CSV inside the request, stores it under
+``media/exports/``, replaces the previous export of that type and answers with the medium already
+``ready``, so ``get_export(generate=True)`` downloads at once instead of polling every 2 s; one beyond the
+limit leaves the medium ``creating`` (rules.py). Cells never hold raw newlines: the client splits lines
 before parsing CSV.
 """
 

@@ -1,7 +1,7 @@
 """HTTP conventions every API route shares (panoptes-api.md §1): envelope, ETag, paging, filters, errors.
 
 The pitfalls of §11 live here once: string ids, ``next_href`` relative and carrying every filter, an
-ETag on every successful GET and POST, ``If-Match`` required but never compared, comma lists and
+ETag on every successful GET and POST, ``If-Match`` compared with the record's ETag, comma lists and
 repeated keys, JSON error bodies with 4xx statuses (a 5xx would cost a client ~40 s of retries).
 """
 
