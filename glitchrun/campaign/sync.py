@@ -1,8 +1,8 @@
 """Volunteers' classifications, read through the API into the campaign state as they come.
 
 Zooniverse gives a project's owners its classifications page by page in id order from a cursor
-(``GET /api/classifications/project?project_id=…&last_id=…``, panoptes-client
-``Classification.where(scope="project", …)``; the real controller is
+(``GET /api/classifications/project?project_id=…&last_id=…``, what panoptes-client's
+``Classification.where(scope="project", …)`` sends; the real controller is
 ``app/controllers/api/v1/classifications_controller.rb#project``, its paging
 ``ClassificationSerializer.add_last_id_paging_hrefs``). The cursor is kept in the campaign state and moved
 in the same transaction as the rows it covers, and each classification is stored once under its id, so
@@ -13,11 +13,11 @@ needed, and a project that is not live (whose classifications Zooniverse does no
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from panoptes_client import Classification, Workflow
+from panoptes_client import Panoptes, Workflow
 
 from glitchrun.campaign.ingest import answer, volunteer_key
 from glitchrun.campaign.state import CampaignState
@@ -56,6 +56,21 @@ def major_version(version: Any) -> str:
     return str(version).split(".")[0]
 
 
+def project_classifications(project_id: str, last_id: int) -> Iterator[dict[str, Any]]:
+    """The project's classifications after ``last_id``, page by page as ``Classification.where(scope="project",
+    project_id=…, last_id=…)`` reads them, each page retried after a transient failure (the client's own
+    paginator does not retry its next pages). ``last_id`` is sent even at the start (0): only with it does
+    the real server order by id; the server's ``next_href`` carries the next cursor, and an empty page ends."""
+    client = Panoptes.client()
+    path: str | None = "/classifications/project"
+    params: dict[str, Any] = {"project_id": str(project_id), "last_id": last_id, "page_size": PAGE_SIZE}
+    while path:
+        page, _ = client.get(path, params=params, retry=True)
+        yield from page.get("classifications", [])
+        path = page.get("meta", {}).get("classifications", {}).get("next_href") if page.get("classifications") else None
+        params = {}
+
+
 def sync_classifications(state: CampaignState, project_id: str, workflow: Workflow, classes: Sequence[str]) -> SyncResult:
     """Store the project's classifications after the cursor that belong to the campaign's workflow at its
     current task version; each classification's round is that of the subject it shows."""
@@ -65,10 +80,7 @@ def sync_classifications(state: CampaignState, project_id: str, workflow: Workfl
     rounds = {s: int(r) for s, r in state.subjects()["round"].items()}
     rows: list[tuple] = []
     read = stored = other = unreadable = 0
-    # last_id is sent even at the start (0): only with it does the real server order by id
-    for classification in Classification.where(scope="project", project_id=str(project_id), last_id=cursor,
-                                               page_size=PAGE_SIZE):
-        raw = classification.raw
+    for raw in project_classifications(project_id, cursor):
         read += 1
         cursor = max(cursor, int(raw["id"]))
         links = raw.get("links") or {}
