@@ -17,6 +17,7 @@ from typing import Any
 from panoptes_client import (
     Panoptes,
     Project,
+    ProjectRole,
     Subject,
     SubjectSet,
     SubjectWorkflowStatus,
@@ -40,6 +41,8 @@ class ProjectSpec:
     description: str
     primary_language: str = "en"
     private: bool = True
+    #: Zooniverse counts classifications (and retires by count) only on a live project; set by init_project
+    live: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,18 +123,19 @@ def find_project(spec: ProjectSpec, owner: str | None) -> Project | None:
 
 
 def ensure_project(spec: ProjectSpec, owner: str | None) -> tuple[Project, bool]:
-    """Find the project by display name or create it; returns (project, created)."""
+    """Find the project by display name or create it, live or not as ``spec`` says; returns (project, created)."""
     project = find_project(spec, owner)
-    if project is not None:
-        return project, False
-    project = Project()
-    project.display_name = spec.display_name
-    project.description = spec.description
-    project.primary_language = spec.primary_language
-    project.private = bool(spec.private)
-    project.save()
-    log.info("created project %s (%s)", project.id, spec.display_name)
-    return project, True
+    created = project is None
+    if created:
+        project = Project()
+        project.display_name = spec.display_name
+        project.description = spec.description
+        project.primary_language = spec.primary_language
+        project.private = bool(spec.private)
+        project.save()
+        log.info("created project %s (%s)", project.id, spec.display_name)
+    set_live(project, spec.live)
+    return project, created
 
 
 def find_workflow(project: Project, display_name: str) -> Workflow | None:
@@ -196,15 +200,77 @@ def subject_set_members(subject_set_id: str | int) -> list[str]:
     return [str(m.raw["links"]["subject"]) for m in SetMemberSubject.where(subject_set_id=subject_set_id, page_size=100)]
 
 
-def retirement_progress(workflow: Workflow, subject_set_id: str | int) -> tuple[int, int]:
-    """(retired, total) subjects of a set for a workflow, from subject workflow statuses in pages of 100."""
-    members = subject_set_members(subject_set_id)
-    retired = 0
-    for start in range(0, len(members), 100):
-        chunk = ",".join(members[start : start + 100])
-        statuses = SubjectWorkflowStatus.where(subject_ids=chunk, workflow_id=workflow.id, page_size=100)
-        retired += sum(1 for status in statuses if status.raw.get("retired_at"))
-    return retired, len(members)
+def retired_on_server(workflow: Workflow, subject_ids: Sequence[str]) -> dict[str, str | None]:
+    """The subjects of this list that Zooniverse has retired for the workflow, with their retirement reason
+    (subject workflow statuses, 100 subjects per request)."""
+    retired: dict[str, str | None] = {}
+    for start in range(0, len(subject_ids), 100):
+        chunk = ",".join(map(str, subject_ids[start : start + 100]))
+        for status in SubjectWorkflowStatus.where(subject_ids=chunk, workflow_id=workflow.id, page_size=100):
+            if status.raw.get("retired_at"):
+                retired[str(status.raw["links"]["subject"])] = status.raw.get("retirement_reason")
+    return retired
+
+
+class UploadLimitError(RuntimeError):
+    """The account may not upload the subjects a job needs (Zooniverse's per-user subject limit)."""
+
+
+def check_upload_room(needed: int) -> None:
+    """Refuse, before any write, an upload of ``needed`` new subjects the account's limit cannot take.
+
+    ``GET /api/me`` gives ``uploaded_subjects_count`` (every subject the account ever made, deleted ones
+    included) and ``subject_limit`` (the real ``UserSerializer``, ``subjects_controller.rb``
+    ``check_subject_limit``). An account login without a user (client credentials) has no ``/me``; the
+    server's own 403 then stops the upload.
+    """
+    if needed <= 0:
+        return
+    try:
+        body, _ = Panoptes.client().get("/me")
+    except PanoptesAPIException as err:
+        log.info("could not read the account's upload limit (%s); the upload relies on the server's check", err)
+        return
+    user = (body.get("users") or [{}])[0]
+    count, limit = user.get("uploaded_subjects_count"), user.get("subject_limit")
+    if count is None or limit is None:
+        return
+    if int(count) + needed > int(limit):
+        raise UploadLimitError(
+            f"this upload needs {needed} new subjects but the account has uploaded {count} of the {limit} Zooniverse "
+            f"allows (deleted subjects count too); nothing was uploaded. Ask the Zooniverse team to raise the limit, "
+            f"or upload a smaller batch (al.batch_size)")
+
+
+def set_live(project: Project, live: bool) -> bool:
+    """Make the project live (Zooniverse counts classifications and retires by count) or not; True if changed.
+
+    ``live`` is set by a project update only (``project_update_schema.rb``; the create schema lacks it).
+    """
+    client = Panoptes.client()
+    current, etag = client.get(f"/projects/{project.id}")  # the project's own ETag: the update needs If-Match
+    if bool(current["projects"][0].get("live")) == bool(live):
+        return False
+    client.put(f"/projects/{project.id}", json={"projects": {"live": bool(live)}}, etag=etag)
+    project.reload()
+    log.info("project %s is now %s", project.id, "live" if live else "not live (in development)")
+    return True
+
+
+def add_testers(project: Project, user_ids: Sequence[str]) -> int:
+    """Give these accounts the ``tester`` role on the project (they may then see and classify it while it is
+    private), as an owner invites testers; accounts that already have a role are left alone. Returns how
+    many were added (``POST /api/project_roles``, the real ``project_roles_controller.rb``)."""
+    client = Panoptes.client()
+    have = {str(role.raw["links"]["owner"]["id"]) for role in ProjectRole.where(project_id=project.id, page_size=100)}
+    added = 0
+    for user_id in user_ids:
+        if str(user_id) in have:
+            continue
+        client.post("/project_roles", json={"project_roles": {
+            "roles": ["tester"], "links": {"project": str(project.id), "user": str(user_id)}}})
+        added += 1
+    return added
 
 
 # -- lookups and bulk reads shared by the management jobs (export, dedupe, update_metadata) -------------

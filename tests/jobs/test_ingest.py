@@ -9,15 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
-from panoptes_client import Workflow
 
 from glitchrun.campaign.ingest import REPORT_SCHEMA, IngestError, ingest_export, tally
 from glitchrun.campaign.state import CampaignState
 from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.crowd.consensus import GravitySpyConsensus, MajorityVote
-from glitchrun.crowd.simulated import Crowd, SimulatedCrowd
-from glitchrun.jobs.crowd import CrowdJob
-from glitchrun.zooniverse.backend import ZooniverseBackend
 from glitchrun.zooniverse.exports import read_classification_export
 
 CONFIG = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "config.yaml")
@@ -306,43 +302,6 @@ def test_ingest_job_refuses_a_malformed_csv_and_changes_nothing(tmp_path: Path, 
     state = campaign_state(tmp_path)
     assert state.labels().empty
     state.close()
-
-
-# -- on the embedded Panoptes: simulated volunteers, then a fresh export ingested ------------------------
-def test_crowd_job_retires_every_subject_and_ingest_brings_the_labels_back(tmp_path: Path, seed_campaign, run_job,
-                                                                         local_backend):
-    truth = ["Blip", "Whistle", "Blip", "Whistle", "Blip"]
-    seeded = seed_campaign([{"#truth": t, "candidate_id": f"c{i}"} for i, t in enumerate(truth)])
-    state = CampaignState(tmp_path / "campaigns" / "glitchrun-demo")
-    state.record_subjects(1, {f"c{i}": s for i, s in enumerate(seeded.subject_ids)})
-    state.close()
-
-    made, _ = run_job("crowd", "crowd=perfect", run_dir="crowd")
-    assert len(made) == 3 * len(truth) and (made["answer"] == made["truth"]).all()
-    with local_backend.connect():
-        workflow = Workflow.find(seeded.workflow_id)
-        assert workflow.raw["retired_set_member_subjects_count"] == len(truth)
-        assert workflow.raw["classifications_count"] == 3 * len(truth)
-
-    again, _ = run_job("crowd", "crowd=perfect", run_dir="crowd-again")
-    assert again.empty  # nothing left to classify
-
-    added, run_dir = run_job("ingest", "crowd=perfect", "job.round=1", run_dir="ingest")
-    assert added.set_index("candidate_id")["label"].to_dict() == {f"c{i}": t for i, t in enumerate(truth)}
-    assert (run_dir / "agreement_report.csv").is_file() and list((run_dir / "exports").glob("*.csv"))
-
-
-def test_crowd_job_needs_the_hidden_truth(seed_campaign, run_job):
-    seed_campaign([{"#truth": "Blip"}, {"candidate_id": "no-truth"}])
-    with pytest.raises(ValueError, match="1 subjects have no #truth metadata"):
-        run_job("crowd", "crowd=perfect")
-
-
-def test_crowd_job_runs_on_the_embedded_backend_only(tmp_path: Path):
-    crowd = Crowd(SimulatedCrowd(), MajorityVote())
-    job = CrowdJob(ZooniverseBackend(), crowd, {"display_name": "p", "description": "d"}, {"display_name": "w"}, tmp_path)
-    with pytest.raises(RuntimeError, match="backend=local"):
-        job.run()
 
 
 def test_an_export_without_classifications_gives_an_empty_report(tmp_path: Path, state: CampaignState):
