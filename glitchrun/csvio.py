@@ -70,6 +70,11 @@ def structure(text: str, source: str, keep_blank: bool) -> tuple[int, list[int]]
     while width > 1 and not header[width - 1].strip() and all(len(r) < width or not r[width - 1].strip()
                                                                for _, r in rows):
         width -= 1
+    for column in [c for c, name in enumerate(header[:width]) if not name.strip()]:
+        filled = [line for line, record in rows if column < len(record) and record[column].strip()]
+        if filled:
+            raise CsvError(f"{source}: column {column + 1} has no name in the header but holds values at "
+                           f"{listed([f'line {line}' for line in filled])}")
     short = [f"line {line}" for line, record in rows if any(c.strip() for c in record) and len(record) < width]
     long = [f"line {line}" for line, record in rows if any(cell.strip() for cell in record[width:])]
     if long:
@@ -107,7 +112,7 @@ def read_csv(path: str | os.PathLike[str], schema: pa.DataFrameSchema | None = N
                 raise CsvError(f"{what} {path}: columns are separated by {name}, expected commas")
     try:
         width, lines = structure(text, f"{what} {path}", keep_blank=not read_kwargs.get("skip_blank_lines", True))
-        frame = pd.read_csv(io.StringIO(text), index_col=False, **read_kwargs).iloc[:, :width]
+        frame = pd.read_csv(io.StringIO(text), usecols=range(width), **read_kwargs)
     except (pd.errors.ParserError, csv.Error) as err:
         raise CsvError(f"{what} {path}: not a well-formed CSV: {err}") from None
     if frame.empty and not allow_no_rows:
