@@ -19,8 +19,10 @@ import pandera.pandas as pa
 
 from glitchrun.campaign.ingest import ingest_export
 from glitchrun.campaign.state import CampaignState, Round
+from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.csvio import write_csv
 from glitchrun.data.loaders import Candidates
+from glitchrun.images.qscan import STRAIN_COLUMNS
 from glitchrun.learning.learner import make_learner, query
 from glitchrun.learning.strategies import part_counts, pool_measures
 from glitchrun.report import append_upload_section, write_round_report
@@ -245,7 +247,8 @@ class ActiveLearningRound:
             for chunk in response.iter_content(chunk_size=1 << 16):
                 out.write(chunk)
         added = ingest_export(read_classification_export(path), state, self.consensus, list(self.workflow_spec.classes),
-                              round=last.number, source=f"classification export {path}")
+                              round=last.number, source=f"classification export {path}",
+                              task=TaskSpec.from_workflow(workflow, self.campaign["workflow"]))
         state.update_round(last.number, "labelled")
         log.info("round %d: %d new labels from volunteers", last.number, len(added))
 
@@ -293,8 +296,9 @@ class ActiveLearningRound:
     def manifest(self, candidates: Candidates, selected: Round, batch: pd.DataFrame) -> Manifest:
         rows = candidates.frame.loc[batch[KEY]]
         images = self.images.render(rows, self.run_dir / "images")
+        media = [column for column in images.columns if column not in STRAIN_COLUMNS]
         frame = pd.DataFrame({KEY: batch[KEY].to_numpy()})
-        for column in images.columns:
+        for column in media:
             frame[column] = ("images/" + images.loc[batch[KEY], column].astype(str)).to_numpy()
         frame["ifo"] = rows["ifo"].to_numpy(dtype=object)
         frame["event_time"] = rows["event_time"].to_numpy(dtype=float)
@@ -303,11 +307,13 @@ class ActiveLearningRound:
         frame["#score"] = batch["score"].to_numpy()
         frame["#predicted_class"] = batch["predicted_class"].to_numpy()
         frame["#probability"] = batch["probability"].to_numpy()
+        for column in STRAIN_COLUMNS:  # where each subject's strain came from (never synthetic for a real event)
+            frame[f"#{column}"] = images.loc[batch[KEY], column].to_numpy()
         if candidates.frame["label"].isna().all() and rows["truth"].notna().any():
             frame["#truth"] = rows["truth"].to_numpy(dtype=object)  # simulated campaign: for the simulated crowd only
         path = write_csv(frame, self.run_dir / "manifest.csv", MANIFEST_SCHEMA, what="round manifest")
         log.info("manifest of %d subjects written to %s", len(frame), path)
-        return Manifest.from_frame(frame, KEY, self.run_dir, media_columns=list(images.columns))
+        return Manifest.from_frame(frame, KEY, self.run_dir, media_columns=media)
 
     def upload_round(self, conn: Connection, state: CampaignState, candidates: Candidates, selected: Round,
                      project: Any, workflow: Any) -> RoundResult:

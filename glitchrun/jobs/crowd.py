@@ -19,11 +19,11 @@ import pandera.pandas as pa
 from panoptes_client import SubjectWorkflowStatus, Workflow
 from tqdm import tqdm
 
+from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.crowd.simulated import Crowd
 from glitchrun.csvio import write_csv
 from glitchrun.zooniverse.backend import LocalBackend
 from glitchrun.zooniverse.resources import (
-    TASK_KEY,
     ProjectSpec,
     find_project,
     find_workflow,
@@ -53,6 +53,7 @@ class CrowdJob:
         self.crowd = crowd.volunteers
         self.project = ProjectSpec(**project)
         self.workflow_name = workflow["display_name"]
+        self.workflow_config = workflow
         self.run_dir = Path(run_dir)
         self.progress = progress
 
@@ -67,7 +68,8 @@ class CrowdJob:
             if workflow is None:
                 raise LookupError(f"no project {self.project.display_name!r} with workflow {self.workflow_name!r} "
                                   "on the embedded Panoptes; run a round first (glitchrun) or job=init_project")
-            made = Volunteering(conn, self.crowd, workflow, self.progress).classify_until_retired()
+            task = TaskSpec.from_workflow(workflow, self.workflow_config)
+            made = Volunteering(conn, self.crowd, workflow, task, self.progress).classify_until_retired()
         path = write_csv(made, self.run_dir / "crowd_classifications.csv", CLASSIFICATIONS_SCHEMA,
                          what="crowd classifications")
         correct = float((made["answer"] == made["truth"]).mean()) if len(made) else float("nan")
@@ -79,12 +81,13 @@ class CrowdJob:
 class Volunteering:
     """One crowd session on one workflow: which subjects are open, who classifies them next, posting."""
 
-    def __init__(self, conn: Any, crowd: Any, workflow: Workflow, progress: bool) -> None:
+    def __init__(self, conn: Any, crowd: Any, workflow: Workflow, task: TaskSpec, progress: bool) -> None:
         self.conn = conn
         self.crowd = crowd
         self.workflow = workflow
+        self.task = task
         self.progress = progress
-        self.answers = [a["label"] for a in workflow.tasks.get(TASK_KEY, {}).get("answers", [])]
+        self.answers = task.classes
         retirement = workflow.raw.get("retirement") or {}
         if retirement.get("criteria") != "classification_count":
             raise ValueError(f"workflow {workflow.id} retires by {retirement.get('criteria')!r}; the simulated crowd "
@@ -147,7 +150,7 @@ class Volunteering:
         finished = datetime.now(timezone.utc)
         body = {"classifications": {
             "completed": True,
-            "annotations": [{"task": TASK_KEY, "value": answer}],
+            "annotations": [self.task.annotation_for(self.answers[answer])],
             "metadata": {
                 "started_at": iso(finished - timedelta(seconds=5)), "finished_at": iso(finished),
                 "user_agent": "glitchrun-crowd", "user_language": "en", "utc_offset": "0", "source": "api",

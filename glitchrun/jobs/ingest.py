@@ -17,6 +17,7 @@ import pandas as pd
 
 from glitchrun.campaign.ingest import ACCEPTED, REPORT_SCHEMA, record, tally
 from glitchrun.campaign.state import CampaignState
+from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.csvio import write_csv
 from glitchrun.zooniverse.exports import (
     ExportTarget,
@@ -49,6 +50,7 @@ class IngestJob:
         self.state_dir = campaign["state_dir"]
         self.project = ProjectSpec(**campaign["project"])
         self.workflow = WorkflowSpec(**campaign["workflow"])
+        self.workflow_config = campaign["workflow"]
         self.run_dir = Path(run_dir)
         self.export = export
         self.round = round
@@ -72,13 +74,15 @@ class IngestJob:
             with self.backend.connect() as conn:
                 workflow = self.find_workflow(conn.login)
                 path = self.download(workflow)
+                task = TaskSpec.from_workflow(workflow, self.workflow_config)
                 if last is not None and last.status == "uploaded" and number == last.number:
                     retired, total = retirement_progress(workflow, last.subject_set_id)
                     closes_round = retired == total
         else:
             path = Path(self.export)
+            task = TaskSpec.from_config(self.workflow_config, state.get("workflow_id"))
         result = tally(read_classification_export(path), state, self.consensus, list(self.workflow.classes),
-                       source=f"classification export {path}")
+                       source=f"classification export {path}", task=task)
         report = write_csv(result.report, self.run_dir / REPORT, REPORT_SCHEMA, what="agreement report")
         added = record(result, state, number)
         if closes_round:

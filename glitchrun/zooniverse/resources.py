@@ -1,6 +1,7 @@
 """Finding and creating the campaign's Zooniverse resources through panoptes-client, idempotently.
 
-A campaign is one project, one workflow whose single question's answers are the glitch classes, and one
+A campaign is one project, one workflow whose task ``T0`` asks for the glitch class (a single-answer
+question whose answers are the classes, or a survey task whose choices map to the classes), and one
 subject set per round. Resources are looked up by display name among the logged-in owner's, so re-running
 a job after a crash finds what the first run made instead of making it twice.
 """
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from panoptes_client import (
     Panoptes,
@@ -42,12 +44,19 @@ class ProjectSpec:
 
 @dataclass(frozen=True)
 class WorkflowSpec:
-    """The workflow: one question whose answers are the glitch classes (config ``campaign.workflow``)."""
+    """The workflow (config ``campaign.workflow``): task ``T0`` asks for the glitch class, as a single-answer
+    question whose answers are the classes (``task_type: single``) or as a survey task (``survey``) whose
+    choices (choice id -> {class, label, description}) map to the classes. ``task`` and ``versions`` say
+    which task and workflow versions ingest reads (``glitchrun.campaign.tasks.TaskSpec``)."""
 
     display_name: str
     classes: Sequence[str]
     question: str = "Which glitch class is this?"
     retirement_count: int = 3
+    task_type: str = "single"
+    choices: Mapping[str, Mapping[str, str]] | None = None
+    task: str | None = None
+    versions: Any = None
 
     def __post_init__(self) -> None:
         if not self.classes:
@@ -56,13 +65,50 @@ class WorkflowSpec:
             raise ValueError(f"campaign.workflow.classes has repeated names: {list(self.classes)}")
         if int(self.retirement_count) < 1:
             raise ValueError(f"campaign.workflow.retirement_count must be >= 1, got {self.retirement_count}")
+        if self.task_type not in ("single", "survey"):
+            raise ValueError(f"campaign.workflow.task_type must be single or survey, got {self.task_type!r}")
+        if self.task_type == "survey":
+            if not self.choices:
+                raise ValueError("campaign.workflow.choices is empty: a survey task needs its choice -> class table")
+            mapped, classes = {str(c.get("class")) for c in self.choices.values()}, set(self.classes)
+            if mapped != classes:
+                raise ValueError(f"campaign.workflow.choices map to classes {sorted(mapped - classes)} that are not in "
+                                 f"campaign.workflow.classes, and classes {sorted(classes - mapped)} have no choice; "
+                                 "every choice needs a class and every class a choice")
+
+    def options(self) -> list[str]:
+        """What annotations of the task name: answer labels (question) or choice ids (survey)."""
+        return [str(c) for c in self.choices] if self.task_type == "survey" else list(self.classes)
 
     def tasks(self) -> dict:
+        if self.task_type == "survey":
+            return {TASK_KEY: self.survey()}
         answers = [{"label": name} for name in self.classes]
-        return {TASK_KEY: {"type": "single", "question": self.question, "help": "", "required": True, "answers": answers}}
+        return {TASK_KEY: {"type": "single", "question": self.question, "help": "", "required": True,
+                           "answers": answers}}
+
+    def survey(self) -> dict:
+        """A survey task with one choice per table entry and no follow-up questions or filters, in the fields
+        of the front-end's SurveyTask model (front-end-monorepo lib-classifier plugins/tasks/survey)."""
+        choices = {
+            str(cid): {"label": str(c.get("label") or c["class"]), "description": str(c.get("description") or ""),
+                       "images": [], "characteristics": {}, "confusions": {}, "confusionsOrder": [],
+                       "noQuestions": True}
+            for cid, c in self.choices.items()
+        }
+        return {"type": "survey", "required": True, "characteristics": {}, "characteristicsOrder": [],
+                "choices": choices, "choicesOrder": list(choices), "questions": {}, "questionsOrder": [],
+                "questionsMap": {}, "images": {}, "inclusions": [], "exclusions": [], "thumbnails": "default"}
 
     def retirement(self) -> dict:
         return {"criteria": "classification_count", "options": {"count": int(self.retirement_count)}}
+
+
+def workflow_options(task: Mapping[str, Any]) -> list[str]:
+    """A workflow task's options as annotations name them: answer labels (question) or choice ids (survey)."""
+    if task.get("type") == "survey":
+        return [str(c) for c in task.get("choicesOrder") or task.get("choices") or []]
+    return [str(a.get("label")) for a in task.get("answers") or []]
 
 
 def find_project(spec: ProjectSpec, owner: str | None) -> Project | None:
@@ -95,16 +141,18 @@ def find_workflow(project: Project, display_name: str) -> Workflow | None:
 def ensure_workflow(project: Project, spec: WorkflowSpec) -> tuple[Workflow, bool]:
     """Find the project's workflow by display name or create it; returns (workflow, created).
 
-    An existing workflow whose answers differ from the configured classes is an error, not silently
-    changed: classifications already made refer to answer positions.
+    An existing workflow whose task type or options (answers, survey choices) differ from the config is an
+    error, not silently changed: classifications already made refer to answer positions and choice ids.
     """
     workflow = find_workflow(project, spec.display_name)
     if workflow is not None:
-        answers = [a.get("label") for a in workflow.tasks.get(TASK_KEY, {}).get("answers", [])]
-        if answers != list(spec.classes):
+        task = workflow.tasks.get(TASK_KEY, {})
+        options = workflow_options(task)
+        if (task.get("type"), options) != (spec.task_type, spec.options()):
+            where = "campaign.workflow.choices" if spec.task_type == "survey" else "campaign.workflow.classes"
             raise ValueError(
-                f"workflow {workflow.id} ({spec.display_name!r}) answers {answers} differ from "
-                f"campaign.workflow.classes {list(spec.classes)}; use another workflow name or the same classes"
+                f"workflow {workflow.id} ({spec.display_name!r}) {task.get('type')} task options {options} differ from "
+                f"{where} {spec.options()} ({spec.task_type}); use another workflow name or the same classes"
             )
         return workflow, False
     workflow = Workflow()
@@ -115,7 +163,8 @@ def ensure_workflow(project: Project, spec: WorkflowSpec) -> tuple[Workflow, boo
     workflow.first_task = TASK_KEY
     workflow.retirement = spec.retirement()
     workflow.save()
-    log.info("created workflow %s (%s) with %d answers", workflow.id, spec.display_name, len(spec.classes))
+    log.info("created workflow %s (%s): a %s task with %d options", workflow.id, spec.display_name, spec.task_type,
+             len(spec.options()))
     return workflow, True
 
 
