@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 import glitchrun
 from glitchrun import config, console
+from glitchrun.data.loaders import resolve_path
 
 REPO = Path(__file__).resolve().parents[1]
 GROUPS = ["job", "backend", "data", "learner", "strategy", "images", "crowd"]
@@ -155,4 +156,4 @@ def test_experiment_overlays_compose_and_name_existing_data(experiment: str, tmp
     OmegaConf.resolve(cfg)
     instantiate(cfg.job)  # the whole job graph builds
     path = cfg.data.get("path")
-    assert path is None or (REPO / path).resolve().is_file(), f"{path} (relative to the checkout's root)"
+    assert path is None or resolve_path(path).is_file(), f"{path} (from the checkout's root, or pkg://)"
