@@ -111,7 +111,7 @@ def parameters(target: Any) -> tuple[dict[str, inspect.Parameter], dict[str, Any
         try:
             hints = typing.get_type_hints(source)
             break
-        except Exception:  # annotations naming what only type checkers import: no type checks, names still checked
+        except (NameError, TypeError, AttributeError):  # names only type checkers import: names still checked
             continue
     return named, hints, anything
 
@@ -160,7 +160,7 @@ def value(parent: DictConfig, key: str, hint: Any, where: str, problems: Problem
         if "_target_" in resolved:
             try:
                 target = get_method(str(resolved._target_))
-            except Exception:
+            except (ImportError, AttributeError, ValueError):
                 problems.setdefault(where, f"{where}._target_ {resolved._target_!r} cannot be imported")
                 return
             fields(resolved, target, where, problems, partial=bool(resolved.get("_partial_", False)))

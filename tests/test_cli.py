@@ -6,9 +6,9 @@ import functools
 import inspect
 import logging
 import os
-import warnings
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 

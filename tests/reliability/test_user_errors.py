@@ -97,9 +97,9 @@ def test_a_refusal_from_zooniverse_is_a_user_error_and_a_bug_is_not(tmp_path: Pa
     """The real client's exception for a request the server refuses; a library's own failure stays a bug."""
     with EmbeddedPanoptes(tmp_path / "server") as server:
         _, password = server.ensure_user("alice")
-        with Panoptes(endpoint=server.endpoint, username="alice", password=password):
-            with pytest.raises(PanoptesAPIException) as refused:
-                Project.find(999999)
+        with Panoptes(endpoint=server.endpoint, username="alice", password=password), \
+                pytest.raises(PanoptesAPIException) as refused:
+            Project.find(999999)
     assert user_message(refused.value) == f"Zooniverse refused the request: {refused.value}"
     with pytest.raises(ValueError) as numpy_failure:
         np.zeros(-1)
