@@ -61,8 +61,8 @@ def test_subject_export_is_parsed(tmp_path: Path):
 @pytest.mark.parametrize("change,expected", [
     (("[{", "[{{"), "column 'annotations' fails is not a JSON array at line 2"),
     (("1.1,2024-05-01 12:00:07", "1.1,yesterday"), "column 'created_at' fails is not a 'YYYY-MM-DD HH:MM:SS UTC' time at line 3"),
-    (("12;13", "12,13"), "not a well-formed CSV"),
-    (("workflow_version,", ""), "workflow_version"),
+    (("12;13", "12,13"), "line 3 has more cells than the header's 14 columns"),
+    (("workflow_version,", ""), "line 2, line 3 have more cells than the header's 13 columns"),
 ])
 def test_malformed_classification_export_names_line_and_column(tmp_path: Path, change: tuple[str, str], expected: str):
     text = CLASSIFICATIONS.replace(*change, 1)
