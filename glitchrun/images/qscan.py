@@ -248,6 +248,17 @@ def q_transform(segment: StrainSegment, *, qrange: tuple[float, float] = GRAVITY
 
 # -- rendering ----------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _Frame:
+    """A drawn frame: the whole image over white, and the few plot-area pixels it covers (``drawn``, spines
+    and ticks) with their alpha and alpha-weighted colour, blended over the spectrogram there only."""
+
+    over_white: np.ndarray
+    drawn: tuple[np.ndarray, np.ndarray]
+    alpha: np.ndarray
+    weighted: np.ndarray
+
+
 class _Canvas:
     """A Gravity-Spy-style figure whose frame (axes, ticks, labels, title, colour bar) matplotlib draws
     once per (window, frequency band, title) and whose plot area is filled with colour-mapped pixels.
@@ -286,11 +297,10 @@ class _Canvas:
         self.columns = slice(round(box.x0), round(box.x1))
         #: (rows, columns) of the plot area: the energy grid has one value per screen pixel
         self.pixels = (self.rows.stop - self.rows.start, self.columns.stop - self.columns.start)
-        self._frames: dict[tuple[float, tuple[float, float], str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._frames: dict[tuple[float, tuple[float, float], str], _Frame] = {}
 
-    def _frame(self, window: float, flim: tuple[float, float], title: str
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The frame over white, and over the plot area its alpha and alpha-weighted colour."""
+    def _frame(self, window: float, flim: tuple[float, float], title: str) -> _Frame:
+        """The frame over white, and where it covers the plot area, its alpha and alpha-weighted colour."""
         key = (window, flim, title)
         if key not in self._frames:
             with style.context("default"):  # new tick artists read rcParams too
@@ -299,7 +309,8 @@ class _Canvas:
             alpha = rgba[..., 3:] / 255
             over_white = (rgba[..., :3] * alpha + 255 * (1 - alpha) + 0.5).astype(np.uint8)
             area = (self.rows, self.columns)
-            self._frames[key] = (over_white, alpha[area], rgba[..., :3][area] * alpha[area])
+            drawn = np.nonzero(alpha[area][..., 0])
+            self._frames[key] = _Frame(over_white, drawn, alpha[area][drawn], (rgba[..., :3] * alpha)[area][drawn])
         return self._frames[key]
 
     def _draw(self, window: float, flim: tuple[float, float], title: str) -> None:
@@ -317,11 +328,13 @@ class _Canvas:
 
     def save(self, energy: np.ndarray, window: float, flim: tuple[float, float], title: str, path: Path) -> None:
         """Write ``energy`` (lowest frequency first, ``pixels`` in shape) framed as a PNG at ``path``."""
-        over_white, alpha, weighted = self._frame(window, flim, title)
+        frame = self._frame(window, flim, title)
         # matplotlib's colormap lookup: index floor(x * N) of the normalised value, clipped to the table
         index = np.clip((energy[::-1] * (LUT_SIZE / self.vmax)).astype(np.int64), 0, LUT_SIZE - 1)
-        image = over_white.copy()
-        image[self.rows, self.columns] = (weighted + self.lut[index] * (1 - alpha) + 0.5).astype(np.uint8)
+        area = self.lut[index]
+        area[frame.drawn] = (frame.weighted + area[frame.drawn] * (1 - frame.alpha) + 0.5).astype(np.uint8)
+        image = frame.over_white.copy()
+        image[self.rows, self.columns] = area
         Image.fromarray(image).save(path, format="png", compress_level=PNG_COMPRESSION)
 
 
