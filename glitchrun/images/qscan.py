@@ -4,11 +4,13 @@ Volunteers classify what they see, so the images follow Gravity Spy's: the Omega
 of whitened strain (Q 4–64, 10–2048 Hz), the loudest Q plane within ±0.25 s of the event, shown over
 0.5, 1, 2 and 4 s windows centred on it, log-frequency axis, viridis normalised energy from 0 to 25.5.
 
-The transform is our own numpy implementation of gwpy's tiling (``TimeSeries.q_transform``; the tests
-check both find the same peak tile). It is faster because it whitens and FFTs each candidate once for
-all four durations, crops the whitened data to the span the images need, transforms rows of equal length
-with one batched inverse FFT, and interpolates only onto the image's own pixel grid. Each worker process
-has matplotlib (no pyplot) draw the Gravity Spy frame once per window and title, and pastes each image's
+The transform gives what gwpy's ``TimeSeries.q_transform`` gives (``bench_qscan.py --fidelity`` and the
+tests compare the two on the same grid): gwpy whitens the whole segment (its own ``asd`` and ``whiten``), the
+tiling, tile windows and loudest-plane rule are gwpy's, and the images are interpolated with gwpy's cubic
+splines. It is faster because it whitens and transforms each candidate once for all four durations, in
+single precision, transforms rows of equal length with one batched inverse FFT, fits the splines only
+around the times shown, and evaluates them only on the image's own pixel grid. Each worker process has
+matplotlib (no pyplot) draw the Gravity Spy frame once per window and title, and pastes each image's
 colour-mapped pixels into it, instead of building and drawing a figure per image.
 """
 
@@ -57,8 +59,8 @@ GRAVITY_SPY_VMAX = 25.5
 #: maximum fractional energy mismatch between neighbouring tiles (Omega's and gwpy's default)
 MISMATCH = 0.2
 DELTAM = 2 * math.sqrt(MISMATCH / 3)
-#: whitening as gwpy's ``q_transform`` does it: an ASD from 2 s Hann segments overlapping by half, median
-#: averaged, turned into a 2 s FIR filter
+#: whitening as gwpy's ``q_transform`` does it by default: an ASD from 2 s Hann segments (its length for
+#: rates of 1024 Hz and more) overlapping by half, median averaged, turned into a 2 s FIR filter
 FFTLENGTH = 2.0
 FDURATION = 2.0
 #: tile energies kept on each side of the images' times for their cubic splines: a not-a-knot spline's
@@ -151,7 +153,7 @@ def q_tiling(qrange: tuple[float, float], frange: tuple[float, float], duration:
     cumulative = math.log(qrange[1] / qrange[0]) / math.sqrt(2)
     nplanes = max(1, math.ceil(cumulative / DELTAM))
     qs = qrange[0] * np.exp(math.sqrt(2) * cumulative / nplanes * (np.arange(nplanes) + 0.5))
-    band = (frange[0], min(frange[1], sample_rate / 2 / (1 + math.sqrt(11) / qs[0])))
+    band = (float(frange[0]), float(min(frange[1], sample_rate / 2 / (1 + math.sqrt(11) / qs[0]))))
     return QTiling(band, tuple((float(q), tuple(_row_groups(q, _row_frequencies(q, *band, duration), duration)))
                                for q in qs))
 
@@ -205,9 +207,9 @@ class QPlane:
         return tuple(splines)
 
     def grid(self, times: np.ndarray, frequencies: np.ndarray) -> np.ndarray:
-        """Normalised energy (len(frequencies) × len(times)) as gwpy's ``QGram.interpolate`` computes it:
-        each row's cubic spline in time, then at each time a cubic spline across the rows in (linear)
-        frequency, held at the top and bottom rows' values outside them."""
+        """Normalised energy (len(frequencies) × len(times), ``times`` within ``shown``) as gwpy's
+        ``QGram.interpolate`` computes it: each row's cubic spline in time, then at each time a cubic spline
+        across the rows in (linear) frequency, held at the top and bottom rows' values outside them."""
         rows = np.concatenate([spline(times) for spline in self._time_splines])
         row_f = self.frequencies
         if row_f.size == 1:
