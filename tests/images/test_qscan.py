@@ -119,12 +119,13 @@ def test_a_file_named_by_the_candidate_is_used_before_synthetic(npz: NpzStrain, 
 # -- agreement with gwpy ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cid", [
-    "o3strain-0",   # Blip
+    # a Blip, a Whistle and a Scattered_Light on which the cropped, ASD-divided transform glitchrun had
+    # before chose another Q plane than gwpy (correlation 0.53, 0.23, 0.47 on a 1 s window)
+    "o3strain-2",
+    "o3strain-44",
+    "o3strain-26",
     "o3strain-4",   # Tomte
-    "o3strain-6",   # Light_Modulation
-    "o3strain-13",  # Whistle, faint: whitening and tiling decide between the Q planes
-    "o3strain-27",  # Whistle, loud
-    "o3strain-40",  # Scattered_Light, a long low-frequency structure
+    "o3strain-6",   # Light_Modulation, loud up to the top of the band
     "synthetic",    # 8192 Hz
 ])
 def test_energies_are_gwpys_q_transform(npz: NpzStrain, cid: str):
