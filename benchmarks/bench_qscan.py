@@ -11,10 +11,15 @@ Each renderer first renders two other candidates untimed, so worker start-up and
 rates; then both run ``--repeat`` times, alternately, and the fastest run of each counts (on a shared
 machine, other load only ever slows a run down). CPU seconds (this process and its live joblib workers,
 read from /proc on Linux) are printed too: unlike wall time they barely change with other load.
+``--fidelity`` compares instead what the two draw: for every segment and duration, glitchrun's normalised
+energy on gwpy's own output grid (``q_transform(..., outseg, tres, fres, logf=True)`` with the plot area's
+pixel counts) against gwpy's; it prints per example and window the correlation, the ratio of the peaks
+(glitchrun / gwpy) and whether both picked the same Q plane, then a summary per class.
 Run from the repository root:
 
     python benchmarks/bench_qscan.py                 # 12 candidates x 4 images, n_jobs=2
     python benchmarks/bench_qscan.py --candidates 24 --n-jobs 1
+    python benchmarks/bench_qscan.py --fidelity      # all 60 segments x 4 durations, one process
 """
 
 from __future__ import annotations
@@ -25,13 +30,17 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
 from glitchrun.images.qscan import QScanImages, file_stem, image_title
-from glitchrun.images.strain import NpzStrain
+from glitchrun.images.strain import NpzStrain, StrainSegment
+
+if TYPE_CHECKING:
+    from gwpy.spectrogram import Spectrogram
 
 REPO = Path(__file__).resolve().parents[1]
 NPZ = REPO.parent / "shared" / "data" / "o3_glitch_strain_examples.npz"
@@ -44,16 +53,8 @@ def baseline_image(images: QScanImages, source: NpzStrain, cid: str, row: dict, 
 
     matplotlib.use("agg")
     import matplotlib.pyplot as plt
-    from gwpy.timeseries import TimeSeries
 
-    segment = source.segment(cid, row)
-    rows, columns = images.plot_area
-    nrows, ncols = rows.stop - rows.start, columns.stop - columns.start
-    series = TimeSeries(segment.data, sample_rate=segment.sample_rate, t0=-segment.centre)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # 2048 Hz is capped for 4096 Hz data
-        spec = series.q_transform(qrange=images.qrange, frange=images.frange, gps=0, search=images.search,
-                                  outseg=(-window / 2, window / 2), tres=window / ncols, fres=nrows, logf=True)
+    spec = reference_energy(images, source.segment(cid, row), window)
     width, height = images.size
     fig, ax = plt.subplots(figsize=(width / 100, height / 100), dpi=100)
     flim = np.log2(spec.frequencies.value[[0, -1]])
@@ -76,6 +77,54 @@ def run_baseline(images: QScanImages, source: NpzStrain, frame: pd.DataFrame, ou
     Parallel(n_jobs=n_jobs)(delayed(baseline_image)(images, source, cid, row, window, out_dir)
                             for cid, row in zip(frame.index, frame.to_dict("records"), strict=True)
                             for window in images.durations)
+
+
+def reference_energy(images: QScanImages, segment: StrainSegment, window: float) -> Spectrogram:
+    """gwpy's ``q_transform`` of the segment over ``window`` on the plot area's pixel grid (as the baseline)."""
+    from gwpy.timeseries import TimeSeries
+
+    rows, columns = images.plot_area
+    series = TimeSeries(segment.data, sample_rate=segment.sample_rate, t0=-segment.centre)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 2048 Hz is capped for 4096 Hz data
+        return series.q_transform(qrange=images.qrange, frange=images.frange, gps=0, search=images.search,
+                                  outseg=(-window / 2, window / 2), tres=window / (columns.stop - columns.start),
+                                  fres=rows.stop - rows.start, logf=True)
+
+
+def fidelity(images: QScanImages, source: NpzStrain, frame: pd.DataFrame) -> pd.DataFrame:
+    """Per candidate and duration: correlation and peak ratio of glitchrun's energy grid against gwpy's on
+    the same times and frequencies, and the Q of both planes."""
+    records = []
+    for cid, row in zip(frame.index, frame.to_dict("records"), strict=True):
+        segment = source.segment(cid, row)
+        plane = images.transform(cid, row, segment)
+        for window in images.durations:
+            reference = reference_energy(images, segment, window)
+            theirs = reference.value.T  # frequency x time, as ours
+            ours = plane.grid(reference.times.value, reference.frequencies.value)
+            records.append({"id": cid, "label": row["label"], "window": window,
+                            "correlation": np.corrcoef(ours.ravel(), theirs.ravel())[0, 1],
+                            "peak ratio": ours.max() / theirs.max(),
+                            "max |difference|": np.abs(ours - theirs).max(), "Q": plane.q, "gwpy Q": reference.q})
+    return pd.DataFrame(records)
+
+
+def print_fidelity(table: pd.DataFrame) -> None:
+    with pd.option_context("display.max_rows", None, "display.width", 120):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+    table = table.assign(within=(table["peak ratio"] - 1).abs() <= 0.05, same_q=np.isclose(table["Q"], table["gwpy Q"]))
+    summary = table.groupby("label").agg(images=("id", "size"), min_correlation=("correlation", "min"),
+                                         median_correlation=("correlation", "median"),
+                                         min_peak=("peak ratio", "min"), max_peak=("peak ratio", "max"),
+                                         max_difference=("max |difference|", "max"),
+                                         peak_within_5pct=("within", "sum"), same_q=("same_q", "sum"))
+    summary.loc["all"] = [len(table), table["correlation"].min(), table["correlation"].median(),
+                          table["peak ratio"].min(), table["peak ratio"].max(), table["max |difference|"].max(),
+                          table["within"].sum(), table["same_q"].sum()]
+    print(summary.to_string(float_format=lambda v: f"{v:.6g}"))
+    good = (table["correlation"] >= 0.99) & table["within"]
+    print(f"{good.sum()} of {len(table)} images at correlation >= 0.99 with a peak within 5 % of gwpy's")
 
 
 def cpu_seconds() -> float:
@@ -108,10 +157,14 @@ def main() -> None:
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--size", type=int, nargs=2, default=(800, 600), metavar=("WIDTH", "HEIGHT"))
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--fidelity", action="store_true", help="compare the energies with gwpy's, not the speed")
     args = parser.parse_args()
 
     source = NpzStrain(args.npz)
     frame = source.candidates()
+    if args.fidelity:
+        print_fidelity(fidelity(QScanImages(size=args.size, strain=source), source, frame))
+        return
     step = max(1, len(frame) // args.candidates)  # every step-th segment: all five classes, both detectors
     timed_rows = frame.iloc[::step].iloc[:args.candidates]
     warm_rows = frame.drop(timed_rows.index).iloc[:2]

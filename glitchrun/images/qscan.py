@@ -4,11 +4,13 @@ Volunteers classify what they see, so the images follow Gravity Spy's: the Omega
 of whitened strain (Q 4–64, 10–2048 Hz), the loudest Q plane within ±0.25 s of the event, shown over
 0.5, 1, 2 and 4 s windows centred on it, log-frequency axis, viridis normalised energy from 0 to 25.5.
 
-The transform is our own numpy implementation of gwpy's tiling (``TimeSeries.q_transform``; the tests
-check both find the same peak tile). It is faster because it whitens and FFTs each candidate once for
-all four durations, crops the whitened data to the span the images need, transforms rows of equal length
-with one batched inverse FFT, and interpolates only onto the image's own pixel grid. Each worker process
-has matplotlib (no pyplot) draw the Gravity Spy frame once per window and title, and pastes each image's
+The transform gives what gwpy's ``TimeSeries.q_transform`` gives (``bench_qscan.py --fidelity`` and the
+tests compare the two on the same grid): gwpy whitens the whole segment (its own ``asd`` and ``whiten``), the
+tiling, tile windows and loudest-plane rule are gwpy's, and the images are interpolated with gwpy's cubic
+splines. It is faster because it whitens and transforms each candidate once for all four durations, in
+single precision, transforms rows of equal length with one batched inverse FFT, fits the splines only
+around the times shown, and evaluates them only on the image's own pixel grid. Each worker process has
+matplotlib (no pyplot) draw the Gravity Spy frame once per window and title, and pastes each image's
 colour-mapped pixels into it, instead of building and drawing a figure per image.
 """
 
@@ -20,7 +22,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from PIL import Image
-from scipy.signal import welch
-from scipy.signal.windows import tukey
+from scipy.fft import ifft
+from scipy.interpolate import make_interp_spline
 from tqdm.auto import tqdm
 
 from glitchrun.data.loaders import SyntheticData
@@ -57,12 +59,13 @@ GRAVITY_SPY_VMAX = 25.5
 #: maximum fractional energy mismatch between neighbouring tiles (Omega's and gwpy's default)
 MISMATCH = 0.2
 DELTAM = 2 * math.sqrt(MISMATCH / 3)
-#: seconds of data kept on each side of the longest window: the longest tiles (10 Hz, Q 64) last ~1 s
-MARGIN = 2.0
-#: ASD estimate for whitening: 2 s Hann segments, 50 % overlap, median average (gwpy's defaults)
+#: whitening as gwpy's ``q_transform`` does it by default: an ASD from 2 s Hann segments (its length for
+#: rates of 1024 Hz and more) overlapping by half, median averaged, turned into a 2 s FIR filter
 FFTLENGTH = 2.0
-#: seconds of Tukey taper at each end of the data before the whitening FFT
-TAPER = 0.5
+FDURATION = 2.0
+#: tile energies kept on each side of the images' times for their cubic splines: a not-a-knot spline's
+#: dependence on a sample decays by 2 - √3 per sample, so 16 more change it by < 1e-9 of the energy
+SPLINE_PAD = 16
 DPI = 100
 #: entries of the colour table (matplotlib's default colormap resolution)
 LUT_SIZE = 256
@@ -90,10 +93,14 @@ class _RowGroup:
     window: np.ndarray
 
     def energies(self, spectrum: np.ndarray) -> np.ndarray:
-        """Tile energies (rows × ntiles), each row normalised by its median as gwpy's ``norm='median'``."""
-        rows = np.zeros(self.frequencies.size * self.ntiles, dtype=np.complex128)
-        rows[self.flat] = spectrum[self.bins] * self.window
-        energy = np.abs(np.fft.ifft(rows.reshape(self.frequencies.size, self.ntiles), axis=1)) ** 2
+        """Tile energies (rows × ntiles), each row normalised by its median as gwpy's ``norm='median'``.
+
+        In single precision: gwpy returns float32 energies too, and the FFTs take a quarter less time.
+        """
+        rows = np.zeros((self.frequencies.size, self.ntiles), dtype=np.complex64)
+        rows.ravel()[self.flat] = spectrum[self.bins] * self.window
+        tiles = ifft(rows, axis=1, overwrite_x=True)
+        energy = tiles.real ** 2 + tiles.imag ** 2
         return energy / np.median(energy, axis=1, keepdims=True)
 
 
@@ -118,9 +125,11 @@ def _row_groups(q: float, frequencies: np.ndarray, duration: float) -> list[_Row
             half = int(f / qprime * duration)
             offsets = np.arange(-half, half + 1)
             # the window is centred on tile-array index 0 (negative offsets wrap to the end): the same
-            # energies as gwpy's padded-and-shifted layout, which only differs by a phase ramp
+            # energies as gwpy's padded-and-shifted layout, which only differs by a phase ramp. Like gwpy
+            # (``QTile.get_data_indices``, Omega's 1-based indexing carried over), the window reads the
+            # spectrum one bin above the row's frequency
             flat.append(row * n + offsets % n)
-            bins.append(np.round(offsets + f * duration).astype(int))
+            bins.append(np.round(offsets + 1 + f * duration).astype(int))
             window.append((1 - (offsets / duration * qprime / f) ** 2) ** 2)
         groups.append(_RowGroup(freqs, int(n), np.concatenate(flat), np.concatenate(bins),
                                 np.concatenate(window)))
@@ -129,8 +138,8 @@ def _row_groups(q: float, frequencies: np.ndarray, duration: float) -> list[_Row
 
 @dataclass(frozen=True)
 class QTiling:
-    """The Q planes ``(q, row groups)`` tiling ``frange``; its top is capped where the lowest-Q tiles
-    would cross Nyquist (as gwpy does, with a warning): ~1120 Hz for 4096 Hz data."""
+    """The Q planes ``(q, row groups)`` tiling ``frange``; its top is capped where the lowest plane's
+    tiles would cross Nyquist (as gwpy does, with a warning): ~1291 Hz for 4096 Hz data."""
 
     frange: tuple[float, float]
     planes: tuple[tuple[float, tuple[_RowGroup, ...]], ...]
@@ -144,26 +153,20 @@ def q_tiling(qrange: tuple[float, float], frange: tuple[float, float], duration:
     cumulative = math.log(qrange[1] / qrange[0]) / math.sqrt(2)
     nplanes = max(1, math.ceil(cumulative / DELTAM))
     qs = qrange[0] * np.exp(math.sqrt(2) * cumulative / nplanes * (np.arange(nplanes) + 0.5))
-    band = (frange[0], min(frange[1], sample_rate / 2 / (1 + math.sqrt(11) / qrange[0])))
+    band = (float(frange[0]), float(min(frange[1], sample_rate / 2 / (1 + math.sqrt(11) / qs[0]))))
     return QTiling(band, tuple((float(q), tuple(_row_groups(q, _row_frequencies(q, *band, duration), duration)))
                                for q in qs))
 
 
 def whiten(data: np.ndarray, sample_rate: float) -> np.ndarray:
-    """``data`` divided by its own ASD in the frequency domain (median Welch estimate), back in time.
+    """``data`` whitened by gwpy exactly as its ``TimeSeries.q_transform`` does by default (``asd`` then
+    ``whiten``: a Hann-windowed FIR filter from the inverse ASD, the data's ends tapered), so the energies,
+    and the Q plane picked from them, are gwpy's."""
+    from gwpy.timeseries import TimeSeries  # gwpy is slow to import; only Q scans and strain reads need it
 
-    Dividing the full-length spectrum by the ASD is the long-FIR limit of gwpy's whitening filter; the
-    taper keeps the edges from leaking, and the Q scan later drops the edges the division wraps around.
-    """
-    nperseg = int(FFTLENGTH * sample_rate)
-    freqs_asd, psd = welch(data, fs=sample_rate, window="hann", nperseg=nperseg, noverlap=nperseg // 2,
-                           average="median")
-    taper = tukey(data.size, alpha=min(1.0, 2 * TAPER * sample_rate / data.size))
-    spectrum = np.fft.rfft((data - data.mean()) * taper)
-    asd = np.sqrt(np.interp(np.fft.rfftfreq(data.size, 1 / sample_rate), freqs_asd, psd))
-    spectrum = np.divide(spectrum, asd, out=np.zeros_like(spectrum), where=asd > 0)
-    spectrum[0] = 0
-    return np.fft.irfft(spectrum, data.size)
+    series = TimeSeries(data, sample_rate=sample_rate)
+    asd = series.asd(FFTLENGTH, FFTLENGTH / 2, window="hann", method="median")
+    return series.whiten(asd=asd, fduration=FDURATION).value
 
 
 @dataclass(frozen=True)
@@ -183,61 +186,80 @@ class QPlane:
     peak_time: float
     peak_frequency: float
     peak_energy: float
+    #: the times the images show: the rows' splines are fitted around them only (``SPLINE_PAD``)
+    shown: tuple[float, float] = (-math.inf, math.inf)
 
     @property
     def frequencies(self) -> np.ndarray:
         return np.concatenate([g.frequencies for g in self.groups])
 
-    def grid(self, times: np.ndarray, frequencies: np.ndarray) -> np.ndarray:
-        """Normalised energy (len(frequencies) × len(times)), linear in time and in log-frequency."""
-        rows = []
+    @cached_property
+    def _time_splines(self) -> tuple[Any, ...]:
+        """Per row group, the cubic splines through its rows' tile energies in time (gwpy's
+        ``InterpolatedUnivariateSpline``: not-a-knot, like ``make_interp_spline``), over ``shown``."""
+        splines = []
         for group, energy in zip(self.groups, self.energies, strict=True):
-            position = (times - self.start) / self.span * group.ntiles
-            left = np.clip(np.floor(position).astype(int), 0, group.ntiles - 2)
-            weight = np.clip(position - left, 0, 1)
-            rows.append(energy[:, left] * (1 - weight) + energy[:, left + 1] * weight)
-        plane = np.concatenate(rows)
-        row_f = np.log(self.frequencies)
+            step = self.span / group.ntiles
+            first = max(0, math.floor((self.shown[0] - self.start) / step) - SPLINE_PAD)
+            stop = min(group.ntiles, math.ceil((self.shown[1] - self.start) / step) + 1 + SPLINE_PAD)
+            times = self.start + np.arange(first, stop) * step
+            splines.append(make_interp_spline(times, energy[:, first:stop], k=3, axis=1))
+        return tuple(splines)
+
+    def grid(self, times: np.ndarray, frequencies: np.ndarray) -> np.ndarray:
+        """Normalised energy (len(frequencies) × len(times), ``times`` within ``shown``) as gwpy's
+        ``QGram.interpolate`` computes it: each row's cubic spline in time, then at each time a cubic spline
+        across the rows in (linear) frequency, held at the top and bottom rows' values outside them."""
+        rows = np.concatenate([spline(times) for spline in self._time_splines])
+        row_f = self.frequencies
         if row_f.size == 1:
-            return np.repeat(plane, frequencies.size, axis=0)
-        position = np.interp(np.log(frequencies), row_f, np.arange(row_f.size))
-        lower = np.minimum(position.astype(int), row_f.size - 2)
-        weight = (position - lower)[:, None]
-        return plane[lower] * (1 - weight) + plane[lower + 1] * weight
+            return np.repeat(rows, frequencies.size, axis=0)
+        across = make_interp_spline(row_f, rows, k=min(3, row_f.size - 1), axis=0)
+        return across(np.clip(frequencies, row_f[0], row_f[-1]))
 
 
-def q_transform(segment: StrainSegment, *, span: float, qrange: tuple[float, float] = GRAVITY_SPY_QRANGE,
-                frange: tuple[float, float] = GRAVITY_SPY_FRANGE, search: float = 0.5) -> QPlane:
-    """Whiten ``segment``, keep ``span`` seconds around its glitch and return the Q plane whose loudest
-    tile within ``±search/2`` of the glitch is the loudest of all planes (gwpy's ``gps``/``search``)."""
+def q_transform(segment: StrainSegment, *, qrange: tuple[float, float] = GRAVITY_SPY_QRANGE,
+                frange: tuple[float, float] = GRAVITY_SPY_FRANGE, search: float = 0.5,
+                shown: tuple[float, float] = (-math.inf, math.inf)) -> QPlane:
+    """Whiten the whole ``segment`` and return the Q plane whose loudest tile within ``±search/2`` of the
+    glitch is the loudest of all planes, as gwpy's ``q_transform(gps=glitch, search=search)`` does. Images
+    over ``shown`` (seconds from the glitch) can then be drawn from the plane (``QPlane.grid``)."""
     rate = segment.sample_rate
-    if segment.duration < span:
-        raise ValueError(f"{segment.origin}: {segment.duration:g} s of data, the Q scan needs {span:g} s")
-    n = int(round(span * rate))
-    first = int(round((segment.centre - span / 2) * rate))
-    first = min(max(first, 0), segment.data.size - n)  # slide the span inside the data near its edges
-    spectrum = np.fft.rfft(whiten(segment.data, rate)[first:first + n])
-    start = first / rate - segment.centre
-    tiling = q_tiling(tuple(qrange), tuple(frange), n / rate, rate)
+    spectrum = np.fft.rfft(whiten(segment.data, rate))
+    start, span = -segment.centre, segment.data.size / rate
+    tiling = q_tiling(tuple(qrange), tuple(frange), span, rate)
     best: QPlane | None = None
     for q, groups in tiling.planes:
         energies = tuple(g.energies(spectrum) for g in groups)
-        peak = (-1.0, 0.0, 0.0)
+        peak = (0.0, 0.0, 0.0)
         for group, energy in zip(groups, energies, strict=True):
-            times = start + np.arange(group.ntiles) * (n / rate / group.ntiles)
-            inside = np.flatnonzero(np.abs(times) <= search / 2)
-            if inside.size:
-                row, col = np.unravel_index(np.argmax(energy[:, inside]), (energy.shape[0], inside.size))
-                if energy[row, inside[col]] > peak[0]:
-                    peak = (float(energy[row, inside[col]]), float(times[inside[col]]),
+            # gwpy's ``crop(-search/2, search/2)``: from the tile at or before the start to the one before the end
+            step = span / group.ntiles
+            first, stop = (min(max(math.floor((edge - start) / step), 0), group.ntiles)
+                           for edge in (-search / 2, search / 2))
+            if stop > first:
+                row, col = np.unravel_index(np.argmax(energy[:, first:stop]), (energy.shape[0], stop - first))
+                if energy[row, first + col] > peak[0]:
+                    peak = (float(energy[row, first + col]), start + (first + col) * step,
                             float(group.frequencies[row]))
         if best is None or peak[0] > best.peak_energy:
-            best = QPlane(q, tiling.frange, groups, energies, start, n / rate, peak[1], peak[2], peak[0])
+            best = QPlane(q, tiling.frange, groups, energies, start, span, peak[1], peak[2], peak[0], shown)
     assert best is not None  # q_tiling always yields at least one plane
     return best
 
 
 # -- rendering ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Frame:
+    """A drawn frame: the whole image over white, and the few plot-area pixels it covers (``drawn``, spines
+    and ticks) with their alpha and alpha-weighted colour, blended over the spectrogram there only."""
+
+    over_white: np.ndarray
+    drawn: tuple[np.ndarray, np.ndarray]
+    alpha: np.ndarray
+    weighted: np.ndarray
+
 
 class _Canvas:
     """A Gravity-Spy-style figure whose frame (axes, ticks, labels, title, colour bar) matplotlib draws
@@ -277,11 +299,10 @@ class _Canvas:
         self.columns = slice(round(box.x0), round(box.x1))
         #: (rows, columns) of the plot area: the energy grid has one value per screen pixel
         self.pixels = (self.rows.stop - self.rows.start, self.columns.stop - self.columns.start)
-        self._frames: dict[tuple[float, tuple[float, float], str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._frames: dict[tuple[float, tuple[float, float], str], _Frame] = {}
 
-    def _frame(self, window: float, flim: tuple[float, float], title: str
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The frame over white, and over the plot area its alpha and alpha-weighted colour."""
+    def _frame(self, window: float, flim: tuple[float, float], title: str) -> _Frame:
+        """The frame over white, and where it covers the plot area, its alpha and alpha-weighted colour."""
         key = (window, flim, title)
         if key not in self._frames:
             with style.context("default"):  # new tick artists read rcParams too
@@ -290,7 +311,8 @@ class _Canvas:
             alpha = rgba[..., 3:] / 255
             over_white = (rgba[..., :3] * alpha + 255 * (1 - alpha) + 0.5).astype(np.uint8)
             area = (self.rows, self.columns)
-            self._frames[key] = (over_white, alpha[area], rgba[..., :3][area] * alpha[area])
+            drawn = np.nonzero(alpha[area][..., 0])
+            self._frames[key] = _Frame(over_white, drawn, alpha[area][drawn], (rgba[..., :3] * alpha)[area][drawn])
         return self._frames[key]
 
     def _draw(self, window: float, flim: tuple[float, float], title: str) -> None:
@@ -308,11 +330,13 @@ class _Canvas:
 
     def save(self, energy: np.ndarray, window: float, flim: tuple[float, float], title: str, path: Path) -> None:
         """Write ``energy`` (lowest frequency first, ``pixels`` in shape) framed as a PNG at ``path``."""
-        over_white, alpha, weighted = self._frame(window, flim, title)
+        frame = self._frame(window, flim, title)
         # matplotlib's colormap lookup: index floor(x * N) of the normalised value, clipped to the table
         index = np.clip((energy[::-1] * (LUT_SIZE / self.vmax)).astype(np.int64), 0, LUT_SIZE - 1)
-        image = over_white.copy()
-        image[self.rows, self.columns] = (weighted + self.lut[index] * (1 - alpha) + 0.5).astype(np.uint8)
+        area = self.lut[index]
+        area[frame.drawn] = (frame.weighted + area[frame.drawn] * (1 - frame.alpha) + 0.5).astype(np.uint8)
+        image = frame.over_white.copy()
+        image[self.rows, self.columns] = area
         Image.fromarray(image).save(path, format="png", compress_level=PNG_COMPRESSION)
 
 
@@ -429,10 +453,13 @@ class QScanImages:
         return replace(self.synthetic.segment(cid, row), source="synthetic")
 
     def transform(self, cid: str, row: Mapping[str, Any], segment: StrainSegment | None = None) -> QPlane:
-        """The candidate's Q plane over the span the longest window needs (plus margins)."""
+        """The candidate's Q plane, from all the strain around it (as gwpy transforms all it is given)."""
         segment = segment or self.strain(cid, row)
-        span = min(segment.duration, max(self.durations) + 2 * MARGIN)
-        plane = q_transform(segment, span=span, qrange=self.qrange, frange=self.frange, search=self.search)
+        longest = max(self.durations)
+        if segment.duration < longest:
+            raise ValueError(f"{segment.origin}: {segment.duration:g} s of data, the Q scan needs {longest:g} s")
+        plane = q_transform(segment, qrange=self.qrange, frange=self.frange, search=self.search,
+                            shown=(-longest / 2, longest / 2))
         log.debug("%s: %s; Q=%.3g, peak %.3g at %+.3f s, %.4g Hz", cid, segment.origin, plane.q,
                   plane.peak_energy, plane.peak_time, plane.peak_frequency)
         return plane

@@ -282,7 +282,7 @@ class GwoscStrain:
     or a stand-in, default ``$GWOSC_SERVER_URL`` or gwosc.org); ``fetch`` downloads each file a batch
     needs once, ``workers`` at a time, into ``cache_dir`` (resumed after a broken transfer, never used
     half), and gwpy reads ``event_time ± pad`` from the cached files. ``sample_rate`` 16384 gives images
-    up to 2048 Hz, Gravity Spy's full band; 4096 Hz data reach about 1120 Hz.
+    up to 2048 Hz, Gravity Spy's full band; 4096 Hz data reach about 1290 Hz.
     """
 
     def __init__(self, sample_rate: int = 4096, cache_dir: str = "~/.cache/glitchrun/gwosc", host: str | None = None,
