@@ -23,6 +23,7 @@ import pandera.pandas as pa
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imread
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from glitchrun.campaign.state import CampaignState
 from glitchrun.csvio import read_csv, write_csv
@@ -330,9 +331,10 @@ def tie_note(part: str, chosen: np.ndarray, pool: np.ndarray) -> str:
     value = values[counts.argmax()]
     in_pool = int((pool == value).sum())
     why = " (the two most probable classes exactly tied)" if part == "margin" and value == 0 else ""
-    return (f" {counts.max()} of its {len(chosen)} picks tie at {value:.3f}{why}, a score {in_pool} pool candidates "
-            "share: a forest's probabilities are fractions of its trees' votes, so many candidates score alike, and "
-            "those tied at the cut are drawn at random (seeded).")
+    drawn = (f"{in_pool} pool candidates share it, and those chosen among them were drawn at random (seeded)"
+             if in_pool > counts.max() else "no other pool candidate has it")
+    return (f" {counts.max()} of its {len(chosen)} picks tie at {value:.3f}{why} (a forest's probabilities are "
+            f"fractions of its trees' votes, so candidates often score alike); {drawn}.")
 
 
 def query_score_plot(path: Path, part: str, pool: np.ndarray, chosen: np.ndarray) -> Path:
@@ -345,6 +347,8 @@ def query_score_plot(path: Path, part: str, pool: np.ndarray, chosen: np.ndarray
             label=f"chosen ({len(chosen)})")
     ax.set_yscale("log")
     ax.set_ylim(0.5, None)
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(measure)
     ax.set_ylabel("pool candidates")
     ax.set_title(f"{part}: {end}", fontsize=10)

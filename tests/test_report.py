@@ -117,6 +117,8 @@ def test_status_of_a_campaign_that_does_not_exist_changes_nothing(tmp_path: Path
 
 def test_tied_picks_are_explained():
     pool = np.array([0.0] * 30 + [0.2, 0.5])
-    assert "3 of its 3 picks tie at 0.000 (the two most probable classes exactly tied), a score 30 pool" in (
-        tie_note("margin", np.zeros(3), pool))
+    note = tie_note("margin", np.zeros(3), pool)
+    assert note.startswith(" 3 of its 3 picks tie at 0.000 (the two most probable classes exactly tied)")
+    assert note.endswith("; 30 pool candidates share it, and those chosen among them were drawn at random (seeded).")
     assert tie_note("margin", np.array([0.0, 0.2]), pool) == ""
+    assert tie_note("uncertainty", np.array([0.5, 0.5]), pool).endswith("; no other pool candidate has it.")
