@@ -77,7 +77,7 @@ def markdown_table(frame: pd.DataFrame) -> list[str]:
 def round_subjects(state: CampaignState, number: int) -> pd.DataFrame:
     """The round's subjects (subject_id, candidate_id, status: labelled / disputed / active, votes)."""
     if hasattr(state, "subjects"):
-        return state.subjects(round=number)[["subject_id", KEY, "status", "votes"]]
+        return state.subjects(round=number).reset_index()[["subject_id", KEY, "status", "votes"]]
     # until the state keeps each subject's status: labelled = a label recorded for the round
     subjects = pd.read_sql_query("SELECT subject_id, candidate_id FROM subjects WHERE round = ? ORDER BY rowid",
                                  state.db, params=(number,))
@@ -91,11 +91,13 @@ def round_subjects(state: CampaignState, number: int) -> pd.DataFrame:
 
 
 def votes_cast(state: CampaignState, number: int | None = None) -> pd.DataFrame:
-    """The answered classifications (subject_id, volunteer, answer) of a round, or of all rounds."""
+    """The votes (subject_id, volunteer, answer) of a round, or of all rounds: a volunteer's first answer to a
+    subject, as the consensus counts them."""
     if not hasattr(state, "classifications"):
         return pd.DataFrame(columns=["subject_id", "volunteer", "answer"])
     cast = state.classifications(round=number)
-    return cast.loc[cast["answer"].notna(), ["subject_id", "volunteer", "answer"]]
+    answered = cast.loc[cast["answer"].notna(), ["subject_id", "volunteer", "answer"]]
+    return answered.drop_duplicates(["subject_id", "volunteer"]).reset_index(drop=True)
 
 
 def round_table(state: CampaignState) -> pd.DataFrame:
@@ -104,12 +106,11 @@ def round_table(state: CampaignState) -> pd.DataFrame:
     for r in state.rounds().itertuples():
         subjects = round_subjects(state, int(r.number))
         counts = subjects["status"].value_counts()
-        votes = votes_cast(state, int(r.number))
         rows.append({"round": int(r.number), "subject set": f"{r.subject_set_name} ({r.subject_set_id or '-'})",
                      "status": r.status, "size": len(state.batch(int(r.number))),
                      LABELLED: int(counts.get(LABELLED, 0)), DISPUTED: int(counts.get(DISPUTED, 0)),
                      "waiting": int(counts.get(ACTIVE, 0)),
-                     "votes": len(votes) if len(votes) else int(subjects["votes"].fillna(0).sum())})
+                     "votes": int(subjects["votes"].fillna(0).sum())})
     return pd.DataFrame(rows, columns=["round", "subject set", "status", "size", LABELLED, DISPUTED, "waiting", "votes"])
 
 
@@ -209,7 +210,7 @@ def outcome_section(plots: Path, state: CampaignState, number: int, consensus: A
     lines = [f"## What volunteers said about round {number - 1}", "",
              f"Round {number - 1} showed {len(outcome.subjects)} subjects: **{counts[LABELLED]} labelled**, "
              f"**{counts[DISPUTED]} disputed** (they leave the pool unlabelled), {counts[ACTIVE]} still active; "
-             f"{len(outcome.votes) or int(outcome.subjects['votes'].fillna(0).sum())} votes.", ""]
+             f"{int(outcome.subjects['votes'].fillna(0).sum())} votes.", ""]
     if len(outcome.labels):
         lines += ["New labels by class: " + ", ".join(f"{c} {n}" for c, n in outcome.labels["label"].value_counts().items())
                   + ".", ""]
@@ -226,15 +227,21 @@ def outcome_section(plots: Path, state: CampaignState, number: int, consensus: A
         table = pd.DataFrame({"subject": disputed["subject_id"], "candidate": disputed[KEY],
                               "votes": disputed["subject_id"].map(votes).fillna("not recorded")})
         lines += [f"Disputed subjects of round {number - 1}:", "", *markdown_table(table), ""]
-    lines += skill_lines(plots, consensus, classes, votes_cast(state))
+    lines += skill_lines(plots, state, consensus, classes)
     return lines
 
 
-def skill_lines(plots: Path, consensus: Any, classes: Sequence[str], votes: pd.DataFrame) -> list[str]:
-    """Volunteer skill as the consensus method estimates it from every vote so far (its ``confusion_``)."""
+def skill_lines(plots: Path, state: CampaignState, consensus: Any, classes: Sequence[str]) -> list[str]:
+    """Volunteer skill as the consensus method estimates it from every vote so far, with the learner's prior
+    (its ``confusion_``)."""
+    votes = votes_cast(state)
     if votes.empty:
         return ["Volunteer skill: the campaign state holds no individual votes yet.", ""]
-    consensus.aggregate(votes.rename(columns={"answer": "label"}), list(classes))
+    prior = None
+    if hasattr(state, "distributions") and state.distributions():
+        prior = pd.DataFrame.from_dict(state.distributions(), orient="index").reindex(columns=list(classes),
+                                                                                     fill_value=0.0).fillna(0.0)
+    consensus.aggregate(votes.rename(columns={"answer": "label"}), list(classes), prior)
     confusion = getattr(consensus, "confusion_", None)
     if not confusion:
         return [f"Volunteer skill: the consensus method ({type(consensus).__name__}) does not estimate it.", ""]
@@ -309,15 +316,18 @@ def changes(state: CampaignState, labels: pd.DataFrame, curve: pd.DataFrame, num
              f"(+{len(new)} from round {number - 1})",
              f"- macro-F1 on the fixed evaluation: {before['macro_f1']:.3f} -> {now['macro_f1']:.3f} "
              f"({now['macro_f1'] - before['macro_f1']:+.3f})"]
-    if hasattr(state, "label_changes"):
+    rounds = state.rounds().set_index("number")
+    if hasattr(state, "label_changes"):  # recorded since the previous round chose its batch
         changed = state.label_changes()
-        changed = changed[changed["round"] == number - 1]
+        changed = changed[changed["old_label"].notna() & (changed["at"] >= rounds.loc[number - 1, "created_at"])]
         withdrawn = int(changed["new_label"].isna().sum())
-        lines.append(f"- {len(changed) - withdrawn} labels changed, {withdrawn} withdrawn")
-    rounds = state.rounds()
-    if "ml_weight" in rounds.columns and len(rounds) >= 2:
-        weights = rounds.set_index("number")["ml_weight"]
-        lines.append(f"- weight of the learner's vote in the consensus: {weights.get(number - 1)}")
+        lines.append(f"- crowd labels changed by later votes: {len(changed) - withdrawn} relabelled, "
+                     f"{withdrawn} withdrawn")
+    if "ml_weight" in rounds.columns and pd.notna(rounds.loc[number - 1, "ml_weight"]):
+        was = rounds["ml_weight"].get(number - 2)
+        lines.append(f"- weight of the learner's vote in the consensus of round {number - 1}: "
+                     f"{rounds.loc[number - 1, 'ml_weight']:.2f}" + (f" (round {number - 2}: {was:.2f})"
+                                                                     if pd.notna(was) else ""))
     return lines
 
 
