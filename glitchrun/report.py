@@ -28,7 +28,7 @@ from matplotlib.ticker import FormatStrFormatter, NullFormatter
 from glitchrun.campaign.state import CampaignState
 from glitchrun.csvio import read_csv, write_csv
 from glitchrun.data.loaders import Candidates
-from glitchrun.learning.learner import cross_validated_performance
+from glitchrun.learning.learner import fixed_fold_performance
 
 KEY = "candidate_id"
 FOLDS = 5
@@ -264,7 +264,7 @@ def quality_over_rounds(estimator: Any, X: np.ndarray, labels: pd.DataFrame, num
     for k in range(1, number + 1):
         trainable = known_since < k
         try:
-            p = cross_validated_performance(estimator, X, y, list(labels.index), FOLDS, trainable)
+            p = fixed_fold_performance(estimator, X, y, list(labels.index), FOLDS, trainable)
             scores = (p.macro_f1, p.accuracy, p.balanced_accuracy)
         except ValueError:  # too few labels then to train in every fold
             scores = (np.nan, np.nan, np.nan)

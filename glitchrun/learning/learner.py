@@ -20,6 +20,7 @@ import numpy as np
 from modAL.models import ActiveLearner
 from sklearn.base import clone
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from glitchrun.learning.strategies import (
     Selection,
@@ -121,25 +122,24 @@ class Performance:
     balanced_accuracy: float
     macro_f1: float
     n_folds: int
-    n_labelled: int  # candidates scored
-    n_training: int  # of those, the ones allowed to train (all of them unless ``trainable`` says otherwise)
+    n_labelled: int
 
 
 def fixed_folds(ids: Sequence[str], folds: int) -> np.ndarray:
     """Each candidate's fold, from a hash of its id: the same in every round and every process."""
-    return np.array([zlib.crc32(str(i).encode()) % folds for i in ids])
+    return np.array([zlib.crc32(str(i).encode()) % folds for i in ids], dtype=int)
 
 
-def cross_validated_performance(
+def fixed_fold_performance(
     estimator: Any, X_labelled: Any, y_labelled: Sequence | np.ndarray, ids: Sequence[str], folds: int = 5,
     trainable: np.ndarray | None = None,
 ) -> Performance:
     """Out-of-fold scores of clones of ``estimator``, with folds fixed by candidate id (``fixed_folds``).
 
     Fixed folds keep rounds comparable: a candidate is scored in the same fold whichever round it is, so the
-    learner of an earlier round (``trainable`` = the labels known then) and today's are scored on the same
-    candidates, each by a model that never saw it. Stratified folds drawn anew as the labels grow would
-    change the number of folds and the split at every round.
+    learner of an earlier round (``trainable``: the labels known then) and today's are scored on the same
+    candidates, each by a model that never saw it; stratified folds drawn anew as labels grow change their
+    number and split every round. Raises ``ValueError`` when a fold leaves fewer than 2 classes to train on.
     """
     X, y = _features(X_labelled), _labels(y_labelled)
     fold = fixed_folds(ids, folds)
@@ -149,14 +149,36 @@ def cross_validated_performance(
         train = allowed & (fold != f)
         if len(np.unique(y[train])) < 2:
             raise ValueError(f"fold {f} leaves fewer than 2 classes to train on ({int(train.sum())} labels)")
-        model = clone(estimator).fit(X[train], y[train])
-        predicted[fold == f] = model.predict(X[fold == f])
+        predicted[fold == f] = clone(estimator).fit(X[train], y[train]).predict(X[fold == f])
     predicted = predicted.astype(y.dtype)
     return Performance(
         accuracy=float(accuracy_score(y, predicted)),
         balanced_accuracy=float(balanced_accuracy_score(y, predicted)),
         macro_f1=float(f1_score(y, predicted, average="macro", zero_division=0)),
-        n_folds=folds,
+        n_folds=len(np.unique(fold)),
         n_labelled=len(y),
-        n_training=int(allowed.sum()),
+    )
+
+
+def cross_validated_performance(
+    estimator: Any, X_labelled: Any, y_labelled: Sequence | np.ndarray, folds: int = 5, seed: int = 0
+) -> Performance:
+    """Stratified k-fold out-of-fold scores of a clone of ``estimator``.
+
+    Labels are few in early rounds, so k is lowered to the size of the largest class when that is smaller
+    (scikit-learn warns when some class has fewer members than k: those classes are scored on fewer folds).
+    """
+    X, y = _features(X_labelled), _labels(y_labelled)
+    largest_class = int(np.unique(y, return_counts=True)[1].max()) if len(y) else 0
+    n_folds = min(folds, largest_class)
+    if n_folds < 2:
+        raise ValueError(f"cross-validation needs >= 2 labelled candidates of some class, got {len(y)} labels")
+    cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    predicted = cross_val_predict(clone(estimator), X, y, cv=cv)
+    return Performance(
+        accuracy=float(accuracy_score(y, predicted)),
+        balanced_accuracy=float(balanced_accuracy_score(y, predicted)),
+        macro_f1=float(f1_score(y, predicted, average="macro", zero_division=0)),
+        n_folds=n_folds,
+        n_labelled=len(y),
     )
