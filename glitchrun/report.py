@@ -11,6 +11,7 @@ written from worker threads and parallel sweeps without a global figure state.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -111,7 +112,8 @@ def round_table(state: CampaignState) -> pd.DataFrame:
                      LABELLED: int(counts.get(LABELLED, 0)), DISPUTED: int(counts.get(DISPUTED, 0)),
                      "waiting": int(counts.get(ACTIVE, 0)),
                      "votes": int(subjects["votes"].fillna(0).sum())})
-    return pd.DataFrame(rows, columns=["round", "subject set", "status", "size", LABELLED, DISPUTED, "waiting", "votes"])
+    columns = ["round", "subject set", "status", "size", LABELLED, DISPUTED, "waiting", "votes"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 # -- the previous round's outcome -------------------------------------------------------------------------
@@ -167,15 +169,19 @@ def agreement_plot(path: Path, outcome: Outcome) -> Path:
     return save(fig, path)
 
 
-def skill_plot(path: Path, confusion: dict[str, np.ndarray], class_prior: np.ndarray | None, classes: Sequence[str],
+def skill_plot(path: Path, confusion: dict[str, pd.DataFrame], class_prior: pd.Series | None, classes: Sequence[str],
                votes: pd.DataFrame) -> Path:
-    """The consensus's volunteer confusion matrices: each volunteer's estimated accuracy (weighted by the class
-    prior), and the crowd's matrix pooled over volunteers by their votes."""
+    """The consensus's volunteer confusion matrices (true class rows x answer columns): each volunteer's
+    estimated accuracy (the diagonal weighted by the class prior), and the crowd's matrix pooled over
+    volunteers by their votes."""
     volunteers = sorted(confusion)
     n_votes = votes["volunteer"].value_counts().reindex(volunteers, fill_value=0).to_numpy(dtype=float)
-    prior = np.full(len(classes), 1 / len(classes)) if class_prior is None else np.asarray(class_prior, dtype=float)
-    accuracy = np.array([float(prior @ np.diag(confusion[v])) for v in volunteers])
-    pooled = np.tensordot(n_votes / max(n_votes.sum(), 1), np.stack([confusion[v] for v in volunteers]), axes=1)
+    prior = (np.full(len(classes), 1 / len(classes)) if class_prior is None
+             else class_prior.reindex(classes, fill_value=0.0).to_numpy(dtype=float))
+    matrices = np.stack([confusion[v].reindex(index=classes, columns=classes, fill_value=0.0).to_numpy(dtype=float)
+                         for v in volunteers])
+    accuracy = matrices.diagonal(axis1=1, axis2=2) @ prior
+    pooled = np.tensordot(n_votes / max(n_votes.sum(), 1), matrices, axes=1)
     seen = np.flatnonzero(np.isin(classes, votes["answer"].unique()))
     fig = Figure(figsize=(11, 4))
     left, right = fig.subplots(1, 2, width_ratios=[1, 1.2])
@@ -208,17 +214,18 @@ def outcome_section(plots: Path, state: CampaignState, number: int, consensus: A
     outcome = round_outcome(state, number - 1)
     counts = outcome.counts()
     lines = [f"## What volunteers said about round {number - 1}", "",
-             f"Round {number - 1} showed {len(outcome.subjects)} subjects: **{counts[LABELLED]} labelled**, "
-             f"**{counts[DISPUTED]} disputed** (they leave the pool unlabelled), {counts[ACTIVE]} still active; "
-             f"{int(outcome.subjects['votes'].fillna(0).sum())} votes.", ""]
+             (f"Round {number - 1} showed {len(outcome.subjects)} subjects: **{counts[LABELLED]} labelled**, "
+             f"**{counts[DISPUTED]} disputed** (no consensus within the vote cap: no label), "
+             f"{counts[ACTIVE]} still active; "
+             f"{int(outcome.subjects['votes'].fillna(0).sum())} votes."), ""]
     if len(outcome.labels):
-        lines += ["New labels by class: " + ", ".join(f"{c} {n}" for c, n in outcome.labels["label"].value_counts().items())
-                  + ".", ""]
+        by_class = outcome.labels["label"].value_counts()
+        lines += ["New labels by class: " + ", ".join(f"{c} {n}" for c, n in by_class.items()) + ".", ""]
         known = truth.reindex(outcome.labels.index).dropna()
         if len(known):
             correct = int((outcome.labels.loc[known.index, "label"] == known).sum())
-            lines += [f"In this simulation, **{correct} of {len(known)}** new labels "
-                      f"({100 * correct / len(known):.0f}%) are the true class.", ""]
+            lines += [(f"In this simulation, **{correct} of {len(known)}** new labels "
+                      f"({100 * correct / len(known):.0f}%) are the true class."), ""]
     agreement_plot(plots / "agreement.png", outcome)
     lines += ["![agreement](plots/agreement.png)", ""]
     disputed = outcome.subjects[outcome.subjects["status"] == DISPUTED]
@@ -241,11 +248,14 @@ def skill_lines(plots: Path, state: CampaignState, consensus: Any, classes: Sequ
     if hasattr(state, "distributions") and state.distributions():
         prior = pd.DataFrame.from_dict(state.distributions(), orient="index").reindex(columns=list(classes),
                                                                                      fill_value=0.0).fillna(0.0)
-    consensus.aggregate(votes.rename(columns={"answer": "label"}), list(classes), prior)
-    confusion = getattr(consensus, "confusion_", None)
+    estimate = copy.copy(consensus)  # the round's consensus object stays as the loop set it
+    if hasattr(state, "ml_weight") and state.ml_weight() is not None:
+        estimate.ml_weight = state.ml_weight()
+    estimate.aggregate(votes.rename(columns={"answer": "label"}), list(classes), prior)
+    confusion = getattr(estimate, "confusion_", None)
     if not confusion:
         return [f"Volunteer skill: the consensus method ({type(consensus).__name__}) does not estimate it.", ""]
-    skill_plot(plots / "volunteer_skill.png", confusion, getattr(consensus, "class_prior_", None), list(classes), votes)
+    skill_plot(plots / "volunteer_skill.png", confusion, getattr(estimate, "class_prior_", None), list(classes), votes)
     return [f"Volunteer skill as {type(consensus).__name__} estimates it from all {len(votes)} votes so far:", "",
             "![volunteer skill](plots/volunteer_skill.png)", ""]
 
@@ -275,7 +285,8 @@ def quality_over_rounds(estimator: Any, X: np.ndarray, labels: pd.DataFrame, num
 def quality_plot(path: Path, curve: pd.DataFrame) -> Path:
     fig = Figure(figsize=(6, 3))
     ax = fig.add_subplot()
-    for column, name in (("macro_f1", "macro-F1"), ("balanced_accuracy", "balanced accuracy"), ("accuracy", "accuracy")):
+    for column, name in (("macro_f1", "macro-F1"), ("balanced_accuracy", "balanced accuracy"),
+                         ("accuracy", "accuracy")):
         ax.plot(curve["round"], curve[column], marker="o", label=name)
     ax.set_xticks(curve["round"], [f"{r}\n{n}" for r, n in zip(curve["round"], curve["training_labels"])], fontsize=8)
     ax.set_xlabel("round (labels the learner had)")
@@ -296,13 +307,13 @@ def quality_section(run_dir: Path, state: CampaignState, candidates: Candidates,
     now = curve.iloc[-1].to_dict() | {"evaluated": int(curve["evaluated"].iloc[-1]),
                                        "training_labels": int(curve["training_labels"].iloc[-1])}
     lines = ["## The learner's quality over rounds", "",
-             f"Each round's learner is scored on the same footing: all {now['evaluated']} labels the campaign holds "
+             (f"Each round's learner is scored on the same footing: all {now['evaluated']} labels the campaign holds "
              f"now, out of fold, with {FOLDS} folds fixed by candidate id (a candidate is never scored by a model "
              "that saw it, and earlier rounds' learners are re-scored on today's labels). The labels are the ones "
-             "active learning chose, so they are harder than the pool at large: compare rounds, not campaigns.", "",
-             f"This round's learner: macro-F1 **{now['macro_f1']:.3f}**, balanced accuracy "
+             "active learning chose, so they are harder than the pool at large: compare rounds, not campaigns."), "",
+             (f"This round's learner: macro-F1 **{now['macro_f1']:.3f}**, balanced accuracy "
              f"**{now['balanced_accuracy']:.3f}**, accuracy **{now['accuracy']:.3f}** "
-             f"({now['training_labels']} labels).", ""]
+             f"({now['training_labels']} labels)."), ""]
     if number > 1:
         lines += ["Since the last round:", "", *changes(state, labels, curve, number), ""]
     return lines + ["![quality over rounds](plots/quality.png)", f"(figures: `{QUALITY}`)", ""]
@@ -312,10 +323,10 @@ def changes(state: CampaignState, labels: pd.DataFrame, curve: pd.DataFrame, num
     """What changed between the previous round's query and this one's."""
     before, now = curve.iloc[-2].to_dict(), curve.iloc[-1].to_dict()
     new = labels[labels["round"] == number - 1]
-    lines = [f"- labels: {before['training_labels']:.0f} -> {now['training_labels']:.0f} "
-             f"(+{len(new)} from round {number - 1})",
-             f"- macro-F1 on the fixed evaluation: {before['macro_f1']:.3f} -> {now['macro_f1']:.3f} "
-             f"({now['macro_f1'] - before['macro_f1']:+.3f})"]
+    lines = [(f"- labels: {before['training_labels']:.0f} -> {now['training_labels']:.0f} "
+             f"(+{len(new)} from round {number - 1})"),
+             (f"- macro-F1 on the fixed evaluation: {before['macro_f1']:.3f} -> {now['macro_f1']:.3f} "
+             f"({now['macro_f1'] - before['macro_f1']:+.3f})")]
     rounds = state.rounds().set_index("number")
     if hasattr(state, "label_changes"):  # recorded since the previous round chose its batch
         changed = state.label_changes()
@@ -383,9 +394,11 @@ def query_section(plots: Path, batch: pd.DataFrame, all_scores: dict[str, np.nda
     return lines
 
 
-def class_balance_plot(path: Path, labelled: np.ndarray, pool_predicted: np.ndarray, batch_predicted: np.ndarray) -> Path:
+def class_balance_plot(path: Path, labelled: np.ndarray, pool_predicted: np.ndarray,
+                       batch_predicted: np.ndarray) -> Path:
     """Class fractions: labelled pool (labels), unlabelled pool and batch (predicted classes)."""
-    groups = {"labelled pool": labelled, "unlabelled pool (predicted)": pool_predicted, "batch (predicted)": batch_predicted}
+    groups = {"labelled pool": labelled, "unlabelled pool (predicted)": pool_predicted,
+              "batch (predicted)": batch_predicted}
     classes = sorted(set().union(*(set(map(str, v)) for v in groups.values())))
     fig = Figure(figsize=(8, 0.28 * len(classes) + 1.5))
     ax = fig.add_subplot()
@@ -412,8 +425,8 @@ def write_round_report(run_dir: Path, state: CampaignState, candidates: Candidat
     plots.mkdir(parents=True, exist_ok=True)
     labels = state.labels()
     lines = [f"# glitchrun round {number}", "",
-             f"New subject set **{subject_set_name}**: {len(batch)} candidates chosen from {len(pool_predicted)} "
-             f"unlabelled by a learner trained on {len(labels)} labels over {labels['label'].nunique()} classes.", "",
+             (f"New subject set **{subject_set_name}**: {len(batch)} candidates chosen from {len(pool_predicted)} "
+             f"unlabelled by a learner trained on {len(labels)} labels over {labels['label'].nunique()} classes."), "",
              *outcome_section(plots, state, number, consensus, classes, candidates.frame["truth"]),
              *quality_section(run_dir, state, candidates, estimator, number),
              *query_section(plots, batch, all_scores)]
@@ -453,8 +466,8 @@ def batch_section(run_dir: Path, subject_ids: dict[str, str]) -> list[str]:
     thumb = thumbnail_column(manifest.columns)
     captions = [f"{r[KEY]}\n{r['#predicted_class']} p={r['#probability']:.2f}\n{r['#strategy']}"
                 for _, r in manifest.iterrows()]
-    lines = ["## The batch", "", f"Q-scans of {thumb[len('image_'):-1]} s (caption: candidate, predicted class and "
-             "its probability, the strategy part that chose it):", ""]
+    lines = ["## The batch", "", (f"Q-scans of {thumb[len('image_'):-1]} s (caption: candidate, predicted class and "
+             "its probability, the strategy part that chose it):"), ""]
     for page, start in enumerate(range(0, len(manifest), SHEET_SIZE), start=1):
         rows = slice(start, start + SHEET_SIZE)
         name = f"plots/contact_sheet_{page}.png"

@@ -1,5 +1,5 @@
-"""The round report closes the loop, and job=status shows the campaign: three simulated rounds on the embedded
-Panoptes with a fallible crowd, then the round-3 report and the status are checked against the campaign state."""
+"""The round report closes the loop, and job=status shows the campaign: three rounds on the embedded Panoptes with
+a simulated, fallible crowd, then the round-3 report and the status are checked against the campaign state."""
 
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ from glitchrun.campaign.state import CampaignState
 from glitchrun.cli import run
 from glitchrun.report import CELL, SHEET_DPI, tie_note
 
-BATCH = 4
-#: small and fast: a small pool, one small Q-scan per subject; five volunteers of the Gravity Spy crowd, three
-#: votes per subject, so some subjects end disputed; one upload worker, so subject ids (which seed the crowd
-#: answers) follow the batch order and the outcome is reproducible
-FAST = ["data.n=600", f"al.batch_size={BATCH}", "al.seed_per_class=1", "images.size=[160,120]",
-        "images.durations=[1.0]", "images.n_jobs=1", "images.progress=false", "crowd.volunteers.volunteers=5",
-        "campaign.workflow.retirement_count=3", "++campaign.retirement.max_votes=3", "uploader.workers=1"]
+BATCH = 6
+#: small and fast: a small pool, one small Q-scan per subject; eight weak volunteers (accuracy 0.6), at most two
+#: (three before glitchrun's own retirement) votes per subject, so some subjects end disputed; one upload worker,
+#: so subject ids (which seed the crowd's answers) follow the batch order and the outcome is reproducible
+FAST = ["data.n=600", f"al.batch_size={BATCH}", "al.seed_per_class=2", "images.size=[160,120]",
+        "images.durations=[1.0]", "images.n_jobs=1", "images.progress=false", "crowd.volunteers.volunteers=8",
+        "crowd.volunteers.accuracy=0.6", "campaign.workflow.retirement_count=3", "++campaign.retirement.max_votes=2",
+        "uploader.workers=1"]
 
 
 def run_glitchrun(tmp: Path, run_dir: Path, *overrides: str):
@@ -33,34 +34,38 @@ def run_glitchrun(tmp: Path, run_dir: Path, *overrides: str):
 
 
 @pytest.fixture(scope="module")
-def simulation(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The run directory of a three-round simulation."""
+def campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The state directory of a campaign after three simulated rounds: two full rounds (round, crowd, consensus),
+    then a third round run as a user would on the same server (its report in ``<state>/../round3``)."""
     tmp = tmp_path_factory.mktemp("report")
-    run_glitchrun(tmp, tmp / "sim", "job=simulate", "job.rounds=3", *FAST)
-    return tmp / "sim"
+    run_glitchrun(tmp, tmp / "sim", "job=simulate", "job.rounds=2", *FAST)
+    run_glitchrun(tmp, tmp / "round3", "job=al_round", f"backend.storage_dir={tmp / 'sim' / 'embedded_panoptes'}",
+                  f"campaign.state_dir={tmp / 'sim' / 'campaign'}", *FAST)
+    return tmp / "sim" / "campaign"
 
 
 def state_counts(campaign: Path, number: int) -> dict[str, int]:
-    """A closed round's subjects by outcome, as the campaign state holds them."""
+    """A round's subjects by outcome, as the campaign state holds them."""
     with closing(CampaignState(campaign)) as state:
         size = len(state.batch(number))
         if hasattr(state, "subjects"):
             status = state.subjects(round=number)["status"].value_counts()
-            return {"size": size, "labelled": int(status.get("labelled", 0)), "disputed": int(status.get("disputed", 0))}
-        labels = state.labels()
+            return {"size": size, **{s: int(status.get(s, 0)) for s in ("labelled", "disputed", "active")}}
+        labels, closed = state.labels(), state.rounds().set_index("number").loc[number, "status"] == "labelled"
     labelled = int((labels["round"] == number).sum())
-    return {"size": size, "labelled": labelled, "disputed": size - labelled}
+    return {"size": size, "labelled": labelled, "disputed": (size - labelled) * closed,
+            "active": (size - labelled) * (not closed)}
 
 
-def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality_curve(simulation: Path):
-    round_dir = simulation / "rounds" / "003" / "al_round"
+def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality_curve(campaign: Path):
+    round_dir = campaign.parent.parent / "round3"
     report = (round_dir / "report.md").read_text()
     # the previous round's outcome, counted as the state counts it
-    counts = state_counts(simulation / "campaign", 2)
+    counts = state_counts(campaign, 2)
     assert counts["disputed"] > 0  # the fallible crowd left something to dispute
     assert (f"Round 2 showed {counts['size']} subjects: **{counts['labelled']} labelled**, "
             f"**{counts['disputed']} disputed**") in report
-    with closing(CampaignState(simulation / "campaign")) as state:
+    with closing(CampaignState(campaign)) as state:
         labels, batch2, batch3 = state.labels(), state.batch(2), state.batch(3)
     disputed = set(batch2["candidate_id"]) - set(labels.index[labels["round"] == 2])
     assert all(f"| {c} |" in report for c in disputed)
@@ -93,21 +98,23 @@ def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality
     assert "**margin** (gap between the two most probable classes): the lowest are chosen." in report
 
 
-def test_status_prints_the_counts_the_campaign_state_holds(simulation: Path, tmp_path: Path,
+def test_status_prints_the_counts_the_campaign_state_holds(campaign: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]):
-    status = run_glitchrun(tmp_path, tmp_path / "status", "job=status", f"campaign.state_dir={simulation / 'campaign'}")
+    status = run_glitchrun(tmp_path, tmp_path / "status", "job=status", f"campaign.state_dir={campaign}")
     printed = capsys.readouterr().out
+    with closing(CampaignState(campaign)) as state:
+        labels, rounds = state.labels(), state.rounds().set_index("number")
     for number in (1, 2, 3):
-        c = state_counts(simulation / "campaign", number)
-        row = rf"^\s*{number}\s+glitchrun-demo-round-00{number} \(\d+\)\s+labelled\s+{c['size']}\s+{c['labelled']}\s+{c['disputed']}\s+0\s"
+        c = state_counts(campaign, number)
+        row = (rf"^\s*{number}\s+glitchrun-demo-round-00{number} \({rounds.loc[number, 'subject_set_id']}\)\s+"
+               rf"{rounds.loc[number, 'status']}\s+{c['size']}\s+{c['labelled']}\s+{c['disputed']}\s+{c['active']}\s")
         assert re.search(row, printed, re.MULTILINE), printed
-    with closing(CampaignState(simulation / "campaign")) as state:
-        labels = state.labels()
     by_source = labels["source"].value_counts()
     total = re.search(r"^total\s+(\d+)\s+(\d+)\s+(\d+)$", printed, re.MULTILINE)
     assert total and [int(n) for n in total.groups()] == [by_source["crowd"], by_source["seed"], len(labels)]
     assert status.labels.loc["Blip", "total"] == int((labels["label"] == "Blip").sum())
-    assert "round 3 is done; this starts round 4" in printed
+    assert f"{BATCH} subjects of round 3 are still with volunteers; on the embedded Panoptes, `glitchrun job=crowd`" in (
+        printed)
     written = (tmp_path / "status" / "status.md").read_text()
     assert "## Rounds" in written and (tmp_path / "status" / "labels_over_rounds.png").exists()
 

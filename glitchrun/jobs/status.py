@@ -64,8 +64,8 @@ class StatusJob:
     def header(self, state: CampaignState) -> list[str]:
         project, workflow = self.campaign["project"], self.campaign["workflow"]
         return [f"campaign {self.campaign['name']} (state {self.state_dir})",
-                f"project {project['display_name']!r} (id {state.get('project_id') or 'not made yet'}), "
-                f"workflow {workflow['display_name']!r} (id {state.get('workflow_id') or 'not made yet'})"]
+                (f"project {project['display_name']!r} (id {state.get('project_id') or 'not made yet'}), "
+                f"workflow {workflow['display_name']!r} (id {state.get('workflow_id') or 'not made yet'})")]
 
     def read(self, state: CampaignState) -> Status:
         rounds = round_table(state)
