@@ -309,8 +309,8 @@ def quality_section(run_dir: Path, state: CampaignState, candidates: Candidates,
     lines = ["## The learner's quality over rounds", "",
              (f"Each round's learner is scored on the same footing: all {now['evaluated']} labels the campaign holds "
              f"now, out of fold, with {FOLDS} folds fixed by candidate id (a candidate is never scored by a model "
-             "that saw it, and earlier rounds' learners are re-scored on today's labels). The labels are the ones "
-             "active learning chose, so they are harder than the pool at large: compare rounds, not campaigns."), "",
+             "that saw it, and earlier rounds' learners are re-scored on today's labels). Beyond the seeds, these are "
+             "the candidates active learning chose, harder than the pool at large: compare rounds, not campaigns."), "",
              (f"This round's learner: macro-F1 **{now['macro_f1']:.3f}**, balanced accuracy "
              f"**{now['balanced_accuracy']:.3f}**, accuracy **{now['accuracy']:.3f}** "
              f"({now['training_labels']} labels)."), ""]
