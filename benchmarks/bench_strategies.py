@@ -3,6 +3,12 @@
     python benchmarks/bench_strategies.py                       # both parts, as in BENCHMARKS.md
     python benchmarks/bench_strategies.py --part synthetic --seeds 0
     python benchmarks/bench_strategies.py --part o3a --o3a-seeds 2
+    python benchmarks/bench_strategies.py --part synthetic --crowd gravity_spy --n 10000 --seeds 0 1
+
+``--crowd NAME`` labels queried candidates by the votes of that conf/crowd/ option's simulated volunteers
+(difficulty-aware: they see each candidate's features) combined by its consensus, ``campaign.workflow.
+retirement_count`` votes a subject, instead of the truth; a subject without an accepted consensus costs its
+votes and teaches nothing. The report then gives the votes to the target beside the labels (subjects).
 
 To be fast it runs the learner and the strategies directly (``glitchrun.learning.learner``: the modAL learner of
 conf/learner/random_forest.yaml, the strategies of conf/strategy/), with the truth as the labels, instead
@@ -36,7 +42,7 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
 from glitchrun.data.loaders import O3_ADDED_CLASSES
-from glitchrun.data.synthetic import GRAVITY_SPY_CLASSES
+from glitchrun.data.synthetic import GRAVITY_SPY_CLASSES, LOG_FEATURES
 from glitchrun.jobs.compare import plot_bands, summarise
 from glitchrun.jobs.simulate import held_out, held_out_scores, with_truth
 from glitchrun.learning.learner import make_learner, query, teach
@@ -53,43 +59,80 @@ def config(strategy: str, seed: int, *overrides: str) -> DictConfig:
         return compose("config", overrides=[f"strategy={strategy}", f"seed={seed}", *overrides])
 
 
+class CrowdLabels:
+    """Labels of queried candidates from a simulated crowd's votes and its consensus (``--crowd``)."""
+
+    def __init__(self, crowd: Any, classes: list[str], per_subject: int, features: pd.DataFrame) -> None:
+        self.crowd = crowd
+        self.classes = classes
+        self.per_subject = per_subject
+        self.features = features  # indexed by candidate id, the generator's LOG_FEATURES
+
+    def __call__(self, ids: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, int]:
+        """The accepted consensus label per candidate (None where there is none) and the votes cast."""
+        cast = self.crowd.volunteers.votes(pd.Series(truth, index=ids), self.classes, self.per_subject,
+                                           features=self.features)
+        consensus = self.crowd.consensus.aggregate(cast, self.classes)
+        accepted = consensus["consensus_label"].where(consensus["status"] == "accepted")
+        return accepted.reindex(ids.astype(str)).to_numpy(dtype=object), len(cast)
+
+
 def curve(estimator: Any, strategy: Callable, X_pool: np.ndarray, y_pool: np.ndarray, X_test: np.ndarray,
-          y_test: np.ndarray, seed_per_class: int, batch: int, target: float, seed: int) -> pd.DataFrame:
-    """One active-learning run: (round, labels, macro_f1, accuracy, full_pool_macro_f1) after every batch."""
+          y_test: np.ndarray, seed_per_class: int, batch: int, target: float, seed: int,
+          crowd: CrowdLabels | None = None, ids: np.ndarray | None = None) -> pd.DataFrame:
+    """One active-learning run: (round, labels, votes, label_accuracy, macro_f1, accuracy, full_pool_macro_f1)
+    after every batch; ``crowd`` labels the queried candidates (``ids``) instead of the truth."""
     full = held_out_scores(y_test, clone(estimator).fit(X_pool, y_pool).predict(X_test))[0]
     rng = np.random.default_rng(seed)
     per_class = [np.flatnonzero(y_pool == c) for c in np.unique(y_pool)]
     labelled = np.concatenate([rng.choice(rows, min(seed_per_class, len(rows)), replace=False) for rows in per_class])
     pool = np.setdiff1d(np.arange(len(y_pool)), labelled)
     learner = make_learner(estimator, X_pool[labelled], y_pool[labelled])
-    rows = []
+    rows, votes, taught, right = [], 0, 0, 0
     for number in range(len(y_pool)):
         macro_f1, accuracy = held_out_scores(y_test, learner.predict(X_test))
-        rows.append((number, len(y_pool) - len(pool), macro_f1, accuracy, full))
+        rows.append((number, len(y_pool) - len(pool), votes, right / taught if taught else 1.0, macro_f1, accuracy,
+                     full))
         if macro_f1 >= target * full or not len(pool):
             break
         chosen = pool[query(learner, strategy, X_pool[pool], batch).indices]
-        teach(learner, X_pool[chosen], y_pool[chosen])
+        labels = y_pool[chosen]
+        if crowd is not None:
+            labels, cast = crowd(ids[chosen], y_pool[chosen])
+            votes += cast
+            keep = pd.notna(labels)
+            right += int((labels[keep] == y_pool[chosen][keep]).sum())
+            taught += int(keep.sum())
+            if keep.any():
+                teach(learner, X_pool[chosen[keep]], labels[keep])
+        else:
+            teach(learner, X_pool[chosen], labels)
         pool = np.setdiff1d(pool, chosen)
-    return pd.DataFrame(rows, columns=["round", "labels", "macro_f1", "accuracy", "full_pool_macro_f1"])
+    return pd.DataFrame(rows, columns=["round", "labels", "votes", "label_accuracy", "macro_f1", "accuracy",
+                                       "full_pool_macro_f1"])
 
 
-def synthetic(seeds: list[int], strategies: list[str], n: int, batch: int, target: float) -> pd.DataFrame:
+def synthetic(seeds: list[int], strategies: list[str], n: int, batch: int, target: float,
+              crowd_name: str | None = None) -> pd.DataFrame:
     curves = []
     for seed in seeds:
-        cfg = config("random", seed, f"data.n={n}", "learner.n_jobs=2")
+        cfg = config("random", seed, f"data.n={n}", "learner.n_jobs=2", *([f"crowd={crowd_name}"] if crowd_name else []))
         candidates = with_truth(instantiate(cfg.data).load())
         test = held_out(candidates.frame["truth"], 0.2, seed)
         pool = candidates.frame.index.difference(test)
         X_pool, y_pool = candidates.features(pool), candidates.frame.loc[pool, "truth"].to_numpy(dtype=object)
         X_test, y_test = candidates.features(test), candidates.frame.loc[test, "truth"].to_numpy(dtype=object)
+        crowd = None if crowd_name is None else CrowdLabels(
+            instantiate(cfg.crowd), list(candidates.classes), int(cfg.campaign.workflow.retirement_count),
+            candidates.frame[list(LOG_FEATURES)])
         for name in strategies:
             cfg = config(name, seed, f"data.n={n}", "learner.n_jobs=2")
             start = time.perf_counter()
             run = curve(instantiate(cfg.learner), instantiate(cfg.strategy), X_pool, y_pool, X_test, y_test,
-                        int(cfg.al.seed_per_class), batch, target, seed)
+                        int(cfg.al.seed_per_class), batch, target, seed, crowd, pool.to_numpy(dtype=object))
             seconds = time.perf_counter() - start
-            print(f"synthetic seed {seed} {name}: {run['labels'].iloc[-1]} labels, macro-F1 "
+            print(f"synthetic seed {seed} {name}: {run['labels'].iloc[-1]} labels, {run['votes'].iloc[-1]} votes, "
+                  f"label accuracy {run['label_accuracy'].iloc[-1]:.3f}, macro-F1 "
                   f"{run['macro_f1'].iloc[-1]:.3f} of {run['full_pool_macro_f1'].iloc[0]:.3f} ({seconds:.0f} s)",
                   flush=True)
             curves.append(run.assign(group=name, run=f"seed{seed}"))
@@ -117,15 +160,23 @@ def o3a(seeds: list[int], strategies: list[str], batch: int, target: float, fold
 
 
 def report(curves: pd.DataFrame, title: str, target: float) -> None:
-    """The summary as the Markdown table of BENCHMARKS.md."""
+    """The summary as the Markdown table of BENCHMARKS.md (with votes when a crowd labelled)."""
     summary = summarise(curves, target, "random")
+    crowd = bool(curves["votes"].max())
+    votes = summarise(curves.assign(labels=curves["votes"]), target, "random").set_index("group") if crowd else None
     print(f"\n{title}\n")
-    print("| strategy | runs reaching the target | labels to target (mean ± sd) | vs random |")
-    print("|---|---:|---:|---:|")
+    print("| strategy | runs reaching the target | labels to target (mean ± sd) | vs random |"
+          + (" votes to target | vs random | label accuracy |" if crowd else ""))
+    print("|---|---:|---:|---:|" + ("---:|---:|---:|" if crowd else ""))
     for row in summary.sort_values("labels_to_target").itertuples():
         bound = "" if row.reached == row.runs else "≥ "  # unreached runs count with every label they used
-        print(f"| {row.group} | {row.reached}/{row.runs} | {bound}{row.labels_to_target:,.0f} "
-              f"± {row.labels_to_target_sd:,.0f} | {100 * row.vs_baseline:.0f} % |")
+        line = (f"| {row.group} | {row.reached}/{row.runs} | {bound}{row.labels_to_target:,.0f} "
+                f"± {row.labels_to_target_sd:,.0f} | {100 * row.vs_baseline:.0f} % |")
+        if votes is not None:
+            quality = curves[curves["group"] == row.group].groupby("run")["label_accuracy"].last().mean()
+            line += (f" {bound}{votes.loc[row.group, 'labels_to_target']:,.0f} | "
+                     f"{100 * votes.loc[row.group, 'vs_baseline']:.0f} % | {quality:.3f} |")
+        print(line)
 
 
 def main() -> None:
@@ -137,18 +188,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="synthetic batch size")
     parser.add_argument("--o3a-seeds", type=int, default=6, help="o3a: seeds, each a 5-fold cross-validation")
     parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--crowd", help="synthetic: label by this conf/crowd/ option's votes (e.g. gravity_spy)")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "images" / "strategy_comparison.png")
     args = parser.parse_args()
     panels = {}
     if args.part in ("synthetic", "both"):
-        panels["synthetic"] = synthetic(args.seeds, args.strategies, args.n, args.batch, args.target)
+        panels["synthetic"] = synthetic(args.seeds, args.strategies, args.n, args.batch, args.target, args.crowd)
         report(panels["synthetic"], f"Synthetic pool of {int(args.n * 0.8):,} (22 classes), {len(args.seeds)} seeds",
                args.target)
     if args.part in ("o3a", "both"):
         panels["o3a"] = o3a(list(range(args.o3a_seeds)), args.strategies, 5, args.target)
         report(panels["o3a"], f"170 real O3a rows, 5-fold CV x {args.o3a_seeds} seeds", args.target)
     for name, curves in panels.items():
-        path = args.plot.with_name(f"{args.plot.stem}_{name}.png")
+        path = args.plot.with_name(f"{args.plot.stem}_{name}{'_' + args.crowd if args.crowd else ''}.png")
         path.parent.mkdir(parents=True, exist_ok=True)
         plot_bands(curves, path, args.target, f"{name}: macro-F1 vs labels (mean ± sd over runs)")
         print(f"plot: {path}")

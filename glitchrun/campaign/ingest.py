@@ -1,44 +1,79 @@
 """From a Zooniverse classification export to crowd labels in the campaign state.
 
-The export is parsed completely before anything is written: a malformed export (an annotation without
-the question, an answer that is not a class, rows of another workflow) raises ``IngestError`` saying
-which classifications and why, and the state is left as it was. Then one vote per volunteer and subject
-(Zooniverse keeps a volunteer's repeat classifications in the export; they count once, the first one),
-a consensus per subject, and one transaction of labels for the subjects the consensus accepts.
+The export is parsed completely before anything is written. Which classifications count, and how an
+annotation becomes a class, is the campaign task's (``glitchrun.campaign.tasks.TaskSpec``): classifications
+of other workflows or of versions that do not count are skipped and counted; an answer that is not an
+option of the task raises ``IngestError`` listing those classifications; another task type (drawing, …)
+raises it in one short line. Then one vote per volunteer and subject: Zooniverse keeps a volunteer's repeat
+classifications in the export and they count once, the first one (panoptes_aggregation's default
+``filter='first'``); anonymous volunteers are told apart by the export's ``user_ip`` hash (their
+``user_name`` is ``not-logged-in-<hash>``). Then a consensus per subject, and one transaction of labels for
+the subjects the consensus accepts.
+
+The agreement report has one row per subject: glitchrun's own columns (``candidate_id``,
+``consensus_label``, ``agreement`` and ``votes`` of the consensus, ``status``) beside the columns
+panoptes_aggregation's reducers write, with their names and meanings, so the two join on
+(``subject_id``, ``workflow_id``, ``task``):
+
+==================== ==================================================================================
+``subject_id``       Zooniverse subject id
+``workflow_id``      the campaign's workflow
+``task``             the task key the class was read from (e.g. ``T0``)
+``data.<slug>``      question reducer: classifications choosing that answer (label) or survey choice (id),
+                     under python-slugify's rule (lower case, runs of other characters -> ``-``:
+                     ``Koi_Fish`` -> ``koi-fish``, ``POWERLINE60HZ`` -> ``powerline60hz``); only answers seen,
+                     blank for a subject without that answer, as in the reducer's CSV
+``data.most_likely`` consensus reducer: the most chosen slug (ties: the first chosen)
+``data.num_votes``   consensus reducer: the winner's votes (not the total; glitchrun's ``votes`` is the total)
+``data.agreement``   consensus reducer: ``data.num_votes`` / all counted classifications of the subject
+==================== ==================================================================================
+
+The counts are panoptes_aggregation's question_extractor + question_reducer / question_consensus_reducer
+run on the same export with its default first-classification filter, with two differences: a
+classification without an answer, or marking survey choices of different classes, is not counted (the
+extractor would count ``None`` or each choice).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
+from slugify import slugify
 
 from glitchrun.campaign.state import CampaignState
+from glitchrun.campaign.tasks import AnswerError, IngestError, TaskSpec
 from glitchrun.crowd.consensus import ACCEPTED
 from glitchrun.csvio import file_line
-from glitchrun.zooniverse.resources import TASK_KEY
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_SUBJECT = "unknown_subject"
 #: the columns every classification export has that ingest reads
-EXPORT_COLUMNS = ["classification_id", "user_name", "user_id", "user_ip", "workflow_id", "annotations",
-                  "subject_data", "subject_ids"]
+EXPORT_COLUMNS = ["classification_id", "user_name", "user_id", "user_ip", "workflow_id", "workflow_version",
+                  "annotations", "subject_data", "subject_ids"]
 LABEL_COLUMNS = ["candidate_id", "label", "votes", "agreement", "source"]
 #: listed problems in an ``IngestError`` message before "and N more"
 MAX_LISTED = 10
 
-#: the agreement report: panoptes_aggregation's question-reducer columns (``data.<answer>`` vote counts)
-#: plus the consensus and why a subject was or was not labelled
+#: the agreement report (see the module docstring): panoptes_aggregation's reducer columns, the consensus,
+#: and why a subject was or was not labelled
 REPORT_SCHEMA = pa.DataFrameSchema(
     {
         "subject_id": pa.Column(str, unique=True),
         "candidate_id": pa.Column(str, nullable=True),
-        r"data\..+": pa.Column(int, pa.Check.ge(0), regex=True),
+        "workflow_id": pa.Column(str),
+        "task": pa.Column(str),
+        r"^data\.(?!agreement$)[a-z0-9-]+$": pa.Column("Int64", pa.Check.ge(1), nullable=True, regex=True,
+                                                       required=False),
+        "data.most_likely": pa.Column(str),
+        "data.num_votes": pa.Column(int, pa.Check.ge(1)),
+        "data.agreement": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
         "votes": pa.Column(int, pa.Check.ge(1)),
         "consensus_label": pa.Column(str),
         "agreement": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
@@ -49,10 +84,6 @@ REPORT_SCHEMA = pa.DataFrameSchema(
 )
 
 
-class IngestError(ValueError):
-    """A classification export that cannot be turned into labels; nothing was written."""
-
-
 @dataclass
 class Tally:
     """Votes and consensus of one export, before anything is written."""
@@ -61,6 +92,7 @@ class Tally:
     classifications: int  # rows of the export
     repeats: int  # repeat classifications of a subject by the same volunteer (not counted)
     unanswered: int  # classifications without an answer
+    skipped: dict[str, int] = field(default_factory=dict)  # classifications not counted, by reason
 
     def labels(self) -> pd.DataFrame:
         """The labels the consensus accepts (columns ``LABEL_COLUMNS``)."""
@@ -76,19 +108,23 @@ class Tally:
     def summary(self) -> str:
         by_status = self.report["status"].value_counts()
         statuses = ", ".join(f"{count} {status.replace('_', ' ')}" for status, count in by_status.items())
-        return (f"{self.classifications} classifications ({self.repeats} repeats and {self.unanswered} without an "
-                f"answer not counted) of {len(self.report)} subjects: {statuses or 'none'}")
+        skipped = "".join(f", {n} of {reason}" for reason, n in self.skipped.items())
+        return (f"{self.classifications} classifications ({self.repeats} repeats, {self.unanswered} without an "
+                f"answer{skipped} not counted) of {len(self.report)} subjects: {statuses or 'none'}")
 
 
 def ingest_export(export: pd.DataFrame, state: CampaignState, consensus: Any, classes: list[str],
-                  round: int | None = None, source: str = "classification export") -> pd.DataFrame:
+                  round: int | None = None, source: str = "classification export", task: TaskSpec | None = None
+                  ) -> pd.DataFrame:
     """Add the crowd labels of a validated classification export to the campaign state.
 
     A label is recorded for the round that queried its candidate (an export holds every round's
     classifications so far); ``round`` is recorded for candidates no round queried (e.g. init_project's).
-    Returns the labels added (columns candidate_id, label, votes, agreement, source='crowd').
+    ``task`` says which classifications count and how they answer (default: a question whose answers
+    are ``classes``, read from the export). Returns the labels added (columns candidate_id, label, votes,
+    agreement, source='crowd').
     """
-    return record(tally(export, state, consensus, classes, source), state, round)
+    return record(tally(export, state, consensus, classes, source, task), state, round)
 
 
 def record(result: Tally, state: CampaignState, round: int | None) -> pd.DataFrame:
@@ -111,63 +147,103 @@ def batch_rounds(state: CampaignState) -> dict[str, int]:
 
 
 def tally(export: pd.DataFrame, state: CampaignState, consensus: Any, classes: Sequence[str],
-          source: str = "classification export") -> Tally:
+          source: str = "classification export", task: TaskSpec | None = None) -> Tally:
     """Parse the export, count one vote per volunteer and subject, and run the consensus (no writes).
 
     ``source`` names the export (e.g. its file) in error messages.
     """
-    votes, prior, unanswered = parse_export(export, classes, source)
+    parsed = parse_export(export, classes, source, task)
+    votes = parsed.votes
     first = votes.sort_values("classification_id").drop_duplicates(["subject_id", "volunteer"])
-    decided = consensus.aggregate(first[["subject_id", "volunteer", "label"]], classes, prior)
-    counts = (pd.crosstab(first["subject_id"], first["label"]).reindex(index=decided.index, columns=list(classes),
-                                                                       fill_value=0))
-    counts.columns = [f"data.{c}" for c in counts.columns]
+    decided = consensus.aggregate(first[["subject_id", "volunteer", "label"]], classes, parsed.prior)
+    counts = aggregation_columns(first, parsed.task).reindex(decided.index)
     candidates = pd.Series(state.subject_candidates(), dtype=object).reindex(decided.index)
     status = decided["status"].where(candidates.notna(), UNKNOWN_SUBJECT)
-    report = pd.concat([counts.astype(int), decided.drop(columns="status")], axis=1).assign(status=status)
+    report = pd.concat([counts, decided.drop(columns="status")], axis=1).assign(status=status)
     report.insert(0, "candidate_id", candidates)
     report = report.reset_index()
     report["subject_id"] = report["subject_id"].astype(str)
-    return Tally(report, len(export), len(votes) - len(first), unanswered)
+    return Tally(report, len(export), len(votes) - len(first), parsed.unanswered, parsed.skipped)
 
 
-def parse_export(export: pd.DataFrame, classes: Sequence[str], source: str = "classification export"
-                 ) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
-    """(votes: classification_id, subject_id, volunteer, label; the ML prior per subject; unanswered count).
+@dataclass
+class Parsed:
+    """An export's votes, before repeats are removed."""
+
+    votes: pd.DataFrame  # classification_id, subject_id, volunteer, value (answer label / choice id), label (class)
+    prior: pd.DataFrame | None  # the learner's class distribution per subject, where the subject carries it
+    unanswered: int  # counted classifications without an answer
+    skipped: dict[str, int]  # classifications not counted, by reason (other workflows, other versions)
+    task: TaskSpec  # the task, with what the export filled in (workflow, versions, key)
+
+
+def parse_export(export: pd.DataFrame, classes: Sequence[str], source: str = "classification export",
+                 task: TaskSpec | None = None) -> Parsed:
+    """The votes of an export's classifications that count for ``task`` (default: a question whose
+    answers are ``classes``, its key, workflow and version read from the export).
 
     Raises ``IngestError`` listing every malformed classification by its file line (rows keep the
-    default index of the CSV they were read from).
+    default index of the CSV they were read from), or in one line for a task of another type.
     """
     missing = [c for c in EXPORT_COLUMNS if c not in export.columns]
     if missing:
         raise IngestError(f"{source}: not a classification export: columns {missing} are missing")
-    workflows = sorted({str(w) for w in export["workflow_id"]})
-    if len(workflows) > 1:
-        raise IngestError(f"{source}: the export mixes workflows {workflows}; ingest one workflow's "
-                          "classifications (its classification export) so that answers mean the same classes")
-    rows, problems, priors = [], [], {}
+    try:
+        task = (task or TaskSpec.from_config({"classes": list(classes)})).for_export(export)
+    except IngestError as err:
+        raise IngestError(f"{source}: {err}") from None
+    rows, problems, priors, skipped = [], [], {}, Counter()
     unanswered = 0
     for index, record in zip(export.index, export[EXPORT_COLUMNS].itertuples(index=False)):
-        try:
-            label = answer(record.annotations, classes)
-        except ValueError as err:
-            problems.append(f"{file_line(index)}, column 'annotations' (classification {record.classification_id}): {err}")
+        reason = task.skip_reason(record.workflow_id, record.workflow_version)
+        if reason is not None:
+            skipped[reason] += 1
             continue
-        if label is None:
+        where = f"{file_line(index)}, column 'annotations' (classification {record.classification_id})"
+        try:
+            value = task.value(record.annotations)
+        except AnswerError as err:
+            problems.append(f"{where}: {err}")
+            continue
+        except IngestError as err:
+            raise IngestError(f"{source}: {where}: {err}; nothing ingested") from None
+        if value is None:
             unanswered += 1
             continue
         volunteer = volunteer_key(record.user_id, record.user_ip, record.user_name)
         for subject in str(record.subject_ids).split(";"):
-            rows.append((int(record.classification_id), subject, volunteer, label))
+            rows.append((int(record.classification_id), subject, volunteer, value, task.table[value]))
             priors.setdefault(subject, ml_prior(record.subject_data, subject, classes))
     if problems:
         more = f" and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
         raise IngestError(f"{source}: {len(problems)} malformed classifications, nothing ingested: "
                           f"{'; '.join(problems[:MAX_LISTED])}{more}")
-    votes = pd.DataFrame(rows, columns=["classification_id", "subject_id", "volunteer", "label"])
+    votes = pd.DataFrame(rows, columns=["classification_id", "subject_id", "volunteer", "value", "label"])
     known = {s: p for s, p in priors.items() if p is not None}
     prior = pd.DataFrame.from_dict(known, orient="index", columns=list(classes)) if known else None
-    return votes, prior, unanswered
+    return Parsed(votes, prior, unanswered, dict(skipped), task)
+
+
+def aggregation_columns(votes: pd.DataFrame, task: TaskSpec) -> pd.DataFrame:
+    """panoptes_aggregation's question-reducer and question-consensus-reducer columns per subject, from
+    one vote per volunteer in classification order (see the module docstring)."""
+    slugs = votes["value"].map(slug)
+    counts = pd.crosstab(votes["subject_id"], slugs)
+    counts = counts[[s for s in dict.fromkeys(map(slug, task.options)) if s in counts.columns]]
+    counts = counts.where(counts > 0).astype("Int64").add_prefix("data.")
+    consensus = {}
+    for subject, chosen in slugs.groupby(votes["subject_id"], sort=False):
+        (winner, n), = Counter(chosen).most_common(1)
+        consensus[subject] = (winner, n, n / len(chosen))
+    columns = ["data.most_likely", "data.num_votes", "data.agreement"]
+    consensus_columns = pd.DataFrame.from_dict(consensus, orient="index", columns=columns).reindex(counts.index)
+    return pd.concat([counts, consensus_columns], axis=1).assign(workflow_id=task.workflow_id, task=task.key)[
+        ["workflow_id", "task", *counts.columns, *columns]]
+
+
+def slug(value: str) -> str:
+    """An answer as panoptes_aggregation's extractors name it (python-slugify, ``-`` separator)."""
+    return slugify(value, separator="-")
 
 
 def volunteer_key(user_id: Any, user_ip: Any, user_name: str) -> str:
@@ -175,23 +251,6 @@ def volunteer_key(user_id: Any, user_ip: Any, user_name: str) -> str:
     if pd.notna(user_id):
         return f"user:{user_id}"
     return f"ip:{user_ip}" if pd.notna(user_ip) else f"name:{user_name}"
-
-
-def answer(annotations: Any, classes: Sequence[str]) -> str | None:
-    """The class a classification chose for question ``T0``: the answer label (exports) or its index (raw)."""
-    if not isinstance(annotations, list):
-        raise ValueError(f"annotations are not a parsed JSON array ({type(annotations).__name__})")
-    tasks = [a for a in annotations if isinstance(a, dict) and a.get("task") == TASK_KEY]
-    if not tasks:
-        raise ValueError(f"no annotation for task {TASK_KEY}")
-    value = tasks[0].get("value")
-    if value is None:
-        return None
-    if isinstance(value, str) and value in classes:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(classes):
-        return classes[value]
-    raise ValueError(f"answer {value!r} is not one of the workflow's {len(classes)} classes")
 
 
 def ml_prior(subject_data: Any, subject: str, classes: Sequence[str]) -> list[float] | None:

@@ -12,6 +12,8 @@ import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -137,10 +139,40 @@ def use_labels_as(frame: pd.DataFrame, labels_as: str) -> pd.DataFrame:
     return frame
 
 
-def given(path: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
+#: prefix of a path inside an installed package, e.g. ``pkg://glitchrun.data.samples/file.csv``
+PACKAGE_PREFIX = "pkg://"
+
+
+def resolve_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as an absolute path: ``~`` expanded, ``pkg://package/file`` inside an installed package,
+    anything relative taken from the directory the command was started from (Hydra's original working
+    directory, even if a job changed directory)."""
+    text = os.fspath(path)
+    if text.startswith(PACKAGE_PREFIX):
+        package, _, name = text[len(PACKAGE_PREFIX):].partition("/")
+        return Path(str(files(package).joinpath(name)))
+    resolved = Path(text).expanduser()
+    if resolved.is_absolute():
+        return resolved
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_original_cwd
+
+    return Path(get_original_cwd() if HydraConfig.initialized() else os.getcwd()) / resolved
+
+
+def existing_path(path: str | os.PathLike[str], what: str) -> Path:
+    """``resolve_path(path)``, or ``FileNotFoundError`` in one line saying which setting names it."""
+    resolved = resolve_path(path)
+    if not resolved.exists():
+        raise FileNotFoundError(f"{what}: {path} not found (looked for {resolved}; relative paths are taken "
+                                "from the directory glitchrun was started in)")
+    return resolved
+
+
+def given(path: str | os.PathLike[str] | None, what: str) -> Path:
     if path is None:
         raise ValueError("data.path is not set: give the CSV to read, e.g. data.path=glitches.csv")
-    return path
+    return existing_path(path, f"data.path ({what})")
 
 
 def check_labels_as(labels_as: str) -> None:
@@ -226,7 +258,7 @@ class GravitySpyData:
         check_labels_as(self.labels_as)
 
     def load(self) -> Candidates:
-        raw = read_csv(given(self.path), what="Gravity Spy metadata")
+        raw = read_csv(given(self.path, "Gravity Spy metadata"), what="Gravity Spy metadata")
         fmt = detect_format(list(raw.columns), self.path)
         table = validate(raw, fmt.schema(self.classes), source=f"{fmt.name} {self.path}")
         frame = use_labels_as(fmt.to_canonical(table), self.labels_as)
@@ -262,7 +294,7 @@ class CsvData:
 
     def load(self) -> Candidates:
         source = f"feature table {self.path}"
-        raw = read_csv(given(self.path), what="feature table")
+        raw = read_csv(given(self.path, "feature table"), what="feature table")
         features = self.feature_columns
         if features is None:
             features = [c for c in raw.columns if c not in (self.id_column, self.label_column, *CANONICAL_COLUMNS)]
@@ -279,12 +311,14 @@ class CsvData:
 @dataclass
 class SyntheticData:
     """``n`` synthetic candidates shaped like Gravity Spy v1.0 (see ``glitchrun.data.synthetic``), ground truth in
-    ``truth``; the first ``labelled_per_class`` of each class also start with their label known."""
+    ``truth``; the first ``labelled_per_class`` of each class also start with their label known. ``priors``
+    (class -> weight) replaces the v1.0 class frequencies."""
 
     n: int = 20_000
     seed: int = 0
     classes: list[str] = field(default_factory=lambda: list(GRAVITY_SPY_CLASSES))
     labelled_per_class: int = 0
+    priors: dict[str, float] | None = None
     features: FeatureSpec = field(default_factory=FeatureSpec)
 
     def __post_init__(self) -> None:  # numpy's own words for these would be "negative dimensions are not allowed"
@@ -293,7 +327,7 @@ class SyntheticData:
                              f"got {self.n} and {self.labelled_per_class}")
 
     def load(self) -> Candidates:
-        frame = canonical(generate(self.n, self.seed, self.classes))
+        frame = canonical(generate(self.n, self.seed, self.classes, priors=self.priors))
         if self.labelled_per_class:
             first = frame.groupby("truth", sort=False).cumcount() < self.labelled_per_class
             frame["label"] = frame["truth"].where(first)

@@ -1,36 +1,42 @@
-"""Synthetic glitch candidates shaped like the Gravity Spy v1.0 training set.
+"""Synthetic glitch candidates calibrated on real Gravity Spy glitches.
 
 Simulated campaigns and tests need many candidates with known ground truth and no data files, so the
-package keeps a few fitted numbers (``FIT``) and draws candidates from them:
+package keeps a few fitted numbers (``FIT``) and draws candidates from them. Each class is a log-normal
+in the six measured features (``LOG_FEATURES``): per class a median and a standard deviation of each ln
+feature, and one within-class correlation shared by all classes.
 
-- class priors and detector split: the v1.0 per-class H1/L1 counts;
-- per-class centres: the v1.0 class means of peak frequency, central frequency, duration, bandwidth and
-  SNR (arithmetic means, which the log-normal draw reproduces);
-- within-class spread, from the 170 real O3a rows (17 classes, 10 each, H1, SNR > 15): the standard
-  deviation of each ln feature per class, and one within-class correlation pooled over the 17 classes.
-  The 7 v1.0 classes the sample lacks (1080Lines, 1400Ripples, Air_Compressor, Chirp, Helix,
-  None_of_the_Above, Wandering_Line) get the pooled standard deviations;
-- amplitude (not in the v1.0 summary): a least-squares fit of ln amplitude on the five ln features over
-  the O3a rows, plus the per-class (or pooled) spread of its residual.
+- class medians and spreads: from real labelled rows where a class has at least ``min_rows`` of them
+  (today the 170 O3a Hanford rows, 10 per class, SNR > 15): the mean and standard deviation of each ln
+  feature. The v1.0 summary holds class *means* of heavy-tailed features, which overstate the typical
+  glitch (Extremely_Loud's mean duration is 8.2 s, real ones last 2.4-4.5 s), so they are used only for
+  classes without real rows, turned into medians consistently: median = mean x exp(-sd^2 / 2), sd the
+  pooled within-class spread; their amplitude median comes from a least-squares fit of ln amplitude on
+  the other five ln features over the real rows;
+- the within-class correlation: pooled over the real rows of all calibrated classes;
+- class priors and detector split: the v1.0 per-class H1/L1 counts, or a table given to ``generate``
+  (``priors``; O3's live pools are dominated by Scattered_Light and Fast_Scattering, unlike v1.0).
 
-``python -m glitchrun.data.calibrate --refit ../shared/data`` re-derives ``FIT`` from the shared files and
-prints it as the Python source below.
+``python -m glitchrun.data.calibrate --refit ../shared/data`` re-derives ``FIT`` (any real table can
+be given with ``--table``), prints it as the Python source below and names the classes it could not
+calibrate from real rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from scipy.special import logsumexp
 
-#: the features drawn jointly log-normal (in the order of ``Shape.mean`` and ``Shape.log_sd``) and the column
-#: of the v1.0 summary holding their class means
+#: the features of the v1.0 summary and the column holding their class means
 SUMMARY_MEANS = {"peak_frequency": "mean_peak_frequency", "central_frequency": "mean_central_freq",
                  "duration": "mean_duration", "bandwidth": "mean_bandwidth", "snr": "mean_snr"}
 FEATURES = tuple(SUMMARY_MEANS)
+#: every feature drawn jointly log-normal, in the order of ``Shape.median`` and ``Shape.log_sd``
+LOG_FEATURES = (*FEATURES, "amplitude")
 SUMMARY_FILE = "gravityspy_v1d1_class_summary.csv"
 O3A_FILE = "gravityspy_o3a_h1_sample.csv"
 #: event times are spread uniformly over O3a (GPS 2019-04-01 15:00 to 2019-10-01 15:00 UTC)
@@ -38,108 +44,145 @@ O3A_START, O3A_END = 1238166018.0, 1253977218.0
 
 
 class Shape(NamedTuple):
-    """One class: v1.0 counts and means, O3a log-space spread (``log_sd`` ends with the amplitude residual)."""
+    """One class: v1.0 detector counts, the median and ln-space spread of ``LOG_FEATURES``, and how many
+    real rows they were calibrated on (0: v1.0 means and pooled spread)."""
 
     n_h1: int
     n_l1: int
-    mean: tuple[float, ...]
+    median: tuple[float, ...]
     log_sd: tuple[float, ...]
+    rows: int
 
 
 @dataclass(frozen=True)
 class Fit:
-    """Everything the generator draws from; ``refit`` derives it from the shared files."""
+    """Everything the generator draws from; ``glitchrun.data.calibrate.refit`` derives it from real tables."""
 
     shapes: dict[str, Shape]
-    #: within-class correlation of the ln ``FEATURES``
+    #: within-class correlation of the ln ``LOG_FEATURES``
     correlation: tuple[tuple[float, ...], ...]
-    #: ln amplitude = amplitude[0] + amplitude[1:] . ln FEATURES
-    amplitude: tuple[float, ...]
 
     def source(self) -> str:
         """``FIT`` as Python source, to paste below after a refit."""
         lines = ["FIT = Fit(", "    shapes={"]
-        lines += [f"        {name!r}: Shape({s.n_h1}, {s.n_l1}, {s.mean!r}, {s.log_sd!r}),"
+        lines += [f"        {name!r}: Shape({s.n_h1}, {s.n_l1}, {s.median!r}, {s.log_sd!r}, {s.rows}),"
                   for name, s in self.shapes.items()]
         lines += ["    },", "    correlation=("]
         lines += [f"        {row!r}," for row in self.correlation]
-        lines += ["    ),", f"    amplitude={self.amplitude!r},", ")"]
+        lines += ["    ),", ")"]
         return "\n".join(lines)
+
+    def log_likelihood(self, values: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+        """ln density of each row of ``values`` (``LOG_FEATURES`` in natural units) under each class's
+        log-normal, in ln-feature space (rows x classes); ``-inf`` for classes the fit does not know."""
+        logs = np.log(np.asarray(values, dtype=np.float64))
+        out = np.full((len(logs), len(classes)), -np.inf)
+        cholesky = np.linalg.cholesky(np.array(self.correlation))
+        for j, name in enumerate(classes):
+            if name not in self.shapes:
+                continue
+            shape = self.shapes[name]
+            z = (logs - np.log(shape.median)) / np.array(shape.log_sd)
+            white = np.linalg.solve(cholesky, z.T).T
+            out[:, j] = -0.5 * (white**2).sum(axis=1) - np.log(shape.log_sd).sum()
+        return out  # the constants shared by all classes are left out: only differences between classes count
+
+    def posterior(self, values: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+        """P(class | features) with equal priors over ``classes``: how alike a glitch looks to each class,
+        whatever the classes' frequencies (rows sum to 1; NaN rows where a feature is missing)."""
+        values = np.asarray(values, dtype=np.float64).reshape(-1, len(LOG_FEATURES))
+        known = np.all(np.isfinite(values) & (values > 0), axis=1)
+        out = np.full((len(values), len(classes)), np.nan)
+        if known.any():
+            ll = self.log_likelihood(values[known], classes)
+            out[known] = np.exp(ll - logsumexp(ll, axis=1, keepdims=True))
+        return out
 
 
 # Made by `python -m glitchrun.data.calibrate --refit ../shared/data`; do not edit by hand.
 FIT = Fit(
     shapes={
-        '1080Lines': Shape(327, 1, (1111.0, 2961.0, 0.85, 4730.0, 10.2), (0.57, 1.471, 0.494, 1.713, 0.66, 0.972)),
-        '1400Ripples': Shape(0, 81, (1527.0, 1846.0, 0.15, 1654.0, 10.9), (0.57, 1.471, 0.494, 1.713, 0.66, 0.972)),
-        'Air_Compressor': Shape(55, 3, (48.0, 320.0, 0.41, 567.0, 8.7), (0.57, 1.471, 0.494, 1.713, 0.66, 0.972)),
-        'Blip': Shape(1453, 368, (199.0, 839.0, 0.27, 1595.0, 22.8), (0.464, 0.65, 0.758, 0.698, 0.374, 0.452)),
-        'Chirp': Shape(28, 32, (141.0, 264.0, 0.29, 461.0, 13.6), (0.57, 1.471, 0.494, 1.713, 0.66, 0.972)),
-        'Extremely_Loud': Shape(266, 181, (140.0, 2673.0, 8.17, 5311.0, 2416.0), (0.575, 0.341, 0.178, 0.343, 1.14, 0.736)),
-        'Helix': Shape(3, 276, (134.0, 263.0, 0.09, 326.0, 8.8), (0.57, 1.471, 0.494, 1.713, 0.66, 0.972)),
-        'Koi_Fish': Shape(517, 189, (157.0, 1834.0, 1.75, 3629.0, 139.0), (0.598, 0.944, 0.284, 0.966, 0.803, 0.785)),
-        'Light_Modulation': Shape(511, 1, (105.0, 2000.0, 2.34, 3966.0, 34.6), (0.767, 1.479, 0.377, 1.597, 0.635, 1.369)),
-        'Low_Frequency_Burst': Shape(166, 455, (16.0, 2611.0, 2.91, 5208.0, 29.9), (0.069, 1.68, 0.349, 2.047, 0.598, 0.267)),
-        'Low_Frequency_Lines': Shape(79, 368, (12.0, 2630.0, 3.94, 5243.0, 23.1), (0.195, 2.696, 0.594, 3.601, 0.658, 1.418)),
-        'No_Glitch': Shape(91, 59, (183.0, 1601.0, 1.95, 2915.0, 9.3), (0.225, 1.505, 0.608, 1.897, 0.114, 0.577)),
-        'None_of_the_Above': Shape(51, 30, (170.0, 1744.0, 2.72, 3436.0, 45.3), (0.57, 1.471, 0.494, 1.713, 0.66, 0.972)),
-        'Paired_Doves': Shape(27, 0, (41.0, 1270.0, 0.42, 2505.0, 33.4), (0.16, 1.175, 0.283, 1.227, 0.404, 0.844)),
-        'Power_Line': Shape(273, 176, (62.0, 733.0, 0.75, 1367.0, 11.3), (0.059, 1.71, 0.588, 2.032, 1.296, 0.736)),
-        'Repeating_Blips': Shape(230, 33, (200.0, 1650.0, 0.31, 3214.0, 29.2), (0.339, 1.08, 0.302, 1.122, 0.344, 0.883)),
-        'Scattered_Light': Shape(385, 58, (30.0, 2175.0, 2.61, 4319.0, 16.4), (0.141, 2.081, 0.403, 2.279, 0.45, 1.256)),
-        'Scratchy': Shape(90, 247, (153.0, 1223.0, 1.45, 2269.0, 8.6), (0.166, 1.262, 0.729, 1.405, 1.112, 0.615)),
-        'Tomte': Shape(61, 42, (47.0, 833.0, 0.73, 1622.0, 16.2), (0.182, 1.698, 0.356, 1.832, 0.317, 1.043)),
-        'Violin_Mode': Shape(141, 271, (1673.0, 1742.0, 0.29, 2637.0, 13.4), (1.645, 1.776, 0.56, 1.929, 0.419, 1.708)),
-        'Wandering_Line': Shape(42, 0, (667.0, 2127.0, 6.05, 3929.0, 27.8), (0.57, 1.471, 0.494, 1.713, 0.66, 0.972)),
-        'Whistle': Shape(2, 297, (1093.0, 2690.0, 0.59, 4788.0, 9.5), (0.426, 0.006, 0.783, 0.006, 0.419, 0.849)),
+        '1080Lines': Shape(327, 1, (950.0, 972.2, 0.7455, 1021.0, 8.039, 1.279e-23), (0.56, 1.492, 0.512, 1.751, 0.69, 1.011), 0),
+        '1400Ripples': Shape(0, 81, (1306.0, 606.1, 0.1316, 357.1, 8.591, 8.315e-23), (0.56, 1.492, 0.512, 1.751, 0.69, 1.011), 0),
+        'Air_Compressor': Shape(55, 3, (41.04, 105.1, 0.3596, 122.4, 6.857, 6.244e-22), (0.56, 1.492, 0.512, 1.751, 0.69, 1.011), 0),
+        'Blip': Shape(1453, 368, (161.1, 512.2, 0.2507, 941.0, 25.15, 1.01e-22), (0.464, 0.65, 0.758, 0.698, 0.374, 0.386), 10),
+        'Chirp': Shape(28, 32, (120.6, 86.68, 0.2543, 99.53, 10.72, 1.118e-22), (0.56, 1.492, 0.512, 1.751, 0.69, 1.011), 0),
+        'Extremely_Loud': Shape(266, 181, (66.89, 2757.0, 3.247, 5488.0, 386.1, 2.905e-21), (0.575, 0.341, 0.178, 0.343, 1.14, 0.905), 10),
+        'Helix': Shape(3, 276, (114.6, 86.36, 0.07894, 70.38, 6.936, 5.135e-22), (0.56, 1.492, 0.512, 1.751, 0.69, 1.011), 0),
+        'Koi_Fish': Shape(517, 189, (114.2, 1195.0, 1.595, 2337.0, 195.9, 9.48e-22), (0.598, 0.944, 0.284, 0.966, 0.803, 0.767), 10),
+        'Light_Modulation': Shape(511, 1, (31.03, 1373.0, 3.281, 2619.0, 81.6, 4.265e-21), (0.767, 1.479, 0.377, 1.597, 0.635, 2.12), 10),
+        'Low_Frequency_Burst': Shape(166, 455, (11.12, 1622.0, 3.962, 2874.0, 34.44, 2.631e-19), (0.069, 1.68, 0.349, 2.047, 0.598, 0.689), 10),
+        'Low_Frequency_Lines': Shape(79, 368, (11.55, 586.1, 3.491, 666.6, 32.59, 3.157e-19), (0.195, 2.696, 0.594, 3.601, 0.658, 1.832), 10),
+        'No_Glitch': Shape(91, 59, (96.03, 1150.0, 4.15, 1769.0, 16.86, 8.984e-23), (0.225, 1.505, 0.608, 1.897, 0.114, 0.131), 10),
+        'None_of_the_Above': Shape(51, 30, (145.4, 572.6, 2.386, 741.8, 35.7, 2.764e-22), (0.56, 1.492, 0.512, 1.751, 0.69, 1.011), 0),
+        'Paired_Doves': Shape(27, 0, (33.73, 487.5, 2.004, 920.7, 39.17, 6.838e-22), (0.16, 1.175, 0.283, 1.227, 0.404, 0.644), 10),
+        'Power_Line': Shape(273, 176, (63.59, 455.1, 1.826, 656.5, 51.47, 3.677e-22), (0.059, 1.71, 0.588, 2.032, 1.296, 1.459), 10),
+        'Repeating_Blips': Shape(230, 33, (139.2, 873.0, 0.7193, 1665.0, 22.67, 8.861e-23), (0.339, 1.08, 0.302, 1.122, 0.344, 0.352), 10),
+        'Scattered_Light': Shape(385, 58, (28.06, 234.7, 2.525, 374.4, 30.02, 1.106e-21), (0.141, 2.081, 0.403, 2.279, 0.45, 0.555), 10),
+        'Scratchy': Shape(90, 247, (97.39, 1258.0, 2.129, 2282.0, 46.37, 2.211e-22), (0.166, 1.262, 0.729, 1.405, 1.112, 1.085), 10),
+        'Tomte': Shape(61, 42, (43.12, 245.7, 1.051, 408.0, 23.13, 2.455e-22), (0.182, 1.698, 0.356, 1.832, 0.317, 0.458), 10),
+        'Violin_Mode': Shape(141, 271, (134.3, 941.2, 1.382, 1708.0, 25.52, 2.909e-22), (1.645, 1.776, 0.56, 1.929, 0.419, 0.96), 10),
+        'Wandering_Line': Shape(42, 0, (570.3, 698.4, 5.306, 848.3, 21.91, 1.353e-23), (0.56, 1.492, 0.512, 1.751, 0.69, 1.011), 0),
+        'Whistle': Shape(2, 297, (695.6, 3999.0, 0.3144, 7889.0, 28.35, 1.762e-22), (0.426, 0.05, 0.783, 0.05, 0.419, 0.366), 10),
     },
     correlation=(
-        (1.0, 0.255, 0.023, 0.236, 0.089),
-        (0.255, 1.0, 0.371, 0.995, 0.093),
-        (0.023, 0.371, 1.0, 0.381, 0.226),
-        (0.236, 0.995, 0.381, 1.0, 0.105),
-        (0.089, 0.093, 0.226, 0.105, 1.0),
+        (1.0, 0.246, 0.013, 0.226, 0.094, -0.36),
+        (0.246, 1.0, 0.382, 0.995, 0.086, 0.012),
+        (0.013, 0.382, 1.0, 0.391, 0.214, 0.055),
+        (0.226, 0.995, 0.391, 1.0, 0.099, 0.014),
+        (0.094, 0.086, 0.214, 0.099, 1.0, 0.596),
+        (-0.36, 0.012, 0.055, 0.014, 0.596, 1.0),
     ),
-    amplitude=(-47.5896, -1.8662, 4.5052, -0.3517, -3.6094, 0.8039),
 )
+
 
 #: the Gravity Spy v1.0 classes, in the order of the v1.0 summary
 GRAVITY_SPY_CLASSES: tuple[str, ...] = tuple(FIT.shapes)
 
 
-def generate(n: int, seed: int, classes: Sequence[str] | None = None, fit: Fit = FIT) -> pd.DataFrame:
+def class_weights(names: Sequence[str], fit: Fit, priors: Mapping[str, float] | None) -> np.ndarray:
+    """The chance of each of ``names``: ``priors`` (any positive scale) or else the v1.0 counts."""
+    if priors is None:
+        weights = np.array([fit.shapes[name].n_h1 + fit.shapes[name].n_l1 for name in names], dtype=np.float64)
+    else:
+        missing = [name for name in names if name not in priors]
+        if missing:
+            raise ValueError(f"class priors lack {missing}; give 0 to leave a class out")
+        weights = np.array([float(priors[name]) for name in names])
+    if not (np.all(np.isfinite(weights)) and np.all(weights >= 0) and weights.sum() > 0):
+        raise ValueError(f"class priors must be non-negative with a positive sum, got {dict(zip(names, weights))}")
+    return weights / weights.sum()
+
+
+def generate(n: int, seed: int, classes: Sequence[str] | None = None, fit: Fit = FIT,
+             priors: Mapping[str, float] | None = None) -> pd.DataFrame:
     """``n`` candidates of ``classes`` (default all), drawn with ``seed``: an ``id`` column, ``ifo``,
-    ``event_time``, the five features, ``amplitude`` and ``truth``; vectorised, about 110 bytes a row."""
+    ``event_time``, the six features and ``truth``; vectorised, about 110 bytes a row."""
     names = list(fit.shapes if classes is None else classes)
     unknown = sorted(set(names) - set(fit.shapes))
     if unknown:
         raise ValueError(f"no synthetic shape for classes {unknown}; the generator knows {list(fit.shapes)}")
     shapes = [fit.shapes[name] for name in names]
     counts = np.array([(s.n_h1, s.n_l1) for s in shapes], dtype=np.float64)
-    totals = counts.sum(axis=1)
+    h1_share = np.divide(counts[:, 0], counts.sum(axis=1), out=np.full(len(names), 0.5), where=counts.sum(axis=1) > 0)
+    log_median = np.log(np.array([s.median for s in shapes]))
     log_sd = np.array([s.log_sd for s in shapes])
-    # a log-normal with ln-space (mu, sd) has mean exp(mu + sd^2 / 2): place mu so class means match v1.0
-    mu = np.log(np.array([s.mean for s in shapes])) - log_sd[:, :-1] ** 2 / 2
 
     rng = np.random.default_rng(seed)
-    k = rng.choice(len(names), size=n, p=totals / totals.sum())
-    # one float block filled in place (it becomes the frame's, uncopied); rows: event_time, FEATURES, amplitude
-    floats = ["event_time", *FEATURES, "amplitude"]
+    k = rng.choice(len(names), size=n, p=class_weights(names, fit, priors))
+    # one float block filled in place (it becomes the frame's, uncopied); rows: event_time, LOG_FEATURES
+    floats = ["event_time", *LOG_FEATURES]
     values = np.empty((len(floats), n))
     values[0] = rng.uniform(O3A_START, O3A_END, n)
-    logs = values[1:-1].T
-    np.matmul(rng.standard_normal((n, len(FEATURES))), np.linalg.cholesky(np.array(fit.correlation)).T, out=logs)
-    logs *= log_sd[k, :-1]
-    logs += mu[k]
-    np.matmul(logs, np.array(fit.amplitude[1:]), out=values[-1])
-    values[-1] += fit.amplitude[0] + log_sd[k, -1] * rng.standard_normal(n)
+    logs = values[1:].T
+    np.matmul(rng.standard_normal((n, len(LOG_FEATURES))), np.linalg.cholesky(np.array(fit.correlation)).T, out=logs)
+    logs *= log_sd[k]
+    logs += log_median[k]
     np.exp(values[1:], out=values[1:])
-    is_h1 = rng.random(n) < (counts[:, 0] / totals)[k]
+    is_h1 = rng.random(n) < h1_share[k]
 
     frame = pd.DataFrame(values.T, columns=floats, copy=False)
     frame.insert(0, "id", "syn" + pd.Series(np.arange(n)).astype("str").str.zfill(len(str(max(n - 1, 0)))))
     frame.insert(1, "ifo", np.where(is_h1, "H1", "L1"))
     frame["truth"] = np.array(names, dtype=object)[k]
     return frame
-
-

@@ -1,10 +1,10 @@
 """The ``/api`` routes: reads through the resource kinds, writes with ownership checks, links, exports.
 
-Ownership: only the project's owner (or an admin) may write its project, workflows, subject sets and
-subjects; anyone else gets 403 with a message naming both users, except for private projects, which
-do not exist for them (404). Every write needs a token (401), except classifications: anonymous ones
-go to public projects, and any account of this server may classify a private project too, like the
-testers its owner would invite on Zooniverse (the simulated crowd's volunteers are such accounts).
+Who may do what is the real server's policies (policies.py): owners and collaborators write a project
+and everything in it; anyone else finds nothing to change (404) or nothing to link to (422). Every write
+needs a token (401), except classifications: anyone may classify what they may see (public projects, and
+private ones where they hold a role, e.g. testers). Bodies are checked against the real JSON schemas
+(schemas.py, 422) and then the real models' validations (400).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from glitchrun.embedded_panoptes import exports
+from glitchrun.embedded_panoptes import exports, policies, schemas
 from glitchrun.embedded_panoptes.counting import (
     RETIREMENT_REASONS,
     count_classification,
@@ -33,6 +33,7 @@ from glitchrun.embedded_panoptes.resources import (
     CLASSIFICATIONS,
     KINDS,
     PROJECT_DEFAULTS,
+    PROJECT_ROLES,
     PROJECTS,
     SUBJECT_SETS,
     SUBJECTS,
@@ -40,64 +41,30 @@ from glitchrun.embedded_panoptes.resources import (
     WORKFLOW_DEFAULTS,
     WORKFLOWS,
     Kind,
+    list_project_classifications,
     list_resources,
+    subject_limit,
 )
 from glitchrun.embedded_panoptes.resources import subjects as serialize_subjects
+from glitchrun.embedded_panoptes.rules import Rules
+from glitchrun.embedded_panoptes.selection import queued
 from glitchrun.embedded_panoptes.store import Store, dumps, id_list, insert, now, update
 from glitchrun.embedded_panoptes.tasks import normalize_retirement, version_bumps
 from glitchrun.embedded_panoptes.web import (
     Ctx,
-    Schema,
     api_view,
     json_body,
     require_if_match,
-    resource_body,
     to_id,
     to_ids,
 )
 
-NULL = type(None)
-PROJECT_SCHEMA = Schema(
-    "projects",
-    fields={"display_name": str, "description": str, "primary_language": str, "private": bool, "introduction": str,
-            "tags": list, "configuration": dict, "urls": list, "researcher_quote": str, "workflow_description": str,
-            "live": bool, "launch_approved": bool, "beta_approved": bool, "state": (str, NULL)},
-    required=frozenset({"display_name", "description", "primary_language", "private"}),
-    links=frozenset({"owner"}),
-)
 #: project attributes kept in their own columns (filterable); the rest live in ``attrs``
 PROJECT_COLUMNS = ("display_name", "private", "live", "launch_approved", "beta_approved", "state")
-WORKFLOW_SCHEMA = Schema(
-    "workflows",
-    fields={"display_name": str, "primary_language": str, "active": bool, "tasks": dict, "first_task": str,
-            "retirement": dict, "configuration": dict, "mobile_friendly": bool, "grouped": bool, "pairwise": bool,
-            "prioritized": bool, "aggregation": dict, "public_gold_standard": bool},
-    required=frozenset({"display_name", "primary_language"}),
-    links=frozenset({"project", "subject_sets"}),
-    required_links=frozenset({"project"}),
-)
-SUBJECT_SET_SCHEMA = Schema(
-    "subject_sets",
-    fields={"display_name": str, "metadata": dict},
-    required=frozenset({"display_name"}),
-    links=frozenset({"project", "subjects"}),
-    required_links=frozenset({"project"}),
-)
-SUBJECT_SCHEMA = Schema(
-    "subjects",
-    fields={"locations": list, "metadata": dict, "external_id": (str, NULL)},
-    required=frozenset({"locations"}),
-    links=frozenset({"project", "subject_sets"}),
-    required_links=frozenset({"project"}),
-)
-CLASSIFICATION_SCHEMA = Schema(
-    "classifications",
-    fields={"annotations": list, "metadata": dict, "completed": bool, "gold_standard": (bool, NULL)},
-    required=frozenset({"annotations", "metadata"}),
-    links=frozenset({"project", "workflow", "subjects", "user_group"}),
-    required_links=frozenset({"project", "workflow", "subjects"}),
-)
-CLASSIFICATION_METADATA = ("started_at", "finished_at", "user_agent", "user_language", "workflow_version")
+#: projects_controller.rb: only admins may set these ("Only Admins may set field X for project", 422)
+ADMIN_ONLY_PROJECT_FIELDS = ("beta_approved", "launch_approved", "redirect", "launched_row_order_position",
+                             "beta_row_order_position", "experimental_tools", "featured",
+                             "run_subject_set_completion_events")
 LINK_ERROR = "Error: check the subject set and all the subjects exist."
 
 
@@ -110,29 +77,30 @@ def slug_of(login: str, display_name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ ownership
-def writable_project(ctx: Ctx, project_id: int, what: str = "") -> sqlite3.Row:
-    """The project if the caller may write it (or ``what`` inside it): 401, 404 or 403 otherwise."""
-    viewer = ctx.require_viewer()
-    project = PROJECTS.find(ctx, project_id)
-    if project["owner_id"] != viewer["id"] and not viewer["admin"]:
-        owner = ctx.db.execute("SELECT login FROM users WHERE id = ?", (project["owner_id"],)).fetchone()["login"]
-        target = f"{what} in project {project_id}" if what else f"project {project_id}"
-        raise ApiError(403, f"Forbidden: {viewer['login']} may not modify {target} "
-                            f"({project['display_name']!r}), which belongs to {owner}")
+def writable_project(ctx: Ctx, project_id: int) -> sqlite3.Row:
+    """The project if the caller may update it (owner or collaborator): 401 without a token, else the
+    real 404 (``lib/json_api_controller/check_resources_exist.rb``: outside the update scope it is not found)."""
+    project = policies.in_scope(ctx.db, policies.writable(ctx.require_viewer()), project_id)
+    if project is None:
+        raise not_found("project", project_id)
+    return project
+
+
+def linked_project(ctx: Ctx, value: Any) -> sqlite3.Row:
+    """``links.project`` of a create: a project the caller may update, else the real 422 (NotLinkable)."""
+    project = policies.in_scope(ctx.db, policies.writable(ctx.require_viewer()), to_id(value, "links.project"))
+    if project is None:
+        raise policies.not_linkable("project")
     return project
 
 
 def writable(ctx: Ctx, kind: Kind, ident: int) -> sqlite3.Row:
-    """A workflow, subject set or subject the caller may write."""
-    row = kind.find(ctx, ident)
-    writable_project(ctx, row["project_id"], f"{kind.singular} {ident}")
+    """A workflow, subject set or subject of a project the caller may update, else 404 naming it."""
+    ctx.require_viewer()
+    row = ctx.db.execute(f"SELECT {kind.alias}.* {kind.source} WHERE {kind.alias}.id = ?", (ident,)).fetchone()
+    if row is None or policies.in_scope(ctx.db, policies.writable(ctx.viewer), row["project_id"]) is None:
+        raise not_found(kind.singular, ident)
     return row
-
-
-def _same_project(links: dict[str, Any], current: int) -> None:
-    """An update may repeat ``links.project`` but not move the object to another project."""
-    if "project" in links and to_id(links["project"], "links.project") != current:
-        raise ApiError(422, "links.project cannot be changed; create the object in the other project instead")
 
 
 def _id_array(body: dict[str, Any], key: str) -> list[int]:
@@ -151,10 +119,18 @@ def _existing(ctx: Ctx, table: str, ids: list[int]) -> list[sqlite3.Row]:
 
 # ------------------------------------------------------------------------------------ projects
 def _check_display_name(ctx: Ctx, owner_id: int, name: str, project_id: int = 0) -> None:
-    taken = ctx.db.execute("SELECT id FROM projects WHERE owner_id = ? AND display_name = ? AND id != ?",
-                           (owner_id, name, project_id)).fetchone()
+    """``UniqueForOwnerValidator``: one display name per owner, whatever the case (400)."""
+    taken = ctx.db.execute("SELECT id FROM projects WHERE owner_id = ? AND lower(display_name) = lower(?) "
+                           "AND id != ?", (owner_id, name, project_id)).fetchone()
     if taken is not None:
-        raise ApiError(422, f"projects: display_name {name!r} is already taken by your project {taken['id']}")
+        raise ApiError(400, "Validation failed: Display name Must be unique for owner")
+
+
+def _admin_only(ctx: Ctx, attrs: dict[str, Any]) -> None:
+    if not ctx.require_viewer()["admin"]:
+        for name in ADMIN_ONLY_PROJECT_FIELDS:
+            if name in attrs:
+                raise ApiError(422, f"Only Admins may set field {name} for project")
 
 
 def _project_columns(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -163,10 +139,11 @@ def _project_columns(attrs: dict[str, Any]) -> dict[str, Any]:
 
 def create_project(ctx: Ctx) -> Response:
     viewer = ctx.require_viewer()
-    attrs, links = PROJECT_SCHEMA.validate(resource_body("projects"), creating=True)
-    owner = links.get("owner", viewer["id"])
-    if str(owner.get("id") if isinstance(owner, dict) else owner) != str(viewer["id"]):
-        raise ApiError(422, "projects: links.owner must be the caller (user groups are not supported)")
+    attrs, links = schemas.validate("projects", "create", schemas.require(json_body(), "projects"))
+    _admin_only(ctx, attrs)
+    owner = links.get("owner", {"id": viewer["id"], "type": "users"})
+    if str(owner["id"]) != str(viewer["id"]) or owner["type"] not in ("users", "user"):
+        raise policies.not_linkable("owner")  # user groups as owners are not modelled here
     _check_display_name(ctx, viewer["id"], attrs["display_name"])
     stamp = now()
     pid = insert(ctx.db, "projects", {
@@ -174,13 +151,16 @@ def create_project(ctx: Ctx) -> Response:
         "attrs": dumps({**PROJECT_DEFAULTS, **{k: v for k, v in attrs.items() if k not in PROJECT_COLUMNS}}),
         "created_at": stamp, "updated_at": stamp,
     })
+    insert(ctx.db, "project_roles", {"project_id": pid, "user_id": viewer["id"], "roles": dumps(["owner"]),
+                                     "created_at": stamp, "updated_at": stamp})
     return PROJECTS.respond(ctx, [PROJECTS.find(ctx, pid)], 201)
 
 
 def update_project(ctx: Ctx, ident: str) -> Response:
-    require_if_match()
     project = writable_project(ctx, to_id(ident, "project id"))
-    attrs, _ = PROJECT_SCHEMA.validate(resource_body("projects"), creating=False)
+    require_if_match("projects", project)
+    attrs, _ = schemas.validate("projects", "update", schemas.require(json_body(), "projects"))
+    _admin_only(ctx, attrs)
     changes = _project_columns(attrs)
     if "display_name" in attrs:
         _check_display_name(ctx, project["owner_id"], attrs["display_name"], project["id"])
@@ -199,8 +179,8 @@ def _delete_subject_media(ctx: Ctx, where: str, param: Any) -> None:
 
 
 def delete_project(ctx: Ctx, ident: str) -> Response:
-    require_if_match()
     project = writable_project(ctx, to_id(ident, "project id"))
+    require_if_match("projects", project)
     pid = project["id"]
     _delete_subject_media(ctx, "SELECT id FROM subjects WHERE project_id = ?", pid)
     workflow_ids = [r[0] for r in ctx.db.execute("SELECT id FROM workflows WHERE project_id = ?", (pid,))]
@@ -252,8 +232,8 @@ def _unlink_sets(ctx: Ctx, workflow_id: int, set_ids: list[int]) -> None:
 
 
 def create_workflow(ctx: Ctx) -> Response:
-    attrs, links = WORKFLOW_SCHEMA.validate(resource_body("workflows"), creating=True)
-    project = writable_project(ctx, to_id(links["project"], "links.project"))
+    attrs, links = schemas.validate("workflows", "create", schemas.require(json_body(), "workflows"))
+    project = linked_project(ctx, links["project"])
     retirement = normalize_retirement(attrs.pop("retirement", {}))
     tasks, first_task = attrs.pop("tasks", {}), attrs.pop("first_task", "")
     stamp = now()
@@ -271,10 +251,9 @@ def create_workflow(ctx: Ctx) -> Response:
 
 
 def update_workflow(ctx: Ctx, ident: str) -> Response:
-    require_if_match()
     row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
-    attrs, links = WORKFLOW_SCHEMA.validate(resource_body("workflows"), creating=False)
-    _same_project(links, row["project_id"])
+    require_if_match("workflows", row)
+    attrs, links = schemas.validate("workflows", "update", schemas.require(json_body(), "workflows"))
     old = _workflow_definition(row)
     new = {**old, **{k: v for k, v in attrs.items() if k not in ("display_name", "active", "retirement")}}
     project = PROJECTS.find(ctx, row["project_id"])
@@ -306,8 +285,8 @@ def update_workflow(ctx: Ctx, ident: str) -> Response:
 
 
 def delete_workflow(ctx: Ctx, ident: str) -> Response:
-    require_if_match()
     row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
+    require_if_match("workflows", row)
     exports.drop(ctx, "workflows", [row["id"]])
     ctx.db.execute("DELETE FROM workflows WHERE id = ?", (row["id"],))
     return no_content()
@@ -316,6 +295,7 @@ def delete_workflow(ctx: Ctx, ident: str) -> Response:
 def link_sets_to_workflow(ctx: Ctx, ident: str) -> Response:
     row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
     _link_sets(ctx, row, _id_array(json_body(), "subject_sets"))
+    update(ctx.db, "workflows", row["id"], {"updated_at": now()})  # update_links touches the resource
     return WORKFLOWS.respond(ctx, [WORKFLOWS.find(ctx, row["id"])])
 
 
@@ -325,19 +305,28 @@ def unlink_sets_from_workflow(ctx: Ctx, ident: str, ids: str) -> Response:
     return no_content()
 
 
+def _operation_ids(body: dict[str, Any]) -> list[int]:
+    """``subject_ids`` (array of integers) merged with ``subject_id`` as ``Workflows::RetireSubjects`` does;
+    anything but integers is ActiveInteraction's 422."""
+    ids = body.get("subject_ids", [])
+    ids = ids if isinstance(ids, list) else [ids]
+    single = body.get("subject_id")
+    return list(dict.fromkeys(to_ids([*ids, *([single] if single is not None else [])], "subject_ids")))
+
+
 def retire_subjects(ctx: Ctx, ident: str) -> Response:
-    """POST /workflows/{id}/retired_subjects: retire with the given reason, whatever the counts."""
+    """POST /workflows/{id}/retired_subjects (``app/operations/workflows/retire_subjects.rb``): 204; reason
+    one of the SubjectWorkflowStatus reasons, ``blank`` meaning nothing_here, or none; unknown subject ids
+    are skipped (``RetireSubjectWorker`` rescues them); subjects need not be in the workflow's sets."""
     row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
     body = json_body()
-    subject_ids = _id_array(body, "subject_ids" if "subject_ids" in body else "subject_id")
-    reason = body.get("retirement_reason") or "other"
+    reason = body.get("retirement_reason")
     reason = "nothing_here" if reason == "blank" else reason
-    if reason not in RETIREMENT_REASONS:
-        allowed = ", ".join([*sorted(RETIREMENT_REASONS), "blank"])
-        raise ApiError(422, f"retirement_reason must be one of {allowed}, not {reason!r}")
-    if len(_existing(ctx, "subjects", subject_ids)) != len(set(subject_ids)):
-        raise ApiError(422, "Error: check that all the subjects exist.")
-    set_retired(ctx.db, row["id"], sorted(set(subject_ids)), reason, now())
+    if reason is not None and reason not in RETIREMENT_REASONS:
+        raise ApiError(422, "Retirement reason is not included in the list")
+    subject_ids = [r["id"] for r in _existing(ctx, "subjects", _operation_ids(body))]
+    if subject_ids:
+        set_retired(ctx.db, row["id"], sorted(subject_ids), reason or None, now(), retire=True)
     return no_content()
 
 
@@ -351,19 +340,22 @@ def unretire_subjects(ctx: Ctx, ident: str) -> Response:
             "SELECT DISTINCT subject_id FROM set_member_subjects "
             "WHERE subject_set_id IN (SELECT value FROM json_each(?))", (id_list(set_ids),))]
     else:
-        subject_ids = _id_array(body, "subject_ids")
-    set_retired(ctx.db, row["id"], sorted(set(subject_ids)), None, now())
+        subject_ids = [r["id"] for r in _existing(ctx, "subjects", _operation_ids(body))]
+    set_retired(ctx.db, row["id"], sorted(set(subject_ids)), None, now(), retire=False)
     return no_content()
 
 
 # ------------------------------------------------------------------------------------ subject sets
-def _link_subjects(ctx: Ctx, subject_set: sqlite3.Row, subject_ids: list[int]) -> None:
-    """Add members (existing ones are kept once); subjects must be in projects the caller may write."""
+def _link_subjects(ctx: Ctx, subject_set: sqlite3.Row, subject_ids: list[int], exact: bool = False) -> None:
+    """Add members (existing ones are kept once); subjects must be in projects the caller may write.
+
+    ``exact`` (a link body, ``subject_sets_controller.rb#add_relation``): the subjects found must number as
+    many as the ids sent, so the same subject twice is 422 too; a create's ``links.subjects`` dedups."""
     rows = _existing(ctx, "subjects", subject_ids)
-    if len(rows) != len(set(subject_ids)):
+    if len(rows) != (len(subject_ids) if exact else len(set(subject_ids))):
         raise ApiError(422, LINK_ERROR)
     for project_id in {r["project_id"] for r in rows} - {subject_set["project_id"]}:
-        writable_project(ctx, project_id, "subjects")
+        writable_project(ctx, project_id)
     stamp = now()
     ctx.db.executemany(
         "INSERT OR IGNORE INTO set_member_subjects (subject_set_id, subject_id, created_at, updated_at) "
@@ -375,9 +367,17 @@ def _link_subjects(ctx: Ctx, subject_set: sqlite3.Row, subject_ids: list[int]) -
     refresh_finished(ctx.db, workflows_of_set(ctx.db, subject_set["id"]), stamp)
 
 
+def _check_set_name(ctx: Ctx, project_id: int, name: str, set_id: int = 0) -> None:
+    """``app/models/subject_set.rb``: ``validates_uniqueness_of :display_name, scope: :project_id`` (400)."""
+    if ctx.db.execute("SELECT 1 FROM subject_sets WHERE project_id = ? AND display_name = ? AND id != ?",
+                      (project_id, name, set_id)).fetchone() is not None:
+        raise ApiError(400, "Validation failed: Display name has already been taken")
+
+
 def create_subject_set(ctx: Ctx) -> Response:
-    attrs, links = SUBJECT_SET_SCHEMA.validate(resource_body("subject_sets"), creating=True)
-    project = writable_project(ctx, to_id(links["project"], "links.project"))
+    attrs, links = schemas.validate("subject_sets", "create", schemas.require(json_body(), "subject_sets"))
+    project = linked_project(ctx, links["project"])
+    _check_set_name(ctx, project["id"], attrs["display_name"])
     stamp = now()
     set_id = insert(ctx.db, "subject_sets", {"project_id": project["id"], "display_name": attrs["display_name"],
                                              "metadata": dumps(attrs.get("metadata", {})),
@@ -388,10 +388,11 @@ def create_subject_set(ctx: Ctx) -> Response:
 
 
 def update_subject_set(ctx: Ctx, ident: str) -> Response:
-    require_if_match()
     row = writable(ctx, SUBJECT_SETS, to_id(ident, "subject set id"))
-    attrs, links = SUBJECT_SET_SCHEMA.validate(resource_body("subject_sets"), creating=False)
-    _same_project(links, row["project_id"])
+    require_if_match("subject_sets", row)
+    attrs, links = schemas.validate("subject_sets", "update", schemas.require(json_body(), "subject_sets"))
+    if "display_name" in attrs:
+        _check_set_name(ctx, row["project_id"], attrs["display_name"], row["id"])
     changes = {"display_name": attrs["display_name"]} if "display_name" in attrs else {}
     if "metadata" in attrs:
         changes["metadata"] = dumps(attrs["metadata"])
@@ -403,8 +404,8 @@ def update_subject_set(ctx: Ctx, ident: str) -> Response:
 
 def delete_subject_set(ctx: Ctx, ident: str) -> Response:
     """The set and its memberships go; the subjects stay (as on the real server)."""
-    require_if_match()
     row = writable(ctx, SUBJECT_SETS, to_id(ident, "subject set id"))
+    require_if_match("subject_sets", row)
     workflows = workflows_of_set(ctx.db, row["id"])
     ctx.db.execute("DELETE FROM subject_sets WHERE id = ?", (row["id"],))
     refresh_finished(ctx.db, workflows, now())
@@ -413,7 +414,8 @@ def delete_subject_set(ctx: Ctx, ident: str) -> Response:
 
 def link_subjects_to_set(ctx: Ctx, ident: str) -> Response:
     row = writable(ctx, SUBJECT_SETS, to_id(ident, "subject set id"))
-    _link_subjects(ctx, row, _id_array(json_body(), "subjects"))
+    _link_subjects(ctx, row, _id_array(json_body(), "subjects"), exact=True)
+    update(ctx.db, "subject_sets", row["id"], {"updated_at": now()})  # update_links touches the resource
     return SUBJECT_SETS.respond(ctx, [SUBJECT_SETS.find(ctx, row["id"])])
 
 
@@ -427,20 +429,15 @@ def unlink_subjects_from_set(ctx: Ctx, ident: str, ids: str) -> Response:
 
 # ------------------------------------------------------------------------------------ subjects
 def _parse_locations(locations: list[Any]) -> list[tuple[str, str | None]]:
-    """(MIME type, external URL or None for an upload) per entry, in request order (§6.1)."""
+    """(MIME type, external URL or None for an upload) per entry, in request order
+    (``Subject.location_attributes_from_params``: a string is a type to upload, an object's first key and
+    value a hosted file); a type outside ``medium.rb``'s list fails the subject's validation (400)."""
     parsed = []
-    for index, entry in enumerate(locations):
-        if isinstance(entry, str):
-            mime, url = entry, None
-        elif isinstance(entry, dict) and len(entry) == 1:
-            (mime, url), = entry.items()
-            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                raise ApiError(422, f"subjects: location {index} must hold an http(s) URL, not {url!r}")
-        else:
-            raise ApiError(422, f"subjects: location {index} must be a MIME type or a one-key {{mime: url}} object")
+    for entry in locations:
+        mime, url = (entry, None) if isinstance(entry, str) else next(iter(entry.items()), (None, None))
         if mime not in EXTENSIONS:
-            raise ApiError(422, f"subjects: location {index} has MIME type {mime!r}; allowed: {', '.join(EXTENSIONS)}")
-        parsed.append((mime, url))
+            raise ApiError(400, "Validation failed: Locations is invalid")
+        parsed.append((mime, url if isinstance(url, str) or url is None else json.dumps(url)))
     return parsed
 
 
@@ -461,10 +458,23 @@ def _write_locations(ctx: Ctx, subject_id: int, locations: list[Any], keep: dict
     return frozenset(fresh)
 
 
+def check_subject_limit(ctx: Ctx) -> None:
+    """``subjects_controller.rb`` ``check_subject_limit`` (before_action of create), ``api_user.rb``
+    ``above_subject_limit?``: admins are exempt; blocked once the count reaches the limit (403)."""
+    viewer = ctx.require_viewer()
+    current, limit = viewer["uploaded_subjects_count"], subject_limit(ctx, viewer)
+    if not viewer["admin"] and current >= limit:
+        raise ApiError(403, f"User has uploaded {current} subjects of {limit} maximum")
+
+
 def create_subject(ctx: Ctx) -> Response:
-    attrs, links = SUBJECT_SCHEMA.validate(resource_body("subjects"), creating=True)
-    project = writable_project(ctx, to_id(links["project"], "links.project"))
+    check_subject_limit(ctx)
+    attrs, links = schemas.validate("subjects", "create", schemas.require(json_body(), "subjects"))
+    project = linked_project(ctx, links["project"])
     stamp = now()
+    # every subject the user ever made counts, deleted ones included (``User#uploaded_subjects_count``)
+    ctx.db.execute("UPDATE users SET uploaded_subjects_count = uploaded_subjects_count + 1 WHERE id = ?",
+                   (ctx.viewer["id"],))
     sid = insert(ctx.db, "subjects", {"project_id": project["id"], "metadata": dumps(attrs.get("metadata", {})),
                                       "external_id": attrs.get("external_id"), "created_at": stamp,
                                       "updated_at": stamp})
@@ -477,16 +487,15 @@ def create_subject(ctx: Ctx) -> Response:
 
 def update_subject(ctx: Ctx, ident: str) -> Response:
     """PUT /subjects/{id}: metadata is replaced whole; ``locations`` replaces the list (kept files stay)."""
-    require_if_match()
     row = writable(ctx, SUBJECTS, to_id(ident, "subject id"))
-    attrs, links = SUBJECT_SCHEMA.validate(resource_body("subjects"), creating=False)
-    _same_project(links, row["project_id"])
+    require_if_match("subjects", row)
+    attrs, links = schemas.validate("subjects", "update", schemas.require(json_body(), "subjects"))
     changes: dict[str, Any] = {"updated_at": now()}
     if "metadata" in attrs:
         changes["metadata"] = dumps(attrs["metadata"])
-    if "external_id" in attrs:
-        changes["external_id"] = attrs["external_id"]
     update(ctx.db, "subjects", row["id"], changes)
+    for set_id in to_ids(links.get("subject_sets") or [], "links.subject_sets"):
+        _link_subjects(ctx, writable(ctx, SUBJECT_SETS, set_id), [row["id"]])
     uploads: frozenset[str] = frozenset()
     if "locations" in attrs:
         keep = {r["media_name"]: r for r in ctx.db.execute(
@@ -499,8 +508,8 @@ def update_subject(ctx: Ctx, ident: str) -> Response:
 
 
 def delete_subject(ctx: Ctx, ident: str) -> Response:
-    require_if_match()
     row = writable(ctx, SUBJECTS, to_id(ident, "subject id"))
+    require_if_match("subjects", row)
     workflows = [r[0] for r in ctx.db.execute(
         "SELECT DISTINCT wss.workflow_id FROM workflow_subject_sets wss JOIN set_member_subjects sms "
         "ON sms.subject_set_id = wss.subject_set_id WHERE sms.subject_id = ?", (row["id"],))]
@@ -511,42 +520,69 @@ def delete_subject(ctx: Ctx, ident: str) -> Response:
 
 
 # ------------------------------------------------------------------------------------ classifications
-def _classifiable_workflow(ctx: Ctx, ident: int) -> sqlite3.Row:
-    """The workflow a classification names: public ones for anyone, private ones for any account."""
-    if ctx.viewer is None:
-        return WORKFLOWS.find(ctx, ident)
-    row = ctx.db.execute("SELECT * FROM workflows WHERE id = ?", (ident,)).fetchone()
-    if row is None:
-        raise not_found("workflow", ident)
-    return row
+def _linked_workflow(ctx: Ctx, links: dict[str, Any]) -> sqlite3.Row:
+    """The links of a classification, resolved in the body's key order against the caller's show scope
+    (``ClassificationPolicy#linkable_projects``/``linkable_workflows``): a private project without a role
+    is the real 422 ``Couldn't find linked project for current user``, whichever link comes first. The real
+    server does not check that the workflow belongs to the project, nor the subjects' visibility."""
+    scope = policies.readable(ctx.viewer)
+    workflow = None
+    for key in (k for k in links if k in ("project", "workflow")):
+        ident = to_id(links[key], f"links.{key}")
+        if key == "project":
+            found = policies.in_scope(ctx.db, scope, ident)
+        else:
+            found = ctx.db.execute(f"SELECT w.* FROM workflows w JOIN projects p ON p.id = w.project_id "
+                                   f"WHERE w.id = ? AND {scope[0]}", (ident, *scope[1])).fetchone()
+            workflow = found
+        if found is None:
+            raise policies.not_linkable(key)
+    assert workflow is not None
+    return workflow
+
+
+def _validate_classification(ctx: Ctx, attrs: dict[str, Any], subject_ids: list[int], completed: bool,
+                             project_id: int) -> None:
+    """``app/models/classification.rb``'s validations (400, ``Validation failed: ...``), behind the schema."""
+    problems = []
+    if not subject_ids:
+        problems.append("Subjects can't be blank")
+    if not attrs["annotations"]:
+        problems.append("Annotations can't be blank")
+    if not completed and ctx.viewer is None:
+        problems.append("User Only logged in users can store incomplete classifications")
+    if attrs["metadata"].get("seen_before", True) is not True:
+        problems.append("Metadata seen_before attribute can only be set to 'true'")
+    gold = attrs.get("gold_standard")
+    if gold is False:
+        problems.append("Gold standard can not be set to false")
+    elif gold is True and ctx.viewer is None:
+        problems.append("Gold standard user must be logged in")
+    elif gold is True and policies.in_scope(ctx.db, policies.project_scope(ctx.viewer, policies.EXPERT_ROLES, False),
+                                            project_id) is None:
+        problems.append("Gold standard classifier is not a project expert")
+    if problems:
+        raise ApiError(400, f"Validation failed: {', '.join(problems)}")
 
 
 def create_classification(ctx: Ctx) -> Response:
     """POST /classifications (anonymous allowed): store it, then count and retire at once (§8)."""
-    attrs, links = CLASSIFICATION_SCHEMA.validate(resource_body("classifications"), creating=True)
+    attrs, links = schemas.validate("classifications", "create", schemas.require(json_body(), "classifications"))
     metadata = attrs["metadata"]
-    missing = [k for k in CLASSIFICATION_METADATA if k not in metadata]
-    if missing:
-        raise ApiError(422, f"classifications: metadata is missing {', '.join(missing)}")
-    if not all(isinstance(a, dict) and "task" in a for a in attrs["annotations"]):
-        raise ApiError(422, "classifications: every annotation must be an object with a task")
     completed = attrs.get("completed", True)
-    if not completed and ctx.viewer is None:
-        raise ApiError(422, "classifications: an incomplete classification needs a logged-in user")
-    workflow = _classifiable_workflow(ctx, to_id(links["workflow"], "links.workflow"))
+    workflow = _linked_workflow(ctx, links)
     project_id = to_id(links["project"], "links.project")
-    if workflow["project_id"] != project_id:
-        raise ApiError(422, f"classifications: workflow {workflow['id']} is not in project {project_id}")
-    raw_subjects = links["subjects"] if isinstance(links["subjects"], list) else [links["subjects"]]
-    subject_ids = list(dict.fromkeys(to_ids(raw_subjects, "links.subjects")))
-    if not subject_ids or len(_existing(ctx, "subjects", subject_ids)) != len(subject_ids):
-        raise ApiError(422, "classifications: check that links.subjects lists existing subjects")
+    subject_ids = [r["id"] for r in _existing(ctx, "subjects", to_ids(links["subjects"], "links.subjects"))]
+    subject_ids.sort(key=[int(i) for i in links["subjects"]].index)
+    _validate_classification(ctx, attrs, subject_ids, completed, project_id)
     user_id = ctx.viewer["id"] if ctx.viewer is not None else None
     stamp = now()
-    seen = count_classification(ctx.db, workflow, user_id, subject_ids,
-                                counts=completed and metadata.get("seen_before") is not True, stamp=stamp)
+    # app/workers/classification_count_worker.rb: counted towards retirement only when the workflow's
+    # project is live; lib/classification_lifecycle.rb stores live_project either way
+    live = ctx.db.execute("SELECT live FROM projects WHERE id = ?", (workflow["project_id"],)).fetchone()["live"]
+    seen = count_classification(ctx.db, workflow, user_id, subject_ids, stamp=stamp,
+                                counts=bool(live) and completed and metadata.get("seen_before") is not True)
     stored = {k: v for k, v in metadata.items() if k != "workflow_version"}
-    live = ctx.db.execute("SELECT live FROM projects WHERE id = ?", (project_id,)).fetchone()["live"]
     stored["live_project"] = bool(live)
     if user_id is not None:
         stored["user_group_ids"] = []
@@ -567,13 +603,18 @@ def create_classification(ctx: Ctx) -> Response:
 
 # ------------------------------------------------------------------------------------ exports, me
 def export_view(ctx: Ctx, ident: str, linked_type: str, export_type: str, generate: bool) -> Response:
-    """POST (generate) or GET (describe) ``/{projects|workflows}/{id}/{type}_export``; owners only."""
+    """POST (generate) or GET (describe) ``/{projects|workflows|subject_sets}/{id}/{type}_export``: only
+    owners and collaborators (the policies' WriteScope; anyone else gets 404)."""
     if linked_type == "projects":
-        linked_id = writable_project(ctx, to_id(ident, "project id"), "exports")["id"]
+        linked_id = writable_project(ctx, to_id(ident, "project id"))["id"]
     else:
-        linked_id = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))["id"]
-    action = exports.generate if generate else exports.describe
-    return action(ctx, linked_type, linked_id, export_type)
+        kind = WORKFLOWS if linked_type == "workflows" else SUBJECT_SETS
+        linked_id = writable(ctx, kind, to_id(ident, f"{kind.singular} id"))["id"]
+    if not generate:
+        return exports.describe(ctx, linked_type, linked_id, export_type)
+    body = json_body() if request.get_data() else {}
+    recipients = exports.export_request(linked_type, body, ctx.require_viewer()["id"])
+    return exports.generate(ctx, linked_type, linked_id, export_type, recipients)
 
 
 def retired_export(ctx: Ctx, ident: str) -> Response:
@@ -584,12 +625,82 @@ def me(ctx: Ctx) -> Response:
     return USERS.respond(ctx, [ctx.require_viewer()])
 
 
-def register(app: Flask, store: Store, viewer_of: Callable[[sqlite3.Connection], sqlite3.Row | None], media: Media) -> None:
-    view = api_view(store, viewer_of, media)
+# ------------------------------------------------------------------------------------ project roles
+def _strong_roles(doc: dict[str, Any]) -> list[str]:
+    """``allowed_params ... roles: []``: strong params keep an array of scalars and silently drop the rest."""
+    roles = doc.get("roles")
+    if isinstance(roles, list) and all(isinstance(r, (str, int, float)) and not isinstance(r, bool) for r in roles):
+        return [str(r) for r in roles]
+    return []
+
+
+def _roles_doc() -> dict[str, Any]:
+    """``params.require(:project_roles)`` (``app/controllers/concerns/roles_controller.rb``, strong params,
+    no JSON schema): a missing or empty document is Rails' ParameterMissing, 422."""
+    doc = json_body().get("project_roles")
+    if not isinstance(doc, dict) or not doc:
+        raise ApiError(422, "param is missing or the value is empty: project_roles")
+    return doc
+
+
+def create_project_role(ctx: Ctx) -> Response:
+    """POST /project_roles (``project_roles_controller.rb``, ``access_control_list.rb``): the user must exist
+    (422), the project must be one the caller may update (422 NotLinkable), one role row per user and
+    project (400). Role names are stored as given, as the real server does."""
+    ctx.require_viewer()
+    doc = _roles_doc()
+    links = doc.get("links") if isinstance(doc.get("links"), dict) else {}
+    user_ref = links.get("user")
+    user = ctx.db.execute("SELECT id FROM users WHERE id = ?", (to_id(user_ref, "links.user"),)).fetchone() \
+        if user_ref is not None and str(user_ref).strip().isdigit() else None
+    if user is None:
+        raise ApiError(422, f"No User with id: {user_ref} exists")
+    project = linked_project(ctx, links.get("project"))
+    taken = ctx.db.execute("SELECT 1 FROM project_roles WHERE project_id = ? AND user_id = ?",
+                           (project["id"], user["id"])).fetchone()
+    if taken is not None:
+        raise ApiError(400, "Validation failed: User group . Roles have already been set for this user or group")
+    stamp = now()
+    role_id = insert(ctx.db, "project_roles", {"project_id": project["id"], "user_id": user["id"],
+                                               "roles": dumps(_strong_roles(doc)), "created_at": stamp,
+                                               "updated_at": stamp})
+    return PROJECT_ROLES.respond(ctx, [PROJECT_ROLES.find(ctx, role_id)], 201)
+
+
+def _writable_role(ctx: Ctx, ident: str) -> sqlite3.Row:
+    """``ProjectRolePolicy``: update and destroy only on roles of projects the caller may update, else 404."""
+    role_id = to_id(ident, "project role id")
+    row = ctx.db.execute("SELECT * FROM project_roles WHERE id = ?", (role_id,)).fetchone()
+    if row is None or policies.in_scope(ctx.db, policies.writable(ctx.require_viewer()), row["project_id"]) is None:
+        raise not_found("project_role", role_id)
+    return row
+
+
+def update_project_role(ctx: Ctx, ident: str) -> Response:
+    row = _writable_role(ctx, ident)
+    require_if_match("project_roles", row)
+    doc = _roles_doc()
+    update(ctx.db, "project_roles", row["id"], {"roles": dumps(_strong_roles(doc)), "updated_at": now()})
+    return PROJECT_ROLES.respond(ctx, [PROJECT_ROLES.find(ctx, row["id"])])
+
+
+def delete_project_role(ctx: Ctx, ident: str) -> Response:
+    row = _writable_role(ctx, ident)
+    require_if_match("project_roles", row)
+    ctx.db.execute("DELETE FROM project_roles WHERE id = ?", (row["id"],))
+    return no_content()
+
+
+def register(app: Flask, store: Store, viewer_of: Callable[[sqlite3.Connection], sqlite3.Row | None], media: Media,
+             rules: Rules) -> None:
+    view = api_view(store, viewer_of, media, rules)
 
     def route(rule: str, fn: Any, method: str) -> None:
         app.add_url_rule(f"/api{rule}", f"{method} {rule}", view(fn), methods=[method])
 
+    # before the <path_ids> routes of the kinds, as in the real routes.rb (collection routes first)
+    route("/classifications/project", list_project_classifications, "GET")
+    route("/subjects/queued", queued, "GET")
     for kind in KINDS:
         route(f"/{kind.key}", partial(list_resources, kind=kind), "GET")
         route(f"/{kind.key}/<path_ids>", partial(list_resources, kind=kind), "GET")
@@ -603,6 +714,9 @@ def register(app: Flask, store: Store, viewer_of: Callable[[sqlite3.Connection],
         route(f"/{key}/<ident>", change, "PUT")
         route(f"/{key}/<ident>", delete, "DELETE")
     route("/classifications", create_classification, "POST")
+    route("/project_roles", create_project_role, "POST")
+    route("/project_roles/<ident>", update_project_role, "PUT")
+    route("/project_roles/<ident>", delete_project_role, "DELETE")
     route("/projects/<ident>/links/subject_sets", partial(link_to_project, link="subject_sets"), "POST")
     route("/projects/<ident>/links/workflows", partial(link_to_project, link="workflows"), "POST")
     route("/workflows/<ident>/links/subject_sets", link_sets_to_workflow, "POST")

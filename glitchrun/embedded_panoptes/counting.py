@@ -86,7 +86,8 @@ def count_classification(
         )}
     counted = [sid for sid in subject_ids if counts and sid not in seen]
     retirement = json.loads(workflow["retirement"])
-    limit = retirement["options"]["count"] if retirement["criteria"] == "classification_count" else None
+    # a classification_count scheme without a count is valid but never retires here (the real worker raises)
+    limit = retirement["options"].get("count") if retirement["criteria"] == "classification_count" else None
     for subject_id in counted:
         key = (workflow["id"], subject_id)
         db.execute(
@@ -111,15 +112,15 @@ def count_classification(
 
 
 def set_retired(
-    db: sqlite3.Connection, workflow_id: int, subject_ids: list[int], reason: str | None, stamp: str
+    db: sqlite3.Connection, workflow_id: int, subject_ids: list[int], reason: str | None, stamp: str, retire: bool
 ) -> None:
-    """Retire (``reason`` given) or unretire (None) subjects of a workflow, whatever their counts."""
+    """Retire (with ``reason``, which may be None) or unretire subjects of a workflow, whatever their counts."""
     for subject_id in subject_ids:
         db.execute(
             "INSERT OR IGNORE INTO subject_workflow_statuses (workflow_id, subject_id, created_at, updated_at) "
             "VALUES (?, ?, ?, ?)", (workflow_id, subject_id, stamp, stamp),
         )
-    if reason is None:
+    if not retire:
         db.execute(
             "UPDATE subject_workflow_statuses SET retired_at = NULL, retirement_reason = NULL, updated_at = ? "
             "WHERE workflow_id = ? AND subject_id IN (SELECT value FROM json_each(?))",

@@ -1,8 +1,9 @@
 """Data exports (panoptes-api.md §9): Zooniverse's CSV columns and formats, generated synchronously.
 
-A POST builds the CSV inside the request, stores it under ``media/exports/``, replaces the previous
-export of that type and answers with the medium already ``ready``, so ``get_export(generate=True)``
-downloads at once instead of polling every 2 s. Cells never hold raw newlines: the client splits lines
+A POST the real rate limit lets through builds the CSV inside the request, stores it under
+``media/exports/``, replaces the previous export of that type and answers with the medium already
+``ready``, so ``get_export(generate=True)`` downloads at once instead of polling every 2 s; one beyond the
+limit leaves the medium ``creating`` (rules.py). Cells never hold raw newlines: the client splits lines
 before parsing CSV.
 """
 
@@ -22,7 +23,7 @@ from flask import Response
 
 from glitchrun.embedded_panoptes.counting import workflow_counts
 from glitchrun.embedded_panoptes.errors import ApiError
-from glitchrun.embedded_panoptes.media import EXPORTS, Media
+from glitchrun.embedded_panoptes.media import EXPORTS, EXTENSIONS, Media
 from glitchrun.embedded_panoptes.store import (
     csv_time,
     dumps,
@@ -35,7 +36,21 @@ from glitchrun.embedded_panoptes.tasks import label_annotations, split_strings
 from glitchrun.embedded_panoptes.web import Ctx, envelope, json_response
 
 #: the export types of each exportable resource
-EXPORT_TYPES = {"projects": ("classifications", "subjects", "workflows"), "workflows": ("classifications",)}
+EXPORT_TYPES = {"projects": ("classifications", "subjects", "workflows"), "workflows": ("classifications",),
+                "subject_sets": ("classifications",)}
+#: which classifications an export holds: the project's, the workflow's, or (``app/models/subject_set.rb``
+#: ``#classifications``) those of the set's workflows that name one of the set's subjects
+CLASSIFICATION_SCOPES = {
+    "projects": "c.project_id = :id",
+    "workflows": "c.workflow_id = :id",
+    "subject_sets": "c.workflow_id IN (SELECT workflow_id FROM workflow_subject_sets WHERE subject_set_id = :id) "
+                    "AND c.id IN (SELECT classification_id FROM classification_subjects WHERE subject_id IN "
+                    "(SELECT subject_id FROM set_member_subjects WHERE subject_set_id = :id))",
+}
+#: ``app/models/medium.rb``: exports of projects and workflows must be CSV (EXPORT_MEDIUM_TYPE_REGEX does not
+#: match ``subject_set_classifications_export``, so those take any of ALLOWED_CONTENT_TYPES)
+ALLOWED_EXPORT_CONTENT_TYPES = ("text/csv",)
+ALLOWED_CONTENT_TYPES = tuple(EXTENSIONS)
 CLASSIFICATION_COLUMNS = [
     "classification_id", "user_name", "user_id", "user_ip", "workflow_id", "workflow_name", "workflow_version",
     "created_at", "gold_standard", "expert", "metadata", "annotations", "subject_data", "subject_ids",
@@ -74,13 +89,13 @@ def _retired(db: sqlite3.Connection, subject_ids: list[int]) -> dict[tuple[int, 
 
 
 def classification_rows(ctx: Ctx, linked_type: str, linked_id: int) -> list[list[Any]]:
-    """§9.2: one row per completed classification of the project (or workflow), by id."""
+    """§9.2: one row per completed classification of the project, workflow or subject set, by id. Annotations
+    of the task types the real ``annotation_for_csv.rb`` relabels get labels; others (survey) stay verbatim."""
     db = ctx.db
-    scope = "c.project_id = ?" if linked_type == "projects" else "c.workflow_id = ?"
     rows = db.execute(
         "SELECT c.*, w.display_name AS workflow_name, w.tasks AS current_tasks, u.login AS login "
         "FROM classifications c JOIN workflows w ON w.id = c.workflow_id LEFT JOIN users u ON u.id = c.user_id "
-        f"WHERE c.completed = 1 AND {scope} ORDER BY c.id", (linked_id,),
+        f"WHERE c.completed = 1 AND {CLASSIFICATION_SCOPES[linked_type]} ORDER BY c.id", {"id": linked_id},
     ).fetchall()
     subjects_of: dict[int, list[int]] = defaultdict(list)
     for cid, sid in db.execute("SELECT classification_id, subject_id FROM classification_subjects "
@@ -205,25 +220,67 @@ def _find(ctx: Ctx, linked_type: str, linked_id: int, media_type: str) -> sqlite
                           (linked_type, linked_id, media_type)).fetchone()
 
 
-def generate(ctx: Ctx, linked_type: str, linked_id: int, export_type: str) -> Response:
-    """POST …/<type>_export: build the CSV now, replace the previous one, answer 201 with it ``ready``."""
+def generate(ctx: Ctx, linked_type: str, linked_id: int, export_type: str, recipients: list[int]) -> Response:
+    """POST …/<type>_export (``create_or_update_medium.rb``, ``rate_limit_dump_worker.rb``): the medium goes
+    ``creating`` and the answer is 201 either way; the dump runs (here: at once, then ``ready``, replacing
+    the previous file) only if the rate limit lets it, else the medium stays ``creating`` and the previous
+    file is still served. Admins are exempt from the limit, as on the real server."""
     media_type = media_type_of(linked_type, export_type)
-    columns, build = BUILDERS[export_type]
-    name = Media.new_name("csv")
-    ctx.media.write(EXPORTS, name, _csv(columns, build(ctx, linked_type, linked_id)))
     stamp = now()
     previous = _find(ctx, linked_type, linked_id, media_type)
-    values = {"file_name": name, "state": "ready", "recipients": dumps([ctx.require_viewer()["id"]]),
-              "updated_at": stamp}
+    values = {"state": "creating", "recipients": dumps(recipients), "updated_at": stamp}
     if previous is None:
         insert(ctx.db, "media", {"linked_type": linked_type, "linked_id": linked_id, "media_type": media_type,
-                                 "created_at": stamp, **values})
+                                 "file_name": "", "created_at": stamp, **values})
     else:
         update(ctx.db, "media", previous["id"], values)
-        ctx.media.remove(EXPORTS, [previous["file_name"]])
-    row = _find(ctx, linked_type, linked_id, media_type)
-    resource = _resource(ctx, row)
+    medium = _find(ctx, linked_type, linked_id, media_type)
+    if ctx.require_viewer()["admin"] or _dump_allowed(ctx, medium["id"]):
+        columns, build = BUILDERS[export_type]
+        name = Media.new_name("csv")
+        ctx.media.write(EXPORTS, name, _csv(columns, build(ctx, linked_type, linked_id)))
+        update(ctx.db, "media", medium["id"], {"file_name": name, "state": "ready"})
+        if medium["file_name"]:
+            ctx.media.remove(EXPORTS, [medium["file_name"]])
+        medium = _find(ctx, linked_type, linked_id, media_type)
+    resource = _resource(ctx, medium)
     return json_response(envelope("media", [resource]), 201, {"Location": f"{ctx.base_url}/api{resource['href']}"})
+
+
+def _dump_allowed(ctx: Ctx, media_id: int) -> bool:
+    """The congestion rule (key: resource, type and medium): fewer than ``export_max_in_interval`` dumps in
+    the last ``export_interval`` seconds and none in the last ``export_min_delay``; a rejected request is
+    not tracked (congestion's ``add_request unless rejected?``)."""
+    rules = ctx.rules
+    moment = rules.clock()
+    recent = [r[0] for r in ctx.db.execute("SELECT at FROM dump_requests WHERE media_id = ? AND at > ?",
+                                           (media_id, moment - rules.export_interval))]
+    last = ctx.db.execute("SELECT MAX(at) FROM dump_requests WHERE media_id = ?", (media_id,)).fetchone()[0]
+    if len(recent) >= rules.export_max_in_interval or (last is not None and moment - last < rules.export_min_delay):
+        return False
+    insert(ctx.db, "dump_requests", {"media_id": media_id, "at": moment})
+    return True
+
+
+def export_request(linked_type: str, body: dict[str, Any], viewer_id: int) -> list[int]:
+    """The recipients of an export request (``create_or_update_medium.rb``'s ActiveInteraction filter:
+    wrong types are 422, unknown keys dropped), after ``medium.rb``'s content type check (400)."""
+    media = body.get("media", {})
+    if not isinstance(media, dict):
+        raise ApiError(422, "Media has an invalid nested value")
+    content_type = media.get("content_type", "text/csv")
+    metadata = media.get("metadata", {})
+    recipients = metadata.get("recipients", [viewer_id]) if isinstance(metadata, dict) else None
+    if not isinstance(content_type, str) or not isinstance(recipients, list) or not all(
+            isinstance(r, int) and not isinstance(r, bool) for r in recipients):
+        raise ApiError(422, "Media has an invalid nested value")
+    if content_type not in ALLOWED_CONTENT_TYPES:
+        raise ApiError(400, "Validation failed: Content type Invalid file type. Content-Type must be one of the "
+                            f"following: {', '.join(ALLOWED_CONTENT_TYPES)}")
+    if linked_type != "subject_sets" and content_type not in ALLOWED_EXPORT_CONTENT_TYPES:
+        raise ApiError(400, "Validation failed: Content type Content-Type for exports must be one of "
+                            f"{', '.join(ALLOWED_EXPORT_CONTENT_TYPES)}")
+    return recipients
 
 
 def describe(ctx: Ctx, linked_type: str, linked_id: int, export_type: str) -> Response:
@@ -245,9 +302,11 @@ def drop(ctx: Ctx, linked_type: str, linked_ids: list[int]) -> None:
 
 def _resource(ctx: Ctx, row: sqlite3.Row) -> dict[str, Any]:
     linked = f"/{row['linked_type']}/{row['linked_id']}"
+    export = row["media_type"].removeprefix(f"{row['linked_type'][:-1]}_")
     return {
-        "id": str(row["id"]), "href": f"{linked}/{row['media_type'].split('_', 1)[1]}",
-        "src": Media.export_url(ctx.base_url, row["media_type"], row["linked_id"], row["file_name"]),
+        "id": str(row["id"]), "href": f"{linked}/{export}",
+        "src": Media.export_url(ctx.base_url, row["media_type"], row["linked_id"], row["file_name"])
+        if row["file_name"] else None,
         "content_type": "text/csv", "media_type": row["media_type"], "external_link": False,
         "metadata": {"recipients": json.loads(row["recipients"]), "state": row["state"]},
         "created_at": row["created_at"], "updated_at": row["updated_at"],

@@ -26,11 +26,13 @@ from glitchrun.embedded_panoptes.store import Store
 UPLOADS = "subject_location"
 EXPORTS = "exports"
 NAME = re.compile(r"[0-9a-f]{32}\.[a-z0-9]{1,5}")
-#: the MIME types panoptes-client lets through (subject.py ALLOWED_MIME_TYPES), with file extensions
+#: ``app/models/medium.rb`` ALLOWED_CONTENT_TYPES, in its order, with the file extension stored uploads get
 EXTENSIONS = {
-    "image/jpeg": "jpeg", "image/png": "png", "image/gif": "gif", "image/svg+xml": "svg",
-    "audio/mpeg": "mp3", "video/mp4": "mp4", "audio/mp4": "m4a", "video/mpeg": "mpeg",
-    "text/plain": "txt", "application/json": "json",
+    "application/json": "json", "application/pdf": "pdf", "audio/aac": "aac", "audio/midi": "mid",
+    "audio/x-midi": "mid", "audio/mp3": "mp3", "audio/mp4": "m4a", "audio/x-m4a": "m4a", "audio/mpeg": "mp3",
+    "audio/wav": "wav", "image/jpeg": "jpeg", "image/gif": "gif", "image/png": "png", "image/tiff": "tiff",
+    "image/x-icon": "ico", "image/svg+xml": "svg", "text/csv": "csv", "text/plain": "txt", "video/mp4": "mp4",
+    "video/mpeg": "mpeg",
 }
 CSV_TYPE = "text/csv; charset=utf-8"
 

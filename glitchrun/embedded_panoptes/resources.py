@@ -13,13 +13,16 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
-from flask import Response
+from flask import Response, request
 
+from glitchrun.embedded_panoptes import policies
 from glitchrun.embedded_panoptes.counting import project_counts, workflow_counts
-from glitchrun.embedded_panoptes.errors import not_found
+from glitchrun.embedded_panoptes.errors import ApiError, not_found
 from glitchrun.embedded_panoptes.store import id_list
 from glitchrun.embedded_panoptes.web import (
+    DEFAULT_PAGE_SIZE,
     Ctx,
     Filter,
     Query,
@@ -29,6 +32,8 @@ from glitchrun.embedded_panoptes.web import (
     json_response,
     page_bounds,
     page_meta,
+    record_etag,
+    to_id,
     to_ids,
 )
 
@@ -63,10 +68,23 @@ def _grouped(db: sqlite3.Connection, sql: str, ids: list[int]) -> dict[int, list
 
 # ------------------------------------------------------------------------------------ serialisers
 def users(ctx: Ctx, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
-    return [{"id": str(r["id"]), "login": r["login"], "display_name": r["display_name"],
-             "credited_name": r["display_name"], "admin": bool(r["admin"]), "avatar_src": None,
-             "created_at": r["created_at"], "updated_at": r["updated_at"], "href": f"/users/{r['id']}", "links": {}}
-            for r in rows]
+    """``app/serializers/user_serializer.rb``: the ME_ONLY_ATTRS (upload count and limit, admin, ...) only
+    for the user themself or an admin."""
+    out = []
+    for r in rows:
+        user = {"id": str(r["id"]), "login": r["login"], "display_name": r["display_name"],
+                "credited_name": r["display_name"], "avatar_src": None, "created_at": r["created_at"],
+                "updated_at": r["updated_at"], "href": f"/users/{r['id']}", "links": {}}
+        if ctx.viewer is not None and (ctx.viewer["id"] == r["id"] or ctx.viewer["admin"]):
+            user.update({"admin": bool(r["admin"]), "uploaded_subjects_count": r["uploaded_subjects_count"],
+                         "subject_limit": subject_limit(ctx, r), "upload_whitelist": False})
+        out.append(user)
+    return out
+
+
+def subject_limit(ctx: Ctx, user: sqlite3.Row) -> int:
+    """``User#subject_limit``: the user's own limit, else the server's."""
+    return user["subject_limit"] if user["subject_limit"] is not None else ctx.rules.subject_limit
 
 
 def projects(ctx: Ctx, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
@@ -204,18 +222,30 @@ def classifications(ctx: Ctx, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
             for r in rows]
 
 
+def project_roles(ctx: Ctx, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
+    """``app/serializers/project_role_serializer.rb`` with ``concerns/acl_serializer.rb``."""
+    return [{"id": str(r["id"]), "roles": json.loads(r["roles"]), "href": f"/project_roles/{r['id']}",
+             "links": {"project": str(r["project_id"]),
+                       "owner": {"id": str(r["user_id"]), "type": "users", "href": f"/users/{r['user_id']}"}}}
+            for r in rows]
+
+
 # ------------------------------------------------------------------------------------ kinds
 def visible_projects(ctx: Ctx, query: Query) -> None:
-    """Private projects (and everything in them) exist only for their owner and admins (§2.3)."""
-    viewer = ctx.viewer
-    if viewer is None:
-        query.where("p.private = 0")
-    elif not viewer["admin"]:
-        query.where("(p.private = 0 OR p.owner_id = ?)", viewer["id"])
+    """Private projects (and everything in them) exist only for those with a role on them (policies.py)."""
+    clause, params = policies.readable(ctx.viewer)
+    query.where(clause, *params)
 
 
 def own_classifications(ctx: Ctx, query: Query) -> None:
-    query.where("c.user_id = ?", ctx.require_viewer()["id"])
+    """``ClassificationPolicy::CompleteScope``: the caller's own completed classifications."""
+    query.where("c.user_id = ? AND c.completed = 1", ctx.require_viewer()["id"])
+
+
+def updatable_projects(ctx: Ctx, query: Query) -> None:
+    """``ClassificationPolicy::ProjectScope``: everything in the projects the caller may update."""
+    clause, params = policies.writable(ctx.require_viewer())
+    query.where(clause, *params)
 
 
 def everyone(ctx: Ctx, query: Query) -> None:
@@ -253,7 +283,12 @@ class Kind:
         """The envelope of ``rows`` (or of ``resources`` already serialised), with Location on a create."""
         resources = self.serialize(ctx, rows) if resources is None else resources
         headers = {"Location": f"{ctx.base_url}/api{resources[0]['href']}"} if status == 201 and resources else None
-        return json_response(envelope(self.key, resources), status, headers)
+        etag = record_etag(self.table, rows) if status == 201 else None  # json_api_responses.rb
+        return json_response(envelope(self.key, resources), status, headers, etag)
+
+    @property
+    def table(self) -> str:
+        return self.source.split()[1]
 
 
 def by_ids(sql: str) -> Filter:
@@ -316,14 +351,28 @@ SUBJECT_WORKFLOW_STATUSES = Kind(
         "subject_id": by_ids("sws.subject_id"),
         "workflow_id": by_ids("sws.workflow_id"),
     })
-CLASSIFICATIONS = Kind("classifications", "classification", "FROM classifications c", "c", classifications,
-                       scope=own_classifications, filters={
+#: ``ClassificationSerializer`` ``filterable_by``: the primary key, the belongs_to keys and ``subject_id``
+CLASSIFICATION_FILTERS = {
     "id": by_ids("c.id"),
     "project_id": by_ids("c.project_id"),
     "workflow_id": by_ids("c.workflow_id"),
+    "user_id": by_ids("c.user_id"),
+    "subject_id": Filter("c.id IN (SELECT classification_id FROM classification_subjects "
+                         "WHERE subject_id IN (SELECT value FROM json_each(?)))"),
+}
+CLASSIFICATIONS = Kind("classifications", "classification", "FROM classifications c", "c", classifications,
+                       scope=own_classifications, filters=CLASSIFICATION_FILTERS)
+PROJECT_CLASSIFICATIONS = Kind("classifications", "classification",
+                               "FROM classifications c JOIN projects p ON p.id = c.project_id", "c", classifications,
+                               scope=updatable_projects, filters=CLASSIFICATION_FILTERS)
+PROJECT_ROLES = Kind("project_roles", "project_role",
+                     "FROM project_roles pr JOIN projects p ON p.id = pr.project_id", "pr", project_roles, filters={
+    "id": by_ids("pr.id"),
+    "project_id": by_ids("pr.project_id"),
+    "user_id": by_ids("pr.user_id"),
 })
 KINDS = (USERS, PROJECTS, WORKFLOWS, SUBJECT_SETS, SET_MEMBER_SUBJECTS, SUBJECTS, SUBJECT_WORKFLOW_STATUSES,
-         CLASSIFICATIONS)
+         CLASSIFICATIONS, PROJECT_ROLES)
 
 
 def list_resources(ctx: Ctx, kind: Kind, path_ids: str | None = None) -> Response:
@@ -341,5 +390,59 @@ def list_resources(ctx: Ctx, kind: Kind, path_ids: str | None = None) -> Respons
     if path_ids is not None and count == 0:
         raise not_found(kind.singular, path_ids)
     rows = query.rows(ctx.db, size, (page - 1) * size)
-    return json_response(envelope(kind.key, kind.serialize(ctx, rows), page_meta(kind.key, count, page, size)))
+    # showable_resource.rb: a show (ids in the path) answers the records' ETag; an index the body's hash
+    etag = record_etag(kind.table, rows) if path_ids is not None else None
+    return json_response(envelope(kind.key, kind.serialize(ctx, rows), page_meta(kind.key, count, page, size)),
+                         etag=etag)
 
+
+
+def list_project_classifications(ctx: Ctx) -> Response:
+    """GET /classifications/project (``classifications_controller.rb#project``): every classification of the
+    projects the caller may update, paged as ``NoCountSerializer`` pages (no totals) and, with ``last_id``,
+    by id as ``ClassificationSerializer.add_last_id_paging_hrefs`` writes the hrefs."""
+    last_id = request.args.get("last_id")
+    if last_id is not None and not request.args.get("project_id"):
+        raise ApiError(422, "Project ID required if last_id is included")
+    query = PROJECT_CLASSIFICATIONS.query(ctx)
+    apply_filters(query, PROJECT_CLASSIFICATIONS.filters)
+    if last_id is not None:
+        query.where("c.id > ?", to_id(last_id, "last_id"))
+    page, size = page_bounds(PROJECT_CLASSIFICATIONS.max_page_size)
+    rows = query.rows(ctx.db, size, (page - 1) * size)
+    resources = classifications(ctx, rows)
+    kept = [(k, ",".join(arg_values(k))) for k in request.args if k in CLASSIFICATION_FILTERS]
+    meta = no_count_meta("/classifications/project", page, size, bool(resources), kept)
+    if last_id is not None:
+        # the serialized ids are strings, sorted as strings: across 99 -> 100 the "last" id is not the largest
+        # (the real server's quirk: the next page then repeats some classifications, it never skips one)
+        next_last = max(r["id"] for r in resources) if resources else None
+        for key, value in (("next_href", next_last), ("previous_href", last_id)):
+            if meta[key] is not None:
+                meta[key] = with_last_id(meta[key], value)
+    return json_response(envelope("classifications", resources, meta))
+
+
+def no_count_meta(path: str, page: int, size: int, any_rows: bool, kept: list[tuple[str, str]]) -> dict[str, Any]:
+    """``app/serializers/concerns/no_count_serializer.rb`` with the hrefs of ``PanoptesRestpack#page_href``:
+    ``page=`` unless 1, ``page_size=`` unless the default 20, then the filters (``kept``)."""
+
+    def href(number: int | None) -> str | None:
+        if number is None:
+            return None
+        params = ([("page", str(number))] if number != 1 else []) + (
+            [("page_size", str(size))] if size != DEFAULT_PAGE_SIZE else []) + kept
+        return f"{path}?{urlencode(params, safe=',')}" if params else path
+
+    next_page = page + 1 if any_rows else None
+    return {"page": page, "page_size": size, "count": 0, "include": [], "page_count": 0,
+            "previous_page": page - 1, "next_page": next_page, "first_href": href(1),
+            "previous_href": href(page - 1), "next_href": href(next_page), "last_href": href(0)}
+
+
+def with_last_id(href: str, last_id: str) -> str:
+    """``updated_last_id_href``: the query without ``page``, with ``last_id``, keys sorted (Rails ``to_query``)."""
+    path, _, query = href.partition("?")
+    params = {k: v for k, v in parse_qsl(query) if k != "page"}
+    params["last_id"] = last_id
+    return f"{path}?{urlencode(sorted(params.items()), safe=',')}"

@@ -28,6 +28,7 @@ from glitchrun.embedded_panoptes.auth import Accounts
 from glitchrun.embedded_panoptes.errors import ApiError
 from glitchrun.embedded_panoptes.faults import Faults, WSGIApp
 from glitchrun.embedded_panoptes.media import Media
+from glitchrun.embedded_panoptes.rules import Rules
 from glitchrun.embedded_panoptes.store import Store
 from glitchrun.embedded_panoptes.web import error_response
 
@@ -54,7 +55,7 @@ def create_app(server: EmbeddedPanoptes) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = server.max_upload_bytes
     auth.register(app, server.accounts)
     server.media.register(app)
-    api.register(app, server.store, server.accounts.viewer, server.media)
+    api.register(app, server.store, server.accounts.viewer, server.media, server.rules)
 
     @app.errorhandler(ApiError)
     def expected(error: ApiError) -> Response:
@@ -84,6 +85,7 @@ class EmbeddedPanoptes:
         token_lifetime: int = 7200,
         threads: int = 16,
         max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+        rules: Rules | Mapping[str, Any] | None = None,
     ) -> None:
         self.storage_dir = Path(storage_dir)
         self.host = host
@@ -92,6 +94,7 @@ class EmbeddedPanoptes:
         self.threads = threads
         self.max_upload_bytes = max_upload_bytes
         self.faults = Faults(faults)
+        self.rules = Rules.of(rules)
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()

@@ -25,6 +25,8 @@ CREATE TABLE IF NOT EXISTS users (
     display_name TEXT NOT NULL,
     password_hash TEXT NOT NULL,
     admin INTEGER NOT NULL DEFAULT 0,
+    uploaded_subjects_count INTEGER NOT NULL DEFAULT 0,  -- every subject ever created, deleted ones too
+    subject_limit INTEGER,                               -- NULL: the server's rule
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
@@ -49,6 +51,15 @@ CREATE TABLE IF NOT EXISTS projects (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS projects_owner ON projects(owner_id);
+CREATE TABLE IF NOT EXISTS project_roles (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    roles TEXT NOT NULL,  -- JSON array of role names (the real server does not validate them)
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (project_id, user_id)
+);
 CREATE TABLE IF NOT EXISTS workflows (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
@@ -155,7 +166,7 @@ CREATE TABLE IF NOT EXISTS classification_subjects (
 CREATE INDEX IF NOT EXISTS classification_subjects_subject ON classification_subjects(subject_id);
 CREATE TABLE IF NOT EXISTS media (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    linked_type TEXT NOT NULL,   -- projects | workflows
+    linked_type TEXT NOT NULL,   -- projects | workflows | subject_sets
     linked_id INTEGER NOT NULL,
     media_type TEXT NOT NULL,    -- e.g. project_classifications_export
     file_name TEXT NOT NULL,
@@ -165,6 +176,11 @@ CREATE TABLE IF NOT EXISTS media (
     updated_at TEXT NOT NULL,
     UNIQUE (linked_type, linked_id, media_type)
 );
+CREATE TABLE IF NOT EXISTS dump_requests (  -- the dumps the export rate limit let through, per medium
+    media_id INTEGER NOT NULL REFERENCES media(id) ON DELETE CASCADE,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dump_requests_media ON dump_requests(media_id);
 """
 
 
@@ -205,6 +221,14 @@ class Store:
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
             self._db.execute(f"PRAGMA {pragma}")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added since a store was first made (a restart keeps older stores working)."""
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(users)")}
+        for name, ddl in (("uploaded_subjects_count", "INTEGER NOT NULL DEFAULT 0"), ("subject_limit", "INTEGER")):
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE users ADD COLUMN {name} {ddl}")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:

@@ -13,6 +13,7 @@ from typing import Any
 from glitchrun.embedded_panoptes.errors import ApiError
 
 DEFAULT_RETIREMENT: dict[str, Any] = {"criteria": "classification_count", "options": {"count": 15}}
+RETIREMENT_CRITERIA = ("never_retire", "classification_count")
 #: keys whose string values are translatable text rather than structure
 TEXT_KEYS = frozenset({"question", "help", "label", "instruction", "description", "introduction", "title",
                        "text", "placeholder"})
@@ -23,22 +24,19 @@ UNKNOWN_LABEL = "unknown answer label"
 
 
 def normalize_retirement(retirement: dict[str, Any]) -> dict[str, Any]:
-    """``{}`` becomes the default; anything but a valid ``classification_count``/``never_retire`` is 422."""
+    """``{}`` becomes the default (``Workflow#retirement_with_defaults``); otherwise ``retirement_validator.rb``:
+    criteria one of ``lib/retirement_schemes.rb``'s, an integer count if given (400 ``Validation failed``)."""
     if not retirement:
         return {"criteria": DEFAULT_RETIREMENT["criteria"], "options": dict(DEFAULT_RETIREMENT["options"])}
-    criteria = retirement.get("criteria")
-    options = retirement.get("options", {})
-    if not isinstance(options, dict):
-        raise ApiError(422, "workflows: retirement.options must be an object")
-    if criteria == "never_retire":
-        return {"criteria": criteria, "options": options}
-    if criteria == "classification_count":
-        count = options.get("count")
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ApiError(422, "workflows: retirement.options.count must be a positive integer")
-        return {"criteria": criteria, "options": options}
-    raise ApiError(422, "workflows: retirement.criteria must be classification_count or never_retire, "
-                        f"not {criteria!r}")
+    problems = []
+    if retirement.get("criteria") not in RETIREMENT_CRITERIA:
+        problems.append("Retirement criteria Retirement criteria must be one of " + ", ".join(RETIREMENT_CRITERIA))
+    count = retirement.get("options", {}).get("count", 0)
+    if isinstance(count, bool) or not isinstance(count, int):
+        problems.append("Retirement options count Retirement count must be a number")
+    if problems:
+        raise ApiError(400, f"Validation failed: {', '.join(problems)}")
+    return {"options": {}, **retirement}
 
 
 def split_strings(tasks: Any, path: str = "") -> tuple[Any, dict[str, str]]:

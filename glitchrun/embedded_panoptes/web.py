@@ -1,7 +1,7 @@
 """HTTP conventions every API route shares (panoptes-api.md §1): envelope, ETag, paging, filters, errors.
 
 The pitfalls of §11 live here once: string ids, ``next_href`` relative and carrying every filter, an
-ETag on every successful GET and POST, ``If-Match`` required but never compared, comma lists and
+ETag on every successful GET and POST, ``If-Match`` compared with the record's ETag, comma lists and
 repeated keys, JSON error bodies with 4xx statuses (a 5xx would cost a client ~40 s of retries).
 """
 
@@ -20,6 +20,7 @@ from flask import Response, request
 
 from glitchrun.embedded_panoptes.errors import ApiError
 from glitchrun.embedded_panoptes.media import Media
+from glitchrun.embedded_panoptes.rules import Rules
 from glitchrun.embedded_panoptes.store import Store, id_list
 
 JSON_TYPE = "application/vnd.api+json; charset=utf-8"
@@ -33,12 +34,14 @@ def error_response(status: int, message: str) -> Response:
     return json_response({"errors": [{"message": message}]}, status)
 
 
-def json_response(body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    """A JSON response; successful ones carry an ETag the client sends back as If-Match."""
+def json_response(body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None,
+                  etag: str | None = None) -> Response:
+    """A JSON response; successful ones carry an ETag: ``etag`` (a record ETag) or the hash of the body
+    (``json_api_render.rb`` ``generate_response_obj_etag``, what lists answer)."""
     data = json.dumps(body, ensure_ascii=False).encode()
     response = Response(data, status=status, content_type=JSON_TYPE, headers=dict(headers or {}))
     if status in (200, 201):
-        response.headers["ETag"] = f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+        response.headers["ETag"] = etag or f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
     return response
 
 
@@ -99,62 +102,23 @@ def resource_body(key: str) -> dict[str, Any]:
     return doc
 
 
-def require_if_match() -> None:
-    """The real server answers 428 without If-Match; its value is deliberately not compared (§1.4)."""
-    if not request.headers.get("If-Match"):
+def record_etag(table: str, rows: Iterable[sqlite3.Row]) -> str:
+    """The ETag of records, from their ids and ``updated_at`` (``lib/json_api_controller.rb`` ``gen_etag``:
+    the records' cache keys): what a show or a create answers, and what an update or delete must send."""
+    key = "/".join(f"{table}/{r['id']}-{r['updated_at']}" for r in rows)
+    return f'"{hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()}"'
+
+
+def require_if_match(table: str, row: sqlite3.Row) -> None:
+    """``lib/json_api_controller/precondition_check.rb``: 428 without If-Match, 412 when it is not the
+    record's current ETag (weak ``W/`` ones compared as such). A list's ETag is the hash of the whole
+    response, so an object read from a list is stale for an update, as on the real server."""
+    given = request.headers.get("If-Match")
+    if not given:
         raise ApiError(428, "Request requires If-Match header to be present")
-
-
-# ----------------------------------------------------------------------------------------- schemas
-@dataclass(frozen=True)
-class Schema:
-    """Which attributes (and links) a create or update body may hold, their types and the required ones."""
-
-    key: str
-    fields: Mapping[str, type | tuple[type, ...]]
-    required: frozenset[str] = frozenset()
-    links: frozenset[str] = frozenset()
-    required_links: frozenset[str] = frozenset()
-
-    def validate(self, doc: Mapping[str, Any], creating: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The attributes and the links of ``doc``, checked; 422 naming every problem."""
-        problems = []
-        unknown = sorted(set(doc) - set(self.fields) - {"links"})
-        if unknown:
-            problems.append(f"unknown attribute(s) {', '.join(unknown)}")
-        links = doc.get("links") or {}
-        if not isinstance(links, dict):
-            problems.append("links must be an object")
-            links = {}
-        unknown_links = sorted(set(links) - self.links)
-        if unknown_links:
-            problems.append(f"unknown link(s) {', '.join(unknown_links)}")
-        if creating:
-            missing_links = (f"links.{name}" for name in sorted(self.required_links - set(links)))
-            missing = [*sorted(self.required - set(doc)), *missing_links]
-            if missing:
-                problems.append(f"missing required {', '.join(missing)}")
-        for name, value in doc.items():
-            expected = self.fields.get(name)
-            if expected is not None and not _has_type(value, expected):
-                problems.append(f"{name} must be {_type_name(expected)}")
-        if problems:
-            raise ApiError(422, f"{self.key}: " + "; ".join(problems))
-        return {k: v for k, v in doc.items() if k != "links"}, dict(links)
-
-
-def _has_type(value: Any, expected: type | tuple[type, ...]) -> bool:
-    types = expected if isinstance(expected, tuple) else (expected,)
-    if isinstance(value, bool):
-        return bool in types
-    return isinstance(value, types)
-
-
-def _type_name(expected: type | tuple[type, ...]) -> str:
-    names = {bool: "a boolean", str: "a string", dict: "an object", list: "an array", int: "an integer",
-             type(None): "null"}
-    types = expected if isinstance(expected, tuple) else (expected,)
-    return " or ".join(names.get(t, t.__name__) for t in types)
+    current = record_etag(table, [row])
+    if given != (f"W/{current}" if given.startswith("W/") else current):
+        raise ApiError(412, "JsonApiController::PreconditionFailed")
 
 
 # ----------------------------------------------------------------------------------------- listing
@@ -258,6 +222,7 @@ class Ctx:
     viewer: sqlite3.Row | None
     base_url: str
     media: Media
+    rules: Rules
 
     def require_viewer(self) -> sqlite3.Row:
         if self.viewer is None:
@@ -266,7 +231,7 @@ class Ctx:
 
 
 def api_view(
-    store: Store, viewer_of: Callable[[sqlite3.Connection], sqlite3.Row | None], media: Media
+    store: Store, viewer_of: Callable[[sqlite3.Connection], sqlite3.Row | None], media: Media, rules: Rules
 ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     """Decorate ``fn(ctx, **url_args) -> Response`` so that it runs inside one store transaction."""
 
@@ -274,7 +239,8 @@ def api_view(
         @wraps(fn)
         def view(**url_args: Any) -> Response:
             with store.tx() as db:
-                ctx = Ctx(db=db, viewer=viewer_of(db), base_url=request.host_url.rstrip("/"), media=media)
+                ctx = Ctx(db=db, viewer=viewer_of(db), base_url=request.host_url.rstrip("/"), media=media,
+                          rules=rules)
                 return fn(ctx, **url_args)
 
         return view

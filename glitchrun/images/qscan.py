@@ -19,7 +19,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -37,10 +37,11 @@ from scipy.signal import welch
 from scipy.signal.windows import tukey
 from tqdm.auto import tqdm
 
+from glitchrun.data.loaders import SyntheticData
 from glitchrun.images.strain import (
     FileStrain,
+    RealStrainSource,
     StrainSegment,
-    StrainSource,
     SyntheticStrain,
 )
 
@@ -67,6 +68,8 @@ DPI = 100
 LUT_SIZE = 256
 #: zlib level of the PNGs: 4 writes twice as fast as 6 for ~8 % more bytes (about 175 kB at 800 × 600)
 PNG_COMPRESSION = 4
+#: the strain's origin, recorded per subject after the image columns of ``QScanImages.render``
+STRAIN_COLUMNS = ("strain_source", "strain_file", "sample_rate")
 IFO_NAMES = {"H1": "Hanford", "L1": "Livingston", "V1": "Virgo", "K1": "KAGRA"}
 
 
@@ -341,20 +344,39 @@ def image_title(row: Mapping[str, Any]) -> str:
     return f"{name} - {run}" if name and isinstance(run, str) and run else name
 
 
+class MissingStrainError(LookupError):
+    """Real candidates without recorded strain: rendering them from synthetic strain would show volunteers
+    a made-up glitch instead of the event that happened."""
+
+    def __init__(self, ids: Sequence[str], total: int) -> None:
+        shown = ", ".join(repr(i) for i in ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        super().__init__(
+            f"no strain found for {len(ids)} of {total} candidates ({shown}); their Q-scans would be made up. "
+            "Configure real strain: images/strain=gwosc (open data; images.strain.sample_rate=16384 for the full "
+            "2048 Hz band), images/strain=files with images.strain.pattern='/data/{ifo}/*.gwf' or "
+            "images.strain.cache=FILE, or images/strain=gwpy_get on a LIGO cluster; or images.allow_synthetic=true "
+            "for a demo with synthetic glitches")
+        self.ids = list(ids)
+
+
 class QScanImages:
     """Renders Gravity-Spy-style Q-scan PNGs for candidates (``render``), in parallel over candidates.
 
-    Strain for a candidate comes from the first source that has it: ``strain`` (e.g. ``NpzStrain`` or
-    ``FileStrain``), then a file named in the candidate's ``strain`` column (read around ``event_time``),
-    then ``synthetic`` (series built from the candidate's features; ``None`` makes missing data an error).
+    Strain for a candidate comes from the first source that has it: ``strain`` (e.g. ``GwoscStrain``,
+    ``FileStrain`` or ``NpzStrain``), then a file named in the candidate's ``strain`` column (read around
+    ``event_time``), then ``synthetic`` (series built from the candidate's features) but only where made-up
+    strain is allowed: for made-up candidates (``data_loader`` is ``SyntheticData``, i.e. ``data=synthetic``)
+    or with ``allow_synthetic``. Otherwise a batch with candidates lacking strain raises
+    ``MissingStrainError`` before any image is written.
     """
 
     def __init__(self, durations: Sequence[float] = GRAVITY_SPY_DURATIONS,
                  frange: Sequence[float] = GRAVITY_SPY_FRANGE, qrange: Sequence[float] = GRAVITY_SPY_QRANGE,
                  size: Sequence[int] = GRAVITY_SPY_SIZE, cmap: str = "viridis", vmax: float = GRAVITY_SPY_VMAX,
                  search: float = 0.5, n_jobs: int = -1, progress: bool = True,
-                 strain: StrainSource | None = None,
-                 synthetic: SyntheticStrain | None = SyntheticStrain()) -> None:
+                 strain: RealStrainSource | None = None,
+                 synthetic: SyntheticStrain | None = SyntheticStrain(), allow_synthetic: bool = False,
+                 data_loader: str | None = None) -> None:
         self.durations = tuple(float(d) for d in durations)
         self.frange = (float(frange[0]), float(frange[1]))
         self.qrange = (float(qrange[0]), float(qrange[1]))
@@ -364,7 +386,9 @@ class QScanImages:
         self.search = float(search)
         self.n_jobs = n_jobs
         self.progress = progress
-        self.sources: list[StrainSource] = [s for s in (strain, FileStrain(), synthetic) if s is not None]
+        self.sources: list[RealStrainSource] = [s for s in (strain, FileStrain()) if s is not None]
+        self.made_up = data_loader == f"{SyntheticData.__module__}.{SyntheticData.__qualname__}"
+        self.synthetic = synthetic if allow_synthetic or self.made_up else None
 
     @property
     def plot_area(self) -> tuple[slice, slice]:
@@ -372,55 +396,88 @@ class QScanImages:
         canvas = _canvas(self.size, self.cmap, self.vmax)
         return canvas.rows, canvas.columns
 
-    def strain(self, cid: str, row: Mapping[str, Any]) -> StrainSegment:
-        """The strain around candidate ``cid`` from the first source that has it."""
-        for source in self.sources:
-            segment = source.segment(cid, row)
+    def plan(self, frame: pd.DataFrame) -> dict[str, int]:
+        """Which source gives each candidate its strain (an index of ``sources``; ``len(sources)`` is
+        synthetic), after each real source fetched what it holds; ``MissingStrainError`` when real strain is
+        missing and synthetic is not allowed."""
+        chosen: dict[str, int] = {}
+        remaining = frame.index
+        for number, source in enumerate(self.sources):
+            if remaining.empty:
+                break
+            held = source.fetch(frame.loc[remaining])
+            chosen.update(dict.fromkeys(held, number))
+            remaining = remaining.difference(held, sort=False)
+        if not remaining.empty:
+            if self.synthetic is None:
+                raise MissingStrainError(list(remaining), len(frame))
+            log.log(logging.INFO if self.made_up else logging.WARNING,
+                    "%d of %d candidates have no recorded strain: synthetic Q-scans", len(remaining), len(frame))
+            chosen.update(dict.fromkeys(remaining, len(self.sources)))
+        return chosen
+
+    def strain(self, cid: str, row: Mapping[str, Any], source: int | None = None) -> StrainSegment:
+        """The strain around candidate ``cid`` from source number ``source`` of ``plan``, or else from the
+        first source that has it."""
+        real = self.sources if source is None else self.sources[source:source + 1]
+        for each in real:
+            segment = each.segment(cid, row)
             if segment is not None:
                 return segment
-        raise LookupError(f"candidate {cid!r}: no strain source has data for it and synthetic is off")
+        if self.synthetic is None:
+            raise MissingStrainError([cid], 1)
+        return replace(self.synthetic.segment(cid, row), source="synthetic")
 
-    def transform(self, cid: str, row: Mapping[str, Any]) -> QPlane:
+    def transform(self, cid: str, row: Mapping[str, Any], segment: StrainSegment | None = None) -> QPlane:
         """The candidate's Q plane over the span the longest window needs (plus margins)."""
-        segment = self.strain(cid, row)
+        segment = segment or self.strain(cid, row)
         span = min(segment.duration, max(self.durations) + 2 * MARGIN)
         plane = q_transform(segment, span=span, qrange=self.qrange, frange=self.frange, search=self.search)
         log.debug("%s: %s; Q=%.3g, peak %.3g at %+.3f s, %.4g Hz", cid, segment.origin, plane.q,
                   plane.peak_energy, plane.peak_time, plane.peak_frequency)
         return plane
 
-    def render_one(self, cid: str, row: Mapping[str, Any], out_dir: Path) -> list[str]:
-        """Write the candidate's PNGs (one per duration) and return their names, in ``durations`` order."""
+    def render_one(self, cid: str, row: Mapping[str, Any], out_dir: Path, source: int | None = None) -> list[Any]:
+        """Write the candidate's PNGs (one per duration); their names in ``durations`` order, then the
+        strain's origin (``STRAIN_COLUMNS``)."""
         try:
-            plane = self.transform(cid, row)
+            segment = self.strain(cid, row, source)
+            plane = self.transform(cid, row, segment)
         except Exception as err:  # a batch's error must say which candidate it came from
             raise RuntimeError(f"Q-scan of candidate {cid!r}: {err}") from err
         canvas = _canvas(self.size, self.cmap, self.vmax)
         nrows, ncols = canvas.pixels
         edges = np.geomspace(*plane.frange, nrows + 1)
         frequencies = np.sqrt(edges[:-1] * edges[1:])
-        names = []
+        names: list[Any] = []
         for window in self.durations:
             times = (np.arange(ncols) + 0.5) / ncols * window - window / 2
             name = f"{file_stem(cid)}_{window:g}s.png"
             canvas.save(plane.grid(times, frequencies), window, plane.frange, image_title(row),
                         out_dir / name)
             names.append(name)
-        return names
+        return [*names, segment.source, segment.file, segment.sample_rate]
 
     def render(self, frame: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
-        """PNGs for every candidate of ``frame`` in ``out_dir``; returns the file names (relative to
-        ``out_dir``) indexed by candidate id, one ``image_<duration>s`` column per duration."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        """PNGs for every candidate of ``frame`` in ``out_dir``; returns, indexed by candidate id, the file
+        names (relative to ``out_dir``), one ``image_<duration>s`` column per duration, and the strain's
+        origin: ``strain_source`` (gwosc, file, gwpy-get, npz, synthetic), ``strain_file``, ``sample_rate``.
+
+        Strain is found for the whole batch first: missing real strain raises before anything is written.
+        """
         ids = [str(i) for i in frame.index]
         if len(set(ids)) != len(ids):
             raise ValueError("candidate ids must be unique to name their images")
+        frame = frame.set_axis(pd.Index(ids, name="id"))
+        plan = self.plan(frame)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
         rows = frame.to_dict("records")
-        jobs = (delayed(self.render_one)(cid, row, out_dir) for cid, row in zip(ids, rows, strict=True))
+        jobs = (delayed(self.render_one)(cid, row, out_dir, plan[cid]) for cid, row in zip(ids, rows, strict=True))
         results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
         names = list(tqdm(results, total=len(ids), desc="Q-scans", unit="candidate", disable=not self.progress))
         log.info("%d Q-scan images of %d candidates written to %s", len(ids) * len(self.durations), len(ids),
                  out_dir)
-        columns = [image_column(d) for d in self.durations]
-        return pd.DataFrame(names, index=pd.Index(ids, name="id"), columns=columns)
+        columns = [*(image_column(d) for d in self.durations), *STRAIN_COLUMNS]
+        result = pd.DataFrame(names, index=pd.Index(ids, name="id"), columns=columns)
+        return result.astype({"sample_rate": "float64"})

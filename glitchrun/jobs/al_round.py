@@ -1,8 +1,14 @@
-"""``job=al_round``: one round of the campaign, from the workflow check to the verified upload and report.
+"""``job=al_round``: one round of the campaign, from the retire pass to the verified upload and report.
+
+A round begins with glitchrun's retire pass (``glitchrun.campaign.retire``: sync the classifications
+through the API, retire subjects whose consensus is reached or that hit the vote cap). The next batch is
+chosen only when every subject of the previous round is labelled or disputed in the campaign state: no
+export, and no dependence on Zooniverse counting classifications (it does not on a project that is not live).
 
 The order keeps Zooniverse safe: everything that can fail on bad input (config, data, learner, query,
-images, manifest) runs before the first write, and each step that changes something is recorded in the
-campaign state first, so a re-run after a crash resumes the same round instead of starting another.
+images, manifest, the account's upload limit) runs before the first write, and each step that changes
+something is recorded in the campaign state first, so a re-run after a crash resumes the same round
+instead of starting another.
 """
 
 from __future__ import annotations
@@ -17,26 +23,29 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from glitchrun.campaign.ingest import ingest_export
+from glitchrun.campaign.retire import ConsensusRetirement, fitted_ml_weight
 from glitchrun.campaign.state import CampaignState, Round
+from glitchrun.crowd.simulated import FEATURES_KEY, hidden_features
 from glitchrun.csvio import write_csv
 from glitchrun.data.loaders import Candidates
+from glitchrun.images.qscan import STRAIN_COLUMNS
 from glitchrun.learning.learner import make_learner, query
 from glitchrun.learning.strategies import part_counts, pool_measures
 from glitchrun.report import append_upload_section, write_round_report
 from glitchrun.zooniverse.backend import Connection
-from glitchrun.zooniverse.exports import read_classification_export
 from glitchrun.zooniverse.manifest import Manifest
 from glitchrun.zooniverse.resources import (
     ProjectSpec,
     WorkflowSpec,
+    check_upload_room,
     ensure_project,
     ensure_subject_set,
     ensure_workflow,
     find_project,
+    find_subject_set,
     find_workflow,
     link_subject_set,
-    retirement_progress,
+    subject_set_members,
 )
 from glitchrun.zooniverse.uploader import SubjectUploader
 
@@ -85,8 +94,12 @@ class RoundResult:
     message: str = ""
 
 
+#: campaign-state key: the round has said once that the project is not live
+NOT_LIVE_NOTED = "not_live_noted"
+
+
 class ActiveLearningRound:
-    """Log in, check the previous batch is labelled, query a batch, render, upload, verify, report."""
+    """Log in, retire what has consensus, check the previous batch is settled, query, render, upload, verify, report."""
 
     def __init__(
         self,
@@ -101,7 +114,6 @@ class ActiveLearningRound:
         al: dict,
         run_dir: str,
         ask_name: bool | None = None,
-        export_timeout: float = 600,
         seed: int = 0,
     ) -> None:
         self.backend = backend
@@ -114,13 +126,15 @@ class ActiveLearningRound:
         self.campaign = campaign
         self.project_spec = ProjectSpec(**campaign["project"])
         self.workflow_spec = WorkflowSpec(**campaign["workflow"])
+        self.retirement = ConsensusRetirement(consensus, campaign["workflow"],
+                                              campaign["retirement"]["max_votes"], self.workflow_spec.retirement_count)
+        self.offer_disputed = bool(campaign["retirement"].get("offer_disputed", False))
         self.batch_size = int(al["batch_size"])
         self.subject_set_name = al.get("subject_set_name")
         self.seed_per_class = al.get("seed_per_class")
         self.seed_fraction = al.get("seed_fraction")
         self.run_dir = Path(run_dir)
         self.ask_name = ask_name
-        self.export_timeout = export_timeout
         self.seed = seed
         self.validate()
 
@@ -132,8 +146,6 @@ class ActiveLearningRound:
             raise ValueError(f"al.seed_per_class must be at least 1 (or null), got {self.seed_per_class}")
         if self.seed_fraction is not None and not 0 < float(self.seed_fraction) <= 1:
             raise ValueError(f"al.seed_fraction must be in (0, 1] (or null), got {self.seed_fraction}")
-        if self.export_timeout <= 0:
-            raise ValueError(f"export_timeout must be positive, got {self.export_timeout}")
         # a mixed strategy's fractions are otherwise checked only when the batch is queried, after connecting
         fractions = getattr(self.strategy, "keywords", {}).get("fractions")
         if fractions is not None:
@@ -157,22 +169,38 @@ class ActiveLearningRound:
         with self.backend.connect() as conn:
             project, workflow = self.resources(conn)
             state.put(project_id=project.id, workflow_id=workflow.id)
+            if last is not None:
+                self.note_not_live(state, project)
+                passed = self.retirement.run(state, str(project.id), workflow)
             if last and last.status in ("selected", "uploading"):
                 log.info("round %d stopped while %s; resuming it", last.number, last.status)
                 return self.upload_round(conn, state, candidates, last, project, workflow)
             if last and last.status == "uploaded":
-                retired, total = retirement_progress(workflow, last.subject_set_id)
-                if retired < total:
-                    message = (f"{total - retired} of {total} subjects of {last.subject_set_name} (subject set "
-                               f"{last.subject_set_id}) still being labelled; nothing to do until they retire")
+                active, total, needed = passed.waiting(last.number, self.retirement.max_votes, self.retirement.min_votes)
+                if active:
+                    message = (f"{active} of {total} subjects of {last.subject_set_name} (subject set "
+                               f"{last.subject_set_id}) still need votes, about {needed} more classifications; "
+                               "nothing to do until glitchrun retires them (run again, or job=retire)")
                     return RoundResult("waiting", last.number, last.subject_set_id, message=message)
-                self.ingest(state, workflow, last)
+                state.update_round(last.number, "labelled")
+                settled = passed.subjects[passed.subjects["round"] == last.number]["status"].value_counts()
+                log.info("round %d settled: %d subjects labelled, %d disputed", last.number,
+                         settled.get("labelled", 0), settled.get("disputed", 0))
             number = last.number + 1 if last else 1
             name = self.new_set_name(state, number)
             if number == 1:
                 self.seed_labels(state, candidates)
             selected = self.select(state, candidates, number, name)
             return self.upload_round(conn, state, candidates, selected, project, workflow)
+
+    def note_not_live(self, state: CampaignState, project: Any) -> None:
+        """Say once per campaign that Zooniverse does not count this project's classifications."""
+        if project.raw.get("live") or state.get(NOT_LIVE_NOTED):
+            return
+        log.warning("project %s is not live: Zooniverse stores its classifications but does not count them or "
+                    "retire subjects by count; glitchrun reads the classifications and retires subjects itself "
+                    "(at the start of each round, or with job=retire)", project.id)
+        state.put(**{NOT_LIVE_NOTED: "1"})
 
     def check_classes(self, candidates: Candidates) -> None:
         unknown = set(candidates.classes) - set(self.workflow_spec.classes)
@@ -235,20 +263,6 @@ class ActiveLearningRound:
         state.add_labels({KEY: c, "label": l, "source": source, "round": 0} for c, l in chosen.items())
         log.info("seeded the labelled pool with %d %s labels over %d classes", len(chosen), source, chosen.nunique())
 
-    def ingest(self, state: CampaignState, workflow: Any, last: Round) -> None:
-        """Bring the finished round's volunteer votes back as labels."""
-        path = self.run_dir / "exports" / f"classifications_round_{last.number:03d}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        log.info("round %d is fully retired; downloading the workflow's classification export", last.number)
-        response = workflow.get_export("classifications", generate=True, wait=True, wait_timeout=self.export_timeout)
-        with open(path, "wb") as out:
-            for chunk in response.iter_content(chunk_size=1 << 16):
-                out.write(chunk)
-        added = ingest_export(read_classification_export(path), state, self.consensus, list(self.workflow_spec.classes),
-                              round=last.number, source=f"classification export {path}")
-        state.update_round(last.number, "labelled")
-        log.info("round %d: %d new labels from volunteers", last.number, len(added))
-
     # -- query ----------------------------------------------------------------------------------------
     def select(self, state: CampaignState, candidates: Candidates, number: int, name: str) -> Round:
         """Fit the learner on every label so far and choose this round's batch; recorded before any upload."""
@@ -256,7 +270,8 @@ class ActiveLearningRound:
         known = labels.index.intersection(candidates.frame.index)
         if known.empty:
             raise ValueError("the campaign's labels match no candidate of this data; is it the campaign's dataset?")
-        pool_ids = candidates.frame.index.difference(known).difference(pd.Index(sorted(state.queried())))
+        queried = pd.Index(sorted(state.queried(except_disputed=self.offer_disputed)))
+        pool_ids = candidates.frame.index.difference(known).difference(queried)
         if pool_ids.empty:
             raise ValueError("the candidate pool is empty: every candidate is labelled or already queried")
         y = labels.loc[known, "label"].to_numpy(dtype=object)
@@ -269,14 +284,16 @@ class ActiveLearningRound:
             "score": chosen.scores.astype(float),
             "predicted_class": chosen.predicted.astype(str),
             "probability": chosen.probability.astype(float),
+            "distribution": [dict(zip(map(str, chosen.classes), map(float, row))) for row in chosen.proba],
         })
+        weight = fitted_ml_weight(self.estimator, candidates.features(known), y, self.workflow_spec.classes, self.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         pool_predicted = self.save_pools(labels.loc[known], learner, pool_ids, X_pool)
         write_round_report(self.run_dir, state, candidates, number, name, batch, pool_predicted, chosen.all_scores,
                            self.estimator, self.consensus, list(self.workflow_spec.classes))
         log.info("round %d: chose %d of %d pool candidates (%s)", number, len(batch), len(pool_ids),
                  ", ".join(f"{k}: {v}" for k, v in batch["strategy"].value_counts().items()))
-        return state.start_round(number, name, str(self.run_dir), batch)
+        return state.start_round(number, name, str(self.run_dir), batch, ml_weight=weight)
 
     def save_pools(self, labelled: pd.DataFrame, learner: Any, pool_ids: pd.Index, X_pool: np.ndarray) -> np.ndarray:
         """Write the labelled pool, and the unlabelled pool with the learner's predictions; returns those."""
@@ -293,8 +310,9 @@ class ActiveLearningRound:
     def manifest(self, candidates: Candidates, selected: Round, batch: pd.DataFrame) -> Manifest:
         rows = candidates.frame.loc[batch[KEY]]
         images = self.images.render(rows, self.run_dir / "images")
+        media = [column for column in images.columns if column not in STRAIN_COLUMNS]
         frame = pd.DataFrame({KEY: batch[KEY].to_numpy()})
-        for column in images.columns:
+        for column in media:
             frame[column] = ("images/" + images.loc[batch[KEY], column].astype(str)).to_numpy()
         frame["ifo"] = rows["ifo"].to_numpy(dtype=object)
         frame["event_time"] = rows["event_time"].to_numpy(dtype=float)
@@ -303,11 +321,14 @@ class ActiveLearningRound:
         frame["#score"] = batch["score"].to_numpy()
         frame["#predicted_class"] = batch["predicted_class"].to_numpy()
         frame["#probability"] = batch["probability"].to_numpy()
+        for column in STRAIN_COLUMNS:  # where each subject's strain came from (never synthetic for a real event)
+            frame[f"#{column}"] = images.loc[batch[KEY], column].to_numpy()
         if candidates.frame["label"].isna().all() and rows["truth"].notna().any():
             frame["#truth"] = rows["truth"].to_numpy(dtype=object)  # simulated campaign: for the simulated crowd only
+            frame[FEATURES_KEY] = hidden_features(rows)  # how ambiguous each glitch is, for the difficulty-aware crowd
         path = write_csv(frame, self.run_dir / "manifest.csv", MANIFEST_SCHEMA, what="round manifest")
         log.info("manifest of %d subjects written to %s", len(frame), path)
-        return Manifest.from_frame(frame, KEY, self.run_dir, media_columns=list(images.columns))
+        return Manifest.from_frame(frame, KEY, self.run_dir, media_columns=media)
 
     def upload_round(self, conn: Connection, state: CampaignState, candidates: Candidates, selected: Round,
                      project: Any, workflow: Any) -> RoundResult:
@@ -315,6 +336,8 @@ class ActiveLearningRound:
         missing = pd.Index(batch[KEY]).difference(candidates.frame.index)
         if not missing.empty:
             raise ValueError(f"round {selected.number} chose candidates the data no longer has: {list(missing[:5])}")
+        existing = find_subject_set(project, selected.subject_set_name)
+        check_upload_room(len(batch) - (len(subject_set_members(existing.id)) if existing is not None else 0))
         manifest = self.manifest(candidates, selected, batch)
         subject_set, created = ensure_subject_set(project, selected.subject_set_name)
         if created is False and selected.subject_set_id not in (None, str(subject_set.id)):

@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from glitchrun.zooniverse.exports import (
     EXPORT_TYPES,
+    EXPORT_INTERVAL,
     ExportJob,
     fetch_export,
-    request_export,
     wait_until_ready,
 )
 
@@ -32,8 +31,8 @@ class ExportDownload(ExportJob):
                  project_id: int | str | None = None, project_name: str | None = None,
                  workflow_id: int | str | None = None, generate: bool = False, timeout: float = 600,
                  poll_interval: float = 2, max_age: float | None = 86400,
-                 require_all_classifications: bool = True) -> None:
-        super().__init__(backend, run_dir, exports, project_id, project_name, workflow_id)
+                 require_all_classifications: bool = True, export_interval: float = EXPORT_INTERVAL) -> None:
+        super().__init__(backend, run_dir, exports, project_id, project_name, workflow_id, export_interval)
         self.generate = generate
         self.timeout = timeout
         self.poll_interval = poll_interval
@@ -55,9 +54,9 @@ class ExportDownload(ExportJob):
         with self.backend.connect() as connection:
             target = self.target(connection.login)
             if self.generate:
-                for export_type in self.exports:
-                    connection.client.retry(partial(request_export, target, export_type))  # repeatable
-                    log.info("requested a new %s export of %s", export_type, target)
+                for export_type in self.exports:  # within the rate limit: the current export is downloaded
+                    if self.request(connection, target, export_type) is not None:
+                        log.info("requested a new %s export of %s", export_type, target)
             for export_type in self.exports:
                 medium = wait_until_ready(target, export_type, self.timeout, self.poll_interval)
                 files[export_type] = fetch_export(target, export_type, medium, out_dir, self.max_age,

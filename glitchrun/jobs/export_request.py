@@ -7,9 +7,8 @@ separate jobs: request now, ``job=export_download`` later.
 from __future__ import annotations
 
 import logging
-from functools import partial
 
-from glitchrun.zooniverse.exports import ExportJob, media_state, request_export
+from glitchrun.zooniverse.exports import ExportJob, media_state
 
 log = logging.getLogger(__name__)
 
@@ -18,15 +17,16 @@ class ExportRequest(ExportJob):
     """Request each configured export of the project (or the workflow's classification export)."""
 
     def run(self) -> dict[str, dict]:
-        """Returns the medium Zooniverse made for each export type."""
+        """Returns the medium Zooniverse made for each export type requested (not those within the rate limit)."""
         self.check_config()
         with self.backend.connect() as connection:
             target = self.target(connection.login)
             media = {}
             for export_type in self.exports:
-                # a repeated request replaces the export being made: safe to retry
-                media[export_type] = connection.client.retry(partial(request_export, target, export_type))
-                log.info("requested the %s export of %s (state %r)", export_type, target, media_state(media[export_type]))
+                medium = self.request(connection, target, export_type)
+                if medium is not None:
+                    media[export_type] = medium
+                    log.info("requested the %s export of %s (state %r)", export_type, target, media_state(medium))
         log.info("fetch them with: glitchrun job=export_download job.exports=[%s]%s", ",".join(self.exports),
                  f" job.workflow_id={self.workflow_id}" if self.workflow_id else "")
         return media

@@ -1,9 +1,9 @@
 """``job=ingest``: a classification export -> consensus labels in the campaign state, with an agreement report.
 
 The export is either a CSV given on the command line or a fresh one the job asks of the campaign's
-workflow and downloads (validated, through ``glitchrun.zooniverse.exports``). A fresh export of a round whose
-subjects have all retired also closes that round (status ``labelled``), as ``al_round`` does when it
-finds the round finished, so the next round starts from these labels without ingesting them again.
+workflow and downloads (validated, through ``glitchrun.zooniverse.exports``). Rounds do not need it: they
+read classifications through the API and retire subjects themselves (``job=retire``); this job brings in
+votes from elsewhere, e.g. an export of an earlier workflow.
 """
 
 from __future__ import annotations
@@ -17,21 +17,17 @@ import pandas as pd
 
 from glitchrun.campaign.ingest import ACCEPTED, REPORT_SCHEMA, record, tally
 from glitchrun.campaign.state import CampaignState
+from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.csvio import write_csv
 from glitchrun.zooniverse.exports import (
+    ExportRateLimited,
     ExportTarget,
     fetch_export,
     read_classification_export,
     request_export,
     wait_until_ready,
 )
-from glitchrun.zooniverse.resources import (
-    ProjectSpec,
-    WorkflowSpec,
-    find_project,
-    find_workflow,
-    retirement_progress,
-)
+from glitchrun.zooniverse.resources import ProjectSpec, WorkflowSpec, find_project, find_workflow
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +45,7 @@ class IngestJob:
         self.state_dir = campaign["state_dir"]
         self.project = ProjectSpec(**campaign["project"])
         self.workflow = WorkflowSpec(**campaign["workflow"])
+        self.workflow_config = campaign["workflow"]
         self.run_dir = Path(run_dir)
         self.export = export
         self.round = round
@@ -67,23 +64,18 @@ class IngestJob:
     def ingest(self, state: CampaignState) -> pd.DataFrame:
         last = state.last_round()
         number = self.round if self.round is not None else (last.number if last else None)
-        closes_round = False
         if self.export is None:
             with self.backend.connect() as conn:
                 workflow = self.find_workflow(conn.login)
                 path = self.download(workflow)
-                if last is not None and last.status == "uploaded" and number == last.number:
-                    retired, total = retirement_progress(workflow, last.subject_set_id)
-                    closes_round = retired == total
+                task = TaskSpec.from_workflow(workflow, self.workflow_config)
         else:
             path = Path(self.export)
+            task = TaskSpec.from_config(self.workflow_config, state.get("workflow_id"))
         result = tally(read_classification_export(path), state, self.consensus, list(self.workflow.classes),
-                       source=f"classification export {path}")
+                       source=f"classification export {path}", task=task)
         report = write_csv(result.report, self.run_dir / REPORT, REPORT_SCHEMA, what="agreement report")
         added = record(result, state, number)
-        if closes_round:
-            state.update_round(last.number, "labelled")
-            log.info("round %d: every subject retired and its classifications ingested; round labelled", last.number)
         accepted = result.report[result.report["status"] == ACCEPTED]
         log.info("ingest of %s: %d labels for round %s; mean agreement of labelled subjects %.2f; report %s",
                  path, len(added), number, accepted["agreement"].mean() if len(accepted) else float("nan"), report)
@@ -100,7 +92,10 @@ class IngestJob:
     def download(self, workflow: Any) -> Path:
         """A fresh classification export of the workflow, validated, under ``<run_dir>/exports/``."""
         target = ExportTarget(workflow)
-        request_export(target, "classifications")
+        try:
+            request_export(target, "classifications")
+        except ExportRateLimited as err:  # the current export is still there: ingest it
+            log.warning("%s", err)
         medium = wait_until_ready(target, "classifications", self.export_timeout, self.poll_interval)
         return fetch_export(target, "classifications", medium, self.run_dir / "exports", max_age=None,
                             require_all_classifications=True)

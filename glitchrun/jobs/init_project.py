@@ -1,5 +1,9 @@
 """``job=init_project``: the campaign's project, its workflow and a first subject set, made idempotently.
 
+The project is made live or not as ``campaign.project.live`` says (a project update: Zooniverse counts
+classifications only on live projects), and the workflow's ``classification_count`` retirement is only a
+safety cap above glitchrun's own consensus retirement.
+
 Everything that can be wrong in the input (project and workflow settings, the manifest and its files)
 is checked before the first request, so a bad config or manifest changes nothing on Zooniverse. The
 resources are found by name among the owner's before any is made, so a second run (after a crash, or
@@ -17,10 +21,14 @@ from glitchrun.zooniverse.manifest import Manifest, read_manifest
 from glitchrun.zooniverse.resources import (
     ProjectSpec,
     WorkflowSpec,
+    check_upload_room,
     ensure_project,
     ensure_subject_set,
     ensure_workflow,
+    find_project,
+    find_subject_set,
     link_subject_set,
+    subject_set_members,
 )
 from glitchrun.zooniverse.uploader import SubjectUploader
 
@@ -75,6 +83,8 @@ class InitProject:
         """The ids of the project, workflow and (with a manifest) subject set; also written to the run directory."""
         project_spec, workflow_spec, manifest = self.validate()
         with self.backend.connect() as conn:
+            if manifest is not None:
+                self.check_room(project_spec, manifest, conn.login)
             project, _ = ensure_project(project_spec, conn.login)
             workflow, _ = ensure_workflow(project, workflow_spec)
             ids = {"endpoint": conn.endpoint, "project_id": str(project.id), "workflow_id": str(workflow.id)}
@@ -87,6 +97,13 @@ class InitProject:
             if subject_set is not None:
                 self.upload(manifest, project, workflow, subject_set)
         return ids
+
+    def check_room(self, project_spec: ProjectSpec, manifest: Manifest, owner: str | None) -> None:
+        """Refuse, before anything is made, a manifest the account's upload limit cannot take."""
+        project = find_project(project_spec, owner)
+        subject_set = find_subject_set(project, self.subject_set_name) if project is not None else None
+        there = len(subject_set_members(subject_set.id)) if subject_set is not None else 0
+        check_upload_room(len(manifest.keys) - there)
 
     def upload(self, manifest: Manifest, project: Any, workflow: Any, subject_set: Any) -> None:
         """Fill the set from the manifest; link it to the workflow once it verifies, so volunteers see it whole."""

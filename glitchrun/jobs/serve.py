@@ -43,7 +43,7 @@ class Serve:
         """Serve until stopped; returns the endpoint it served at."""
         backend = self.backend
         server = EmbeddedPanoptes(self.storage_dir, host=self.host, port=self.port, faults=backend.faults,
-                                  token_lifetime=backend.token_lifetime, threads=backend.threads)
+                                  rules=backend.rules, token_lifetime=backend.token_lifetime, threads=backend.threads)
         restore = self._handle_signals()
         try:
             with server:

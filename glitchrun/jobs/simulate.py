@@ -1,9 +1,11 @@
 """``job=simulate``: N full campaign rounds on the embedded Panoptes with a simulated crowd, and a learning curve.
 
-Each round is the real thing: the ``al_round`` job queries and uploads a batch, the ``crowd`` job's
-volunteers classify it until it retires, the ``ingest`` job downloads the workflow's classification
-export and turns it into labels. Only the evaluation is added: after every round the configured learner
-is fitted on the campaign's labels and scored on a held-out split the campaign never sees.
+Each round is the real thing, on the loop a campaign runs on zooniverse.org: the ``al_round`` job
+(beginning with glitchrun's retire pass) queries and uploads a batch, the ``crowd`` job's volunteers
+classify it through the API, sweep by sweep, with a retire pass after each, until glitchrun has retired
+every subject by consensus or as disputed. No export is made. Only the evaluation is added: after every
+round the configured learner is fitted on the campaign's labels and scored on a held-out split the
+campaign never sees, and the volunteer votes spent so far are counted.
 
 A simulation owns its server and campaign: both live in its run directory, so the runs of a sweep
 (``-m ... hydra/launcher=joblib``) never share state, and every run starts from round 1.
@@ -43,6 +45,8 @@ CURVE_SCHEMA = pa.DataFrameSchema(
         "macro_f1": pa.Column(float, FRACTION),
         "accuracy": pa.Column(float, FRACTION),
         "label_accuracy": pa.Column(float, FRACTION),  # share of the labels used that are the true class
+        "votes": pa.Column(int, pa.Check.ge(0)),  # volunteer votes spent by the campaign so far
+        "disputed": pa.Column(int, pa.Check.ge(0)),  # subjects retired without consensus so far
         "full_pool_macro_f1": pa.Column(float, FRACTION),  # the learner trained on the whole pool's truth
     },
     strict=True,
@@ -60,10 +64,9 @@ class Subset:
 
 
 class Simulation:
-    """Run ``rounds`` rounds (round -> crowd -> export -> ingest) and record the learning curve."""
+    """Run ``rounds`` rounds (round -> crowd with retire passes) and record the learning curve."""
 
-    def __init__(self, round: Callable[..., Any], crowd_job: Callable[..., Any], ingest_job: Callable[..., Any],
-                 backend: Any, data: Any, estimator: Any, campaign: dict[str, Any], run_dir: str | os.PathLike[str],
+    def __init__(self, round: Callable[..., Any], crowd_job: Callable[..., Any], backend: Any, data: Any, estimator: Any, campaign: dict[str, Any], run_dir: str | os.PathLike[str],
                  rounds: int = 3, test_fraction: float = 0.2, seed: int = 0) -> None:
         if not isinstance(backend, LocalBackend):
             raise RuntimeError("job=simulate runs on the embedded Panoptes only (backend=local)")
@@ -73,7 +76,6 @@ class Simulation:
             raise ValueError(f"job.test_fraction must be in (0, 1), got {test_fraction}")
         self.round = round
         self.crowd_job = crowd_job
-        self.ingest_job = ingest_job
         self.data = data
         self.estimator = estimator
         self.run_dir = Path(run_dir)
@@ -106,20 +108,22 @@ class Simulation:
             if result.status != "uploaded":
                 raise RuntimeError(f"simulation round {number}: the round did not upload a batch: {result.message}")
             if number == 1:
-                rows.append(scorer.score(0, self.labels()))
-            self.crowd_job(backend=self.backend, run_dir=str(step_dir / "crowd")).run()
-            self.ingest_job(backend=self.backend, campaign=self.campaign, run_dir=str(step_dir / "ingest")).run()
-            rows.append(scorer.score(number, self.labels()))
-            log.info("simulation round %d: %d labels, macro-F1 %.3f, accuracy %.3f", number, rows[-1]["labels"],
-                     rows[-1]["macro_f1"], rows[-1]["accuracy"])
+                rows.append(scorer.score(0, *self.progress()))
+            self.crowd_job(backend=self.backend, campaign=self.campaign, run_dir=str(step_dir / "crowd")).run()
+            rows.append(scorer.score(number, *self.progress()))
+            log.info("simulation round %d: %d labels (%d disputed subjects) for %d votes, macro-F1 %.3f, accuracy %.3f",
+                     number, rows[-1]["labels"], rows[-1]["disputed"], rows[-1]["votes"], rows[-1]["macro_f1"],
+                     rows[-1]["accuracy"])
         curve = pd.DataFrame(rows)
         write_csv(curve, self.run_dir / CURVE, CURVE_SCHEMA, what="learning curve")
         plot_curve(curve, self.run_dir / "learning_curve.png")
         return curve
 
-    def labels(self) -> pd.Series:
+    def progress(self) -> tuple[pd.Series, int, int]:
+        """(the campaign's labels, volunteer votes stored, disputed subjects) now."""
         with closing(CampaignState(self.campaign["state_dir"])) as state:
-            return state.labels()["label"]
+            summary = state.summary()
+            return state.labels()["label"], summary["classifications"], summary["subjects_by_status"].get("disputed", 0)
 
 
 class Scorer:
@@ -136,12 +140,13 @@ class Scorer:
         model = clone(self.estimator).fit(self.pool.features(ids), labels.to_numpy(dtype=object))
         return held_out_scores(self.y_test, model.predict(self.X_test))
 
-    def score(self, number: int, labels: pd.Series) -> dict[str, Any]:
+    def score(self, number: int, labels: pd.Series, votes: int, disputed: int) -> dict[str, Any]:
         labels = labels[labels.index.isin(self.pool.frame.index)]
         macro_f1, accuracy = self.fit_and_score(labels.index, labels)
         correct = float((labels == self.pool.frame.loc[labels.index, "truth"]).mean())
         return {"round": number, "labels": len(labels), "macro_f1": macro_f1, "accuracy": accuracy,
-                "label_accuracy": correct, "full_pool_macro_f1": self.full_pool_macro_f1}
+                "label_accuracy": correct, "votes": votes, "disputed": disputed,
+                "full_pool_macro_f1": self.full_pool_macro_f1}
 
 
 def held_out_scores(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
@@ -176,6 +181,9 @@ def plot_curve(curve: pd.DataFrame, path: Path) -> Path:
     ax.plot(curve["labels"], curve["macro_f1"], "o-", label="macro-F1")
     ax.plot(curve["labels"], curve["accuracy"], "s-", label="accuracy")
     ax.axhline(curve["full_pool_macro_f1"].iloc[0], color="grey", ls="--", label="macro-F1, whole pool labelled")
+    for labels, score, votes in zip(curve["labels"], curve["macro_f1"], curve["votes"]):
+        ax.annotate(f"{votes} votes", (labels, score), textcoords="offset points", xytext=(0, 6), fontsize=7,
+                    ha="center")
     ax.set_xlabel("labels used")
     ax.set_ylabel("held-out score")
     ax.set_ylim(0, 1)

@@ -169,11 +169,8 @@ def cross_validated_performance(
     (scikit-learn warns when some class has fewer members than k: those classes are scored on fewer folds).
     """
     X, y = _features(X_labelled), _labels(y_labelled)
-    largest_class = int(np.unique(y, return_counts=True)[1].max()) if len(y) else 0
-    n_folds = min(folds, largest_class)
-    if n_folds < 2:
-        raise ValueError(f"cross-validation needs >= 2 labelled candidates of some class, got {len(y)} labels")
-    cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    cv = _folds(y, folds, seed)
+    n_folds = cv.get_n_splits()
     predicted = cross_val_predict(clone(estimator), X, y, cv=cv)
     return Performance(
         accuracy=float(accuracy_score(y, predicted)),
@@ -182,3 +179,23 @@ def cross_validated_performance(
         n_folds=n_folds,
         n_labelled=len(y),
     )
+
+
+def cross_validated_proba(estimator: Any, X_labelled: Any, y_labelled: Sequence | np.ndarray, classes: Sequence[str],
+                          folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Out-of-fold class probabilities of the labelled candidates, columns in ``classes`` order (0 for a
+    class the labels lack): how sure the learner is on candidates it did not see, to weigh its vote."""
+    X, y = _features(X_labelled), _labels(y_labelled)
+    proba = cross_val_predict(clone(estimator), X, y, cv=_folds(y, folds, seed), method="predict_proba")
+    out = np.zeros((len(y), len(classes)))
+    out[:, [list(classes).index(c) for c in np.unique(y)]] = proba
+    return out
+
+
+def _folds(y: np.ndarray, folds: int, seed: int) -> StratifiedKFold:
+    """Stratified folds, k lowered to the size of the largest class when that is smaller."""
+    largest_class = int(np.unique(y, return_counts=True)[1].max()) if len(y) else 0
+    n_folds = min(folds, largest_class)
+    if n_folds < 2:
+        raise ValueError(f"cross-validation needs >= 2 labelled candidates of some class, got {len(y)} labels")
+    return StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)

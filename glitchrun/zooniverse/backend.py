@@ -111,6 +111,7 @@ class LocalBackend:
         owner: str = "glitchrun",
         accounts: list[str] | None = None,
         faults: Mapping[str, Any] | None = None,
+        rules: Mapping[str, Any] | None = None,
         token_lifetime: int = 7200,
         threads: int = 16,
         retries: int = 4,
@@ -122,6 +123,8 @@ class LocalBackend:
         self.owner = owner
         self.accounts = list(accounts or [])
         self.faults = dict(faults or {})
+        #: the real server's limits (export rate, subject upload limit); real values when not given
+        self.rules = dict(rules or {})
         self.token_lifetime = token_lifetime
         self.threads = threads
         self.retry = Retry(retries, backoff)
@@ -135,6 +138,7 @@ class LocalBackend:
             host=self.host,
             port=self.port,
             faults=self.faults,
+            rules=self.rules,
             token_lifetime=self.token_lifetime,
             threads=self.threads,
         )

@@ -15,7 +15,8 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 EXPORT_TYPES = ("classifications", "subjects", "workflows")
 READY_STATES = ("ready", "finished")
+#: Zooniverse generates at most one export per resource and export type in this many seconds
+#: (``config/initializers/rate_limit_dump_worker.rb``: ``DUMP_CONGESTION_OPTS_INTERVAL``, max 1 per interval)
+EXPORT_INTERVAL = 86400.0
 #: how export cells are read: every cell as text, only an empty cell is missing (a user called "NA" stays)
 READ_OPTIONS = {"dtype": str, "keep_default_na": False, "na_values": [""]}
 TIMESTAMP = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$"
@@ -207,13 +211,14 @@ class ExportJob:
 
     def __init__(self, backend: Any, run_dir: str | os.PathLike[str], exports: Sequence[str] = EXPORT_TYPES,
                  project_id: int | str | None = None, project_name: str | None = None,
-                 workflow_id: int | str | None = None) -> None:
+                 workflow_id: int | str | None = None, export_interval: float = EXPORT_INTERVAL) -> None:
         self.backend = backend
         self.run_dir = Path(run_dir)
         self.exports = list(exports)
         self.project_id = project_id
         self.project_name = project_name
         self.workflow_id = workflow_id
+        self.export_interval = float(export_interval)
 
     def check_config(self) -> None:
         """Reject an export list the target cannot have, before anything is asked of Zooniverse."""
@@ -226,6 +231,15 @@ class ExportJob:
             raise ValueError(f"a workflow has only a classifications export; with job.workflow_id set job.exports=[classifications] "
                              f"(got {self.exports}), or drop job.workflow_id to export the project")
 
+    def request(self, connection: Any, target: ExportTarget, export_type: str) -> dict | None:
+        """Ask for one export (a repeated request replaces the one being made: safe to retry); within
+        Zooniverse's rate limit nothing is sent, the log says so plainly and None is returned."""
+        try:
+            return connection.client.retry(partial(request_export, target, export_type, self.export_interval))
+        except ExportRateLimited as err:
+            log.warning("%s", err)
+            return None
+
     def target(self, owner: str | None) -> ExportTarget:
         if self.workflow_id:
             try:
@@ -236,8 +250,36 @@ class ExportJob:
 
 
 # -- talking to Zooniverse ---------------------------------------------------------------------------
-def request_export(target: ExportTarget, export_type: str) -> dict:
-    """Ask Zooniverse to (re)generate an export; returns its medium (``state`` is usually ``creating``)."""
+
+
+class ExportRateLimited(RuntimeError):
+    """An export asked for within Zooniverse's rate limit: it would be accepted but never generated."""
+
+
+def request_export(target: ExportTarget, export_type: str, interval: float = EXPORT_INTERVAL,
+                   now: datetime | None = None) -> dict:
+    """Ask Zooniverse to (re)generate an export; returns its medium (``state`` is usually ``creating``).
+
+    Within ``interval`` seconds of the last generated export the real server answers 201 but cancels the
+    job (``app/workers/concerns/rate_limit_dump_worker.rb``): the medium would stay ``creating`` and its
+    finished file could no longer be told ready. Such a request is not sent; ``ExportRateLimited`` says
+    when the next one can be, and that the current export is still there to download.
+    """
+    try:
+        current = describe_export(target, export_type)
+    except LookupError:
+        current = None
+    made = exported_at(current) if current is not None and media_state(current) in READY_STATES else None
+    if made is not None:
+        age = ((now or datetime.now(timezone.utc)) - made).total_seconds()
+        if age < interval:
+            after = made + timedelta(seconds=interval)
+            raise ExportRateLimited(
+                f"not requested: Zooniverse generates at most one {export_type} export of {target} per "
+                f"{interval / 3600:g} h, and the current one was generated {age / 3600:.1f} h ago ({made:%Y-%m-%d %H:%M} "
+                f"UTC). A request now would be accepted but never run (the export would stay 'creating'). The current "
+                f"export is still available: glitchrun job=export_download job.generate=false; request a new one "
+                f"after {after:%Y-%m-%d %H:%M} UTC")
     return target.resource.generate_export(export_type)["media"][0]
 
 

@@ -1,6 +1,7 @@
 """Finding and creating the campaign's Zooniverse resources through panoptes-client, idempotently.
 
-A campaign is one project, one workflow whose single question's answers are the glitch classes, and one
+A campaign is one project, one workflow whose task ``T0`` asks for the glitch class (a single-answer
+question whose answers are the classes, or a survey task whose choices map to the classes), and one
 subject set per round. Resources are looked up by display name among the logged-in owner's, so re-running
 a job after a crash finds what the first run made instead of making it twice.
 """
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from panoptes_client import (
     Panoptes,
     Project,
+    ProjectRole,
     Subject,
     SubjectSet,
     SubjectWorkflowStatus,
@@ -38,16 +41,25 @@ class ProjectSpec:
     description: str
     primary_language: str = "en"
     private: bool = True
+    #: Zooniverse counts classifications (and retires by count) only on a live project; set by init_project
+    live: bool = False
 
 
 @dataclass(frozen=True)
 class WorkflowSpec:
-    """The workflow: one question whose answers are the glitch classes (config ``campaign.workflow``)."""
+    """The workflow (config ``campaign.workflow``): task ``T0`` asks for the glitch class, as a single-answer
+    question whose answers are the classes (``task_type: single``) or as a survey task (``survey``) whose
+    choices (choice id -> {class, label, description}) map to the classes. ``task`` and ``versions`` say
+    which task and workflow versions ingest reads (``glitchrun.campaign.tasks.TaskSpec``)."""
 
     display_name: str
     classes: Sequence[str]
     question: str = "Which glitch class is this?"
     retirement_count: int = 3
+    task_type: str = "single"
+    choices: Mapping[str, Mapping[str, str]] | None = None
+    task: str | None = None
+    versions: Any = None
 
     def __post_init__(self) -> None:
         if not self.classes:
@@ -56,13 +68,50 @@ class WorkflowSpec:
             raise ValueError(f"campaign.workflow.classes has repeated names: {list(self.classes)}")
         if int(self.retirement_count) < 1:
             raise ValueError(f"campaign.workflow.retirement_count must be >= 1, got {self.retirement_count}")
+        if self.task_type not in ("single", "survey"):
+            raise ValueError(f"campaign.workflow.task_type must be single or survey, got {self.task_type!r}")
+        if self.task_type == "survey":
+            if not self.choices:
+                raise ValueError("campaign.workflow.choices is empty: a survey task needs its choice -> class table")
+            mapped, classes = {str(c.get("class")) for c in self.choices.values()}, set(self.classes)
+            if mapped != classes:
+                raise ValueError(f"campaign.workflow.choices map to classes {sorted(mapped - classes)} that are not in "
+                                 f"campaign.workflow.classes, and classes {sorted(classes - mapped)} have no choice; "
+                                 "every choice needs a class and every class a choice")
+
+    def options(self) -> list[str]:
+        """What annotations of the task name: answer labels (question) or choice ids (survey)."""
+        return [str(c) for c in self.choices] if self.task_type == "survey" else list(self.classes)
 
     def tasks(self) -> dict:
+        if self.task_type == "survey":
+            return {TASK_KEY: self.survey()}
         answers = [{"label": name} for name in self.classes]
-        return {TASK_KEY: {"type": "single", "question": self.question, "help": "", "required": True, "answers": answers}}
+        return {TASK_KEY: {"type": "single", "question": self.question, "help": "", "required": True,
+                           "answers": answers}}
+
+    def survey(self) -> dict:
+        """A survey task with one choice per table entry and no follow-up questions or filters, in the fields
+        of the front-end's SurveyTask model (front-end-monorepo lib-classifier plugins/tasks/survey)."""
+        choices = {
+            str(cid): {"label": str(c.get("label") or c["class"]), "description": str(c.get("description") or ""),
+                       "images": [], "characteristics": {}, "confusions": {}, "confusionsOrder": [],
+                       "noQuestions": True}
+            for cid, c in self.choices.items()
+        }
+        return {"type": "survey", "required": True, "characteristics": {}, "characteristicsOrder": [],
+                "choices": choices, "choicesOrder": list(choices), "questions": {}, "questionsOrder": [],
+                "questionsMap": {}, "images": {}, "inclusions": [], "exclusions": [], "thumbnails": "default"}
 
     def retirement(self) -> dict:
         return {"criteria": "classification_count", "options": {"count": int(self.retirement_count)}}
+
+
+def workflow_options(task: Mapping[str, Any]) -> list[str]:
+    """A workflow task's options as annotations name them: answer labels (question) or choice ids (survey)."""
+    if task.get("type") == "survey":
+        return [str(c) for c in task.get("choicesOrder") or task.get("choices") or []]
+    return [str(a.get("label")) for a in task.get("answers") or []]
 
 
 def find_project(spec: ProjectSpec, owner: str | None) -> Project | None:
@@ -74,18 +123,19 @@ def find_project(spec: ProjectSpec, owner: str | None) -> Project | None:
 
 
 def ensure_project(spec: ProjectSpec, owner: str | None) -> tuple[Project, bool]:
-    """Find the project by display name or create it; returns (project, created)."""
+    """Find the project by display name or create it, live or not as ``spec`` says; returns (project, created)."""
     project = find_project(spec, owner)
-    if project is not None:
-        return project, False
-    project = Project()
-    project.display_name = spec.display_name
-    project.description = spec.description
-    project.primary_language = spec.primary_language
-    project.private = bool(spec.private)
-    project.save()
-    log.info("created project %s (%s)", project.id, spec.display_name)
-    return project, True
+    created = project is None
+    if created:
+        project = Project()
+        project.display_name = spec.display_name
+        project.description = spec.description
+        project.primary_language = spec.primary_language
+        project.private = bool(spec.private)
+        project.save()
+        log.info("created project %s (%s)", project.id, spec.display_name)
+    set_live(project, spec.live)
+    return project, created
 
 
 def find_workflow(project: Project, display_name: str) -> Workflow | None:
@@ -95,16 +145,18 @@ def find_workflow(project: Project, display_name: str) -> Workflow | None:
 def ensure_workflow(project: Project, spec: WorkflowSpec) -> tuple[Workflow, bool]:
     """Find the project's workflow by display name or create it; returns (workflow, created).
 
-    An existing workflow whose answers differ from the configured classes is an error, not silently
-    changed: classifications already made refer to answer positions.
+    An existing workflow whose task type or options (answers, survey choices) differ from the config is an
+    error, not silently changed: classifications already made refer to answer positions and choice ids.
     """
     workflow = find_workflow(project, spec.display_name)
     if workflow is not None:
-        answers = [a.get("label") for a in workflow.tasks.get(TASK_KEY, {}).get("answers", [])]
-        if answers != list(spec.classes):
+        task = workflow.tasks.get(TASK_KEY, {})
+        options = workflow_options(task)
+        if (task.get("type"), options) != (spec.task_type, spec.options()):
+            where = "campaign.workflow.choices" if spec.task_type == "survey" else "campaign.workflow.classes"
             raise ValueError(
-                f"workflow {workflow.id} ({spec.display_name!r}) answers {answers} differ from "
-                f"campaign.workflow.classes {list(spec.classes)}; use another workflow name or the same classes"
+                f"workflow {workflow.id} ({spec.display_name!r}) {task.get('type')} task options {options} differ from "
+                f"{where} {spec.options()} ({spec.task_type}); use another workflow name or the same classes"
             )
         return workflow, False
     workflow = Workflow()
@@ -115,7 +167,8 @@ def ensure_workflow(project: Project, spec: WorkflowSpec) -> tuple[Workflow, boo
     workflow.first_task = TASK_KEY
     workflow.retirement = spec.retirement()
     workflow.save()
-    log.info("created workflow %s (%s) with %d answers", workflow.id, spec.display_name, len(spec.classes))
+    log.info("created workflow %s (%s): a %s task with %d options", workflow.id, spec.display_name, spec.task_type,
+             len(spec.options()))
     return workflow, True
 
 
@@ -147,15 +200,77 @@ def subject_set_members(subject_set_id: str | int) -> list[str]:
     return [str(m.raw["links"]["subject"]) for m in SetMemberSubject.where(subject_set_id=subject_set_id, page_size=100)]
 
 
-def retirement_progress(workflow: Workflow, subject_set_id: str | int) -> tuple[int, int]:
-    """(retired, total) subjects of a set for a workflow, from subject workflow statuses in pages of 100."""
-    members = subject_set_members(subject_set_id)
-    retired = 0
-    for start in range(0, len(members), 100):
-        chunk = ",".join(members[start : start + 100])
-        statuses = SubjectWorkflowStatus.where(subject_ids=chunk, workflow_id=workflow.id, page_size=100)
-        retired += sum(1 for status in statuses if status.raw.get("retired_at"))
-    return retired, len(members)
+def retired_on_server(workflow: Workflow, subject_ids: Sequence[str]) -> dict[str, str | None]:
+    """The subjects of this list that Zooniverse has retired for the workflow, with their retirement reason
+    (subject workflow statuses, 100 subjects per request)."""
+    retired: dict[str, str | None] = {}
+    for start in range(0, len(subject_ids), 100):
+        chunk = ",".join(map(str, subject_ids[start : start + 100]))
+        for status in SubjectWorkflowStatus.where(subject_ids=chunk, workflow_id=workflow.id, page_size=100):
+            if status.raw.get("retired_at"):
+                retired[str(status.raw["links"]["subject"])] = status.raw.get("retirement_reason")
+    return retired
+
+
+class UploadLimitError(RuntimeError):
+    """The account may not upload the subjects a job needs (Zooniverse's per-user subject limit)."""
+
+
+def check_upload_room(needed: int) -> None:
+    """Refuse, before any write, an upload of ``needed`` new subjects the account's limit cannot take.
+
+    ``GET /api/me`` gives ``uploaded_subjects_count`` (every subject the account ever made, deleted ones
+    included) and ``subject_limit`` (the real ``UserSerializer``, ``subjects_controller.rb``
+    ``check_subject_limit``). An account login without a user (client credentials) has no ``/me``; the
+    server's own 403 then stops the upload.
+    """
+    if needed <= 0:
+        return
+    try:
+        body, _ = Panoptes.client().get("/me")
+    except PanoptesAPIException as err:
+        log.info("could not read the account's upload limit (%s); the upload relies on the server's check", err)
+        return
+    user = (body.get("users") or [{}])[0]
+    count, limit = user.get("uploaded_subjects_count"), user.get("subject_limit")
+    if count is None or limit is None:
+        return
+    if int(count) + needed > int(limit):
+        raise UploadLimitError(
+            f"this upload needs {needed} new subjects but the account has uploaded {count} of the {limit} Zooniverse "
+            f"allows (deleted subjects count too); nothing was uploaded. Ask the Zooniverse team to raise the limit, "
+            f"or upload a smaller batch (al.batch_size)")
+
+
+def set_live(project: Project, live: bool) -> bool:
+    """Make the project live (Zooniverse counts classifications and retires by count) or not; True if changed.
+
+    ``live`` is set by a project update only (``project_update_schema.rb``; the create schema lacks it).
+    """
+    client = Panoptes.client()
+    current, etag = client.get(f"/projects/{project.id}")  # the project's own ETag: the update needs If-Match
+    if bool(current["projects"][0].get("live")) == bool(live):
+        return False
+    client.put(f"/projects/{project.id}", json={"projects": {"live": bool(live)}}, etag=etag)
+    project.reload()
+    log.info("project %s is now %s", project.id, "live" if live else "not live (in development)")
+    return True
+
+
+def add_testers(project: Project, user_ids: Sequence[str]) -> int:
+    """Give these accounts the ``tester`` role on the project (they may then see and classify it while it is
+    private), as an owner invites testers; accounts that already have a role are left alone. Returns how
+    many were added (``POST /api/project_roles``, the real ``project_roles_controller.rb``)."""
+    client = Panoptes.client()
+    have = {str(role.raw["links"]["owner"]["id"]) for role in ProjectRole.where(project_id=project.id, page_size=100)}
+    added = 0
+    for user_id in user_ids:
+        if str(user_id) in have:
+            continue
+        client.post("/project_roles", json={"project_roles": {
+            "roles": ["tester"], "links": {"project": str(project.id), "user": str(user_id)}}})
+        added += 1
+    return added
 
 
 # -- lookups and bulk reads shared by the management jobs (export, dedupe, update_metadata) -------------

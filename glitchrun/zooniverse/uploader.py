@@ -22,7 +22,8 @@ API itself through the logged-in ``panoptes-client``:
    ``upload_report.csv`` and the log say what happened to each key.
 
 Transient failures (5xx, dropped connections, timeouts) are retried with exponential backoff; a
-subject that still fails is reported, not fatal to the others.
+subject that still fails is reported, not fatal to the others. The account's upload limit is final: its
+403 stops the upload at once (``SubjectLimitReached``), with no retry and no further pass.
 """
 
 from __future__ import annotations
@@ -73,6 +74,15 @@ REPORT_SCHEMA = pa.DataFrameSchema(
 
 class MediaIncomplete(RuntimeError):
     """A subject's media could not be stored completely."""
+
+
+class SubjectLimitReached(RuntimeError):
+    """Zooniverse refused a subject because the account reached its upload limit: final, never retried."""
+
+
+def limit_refusal(err: BaseException) -> bool:
+    """The real server's 403 for an account at its limit (``subjects_controller.rb`` ``check_subject_limit``)."""
+    return isinstance(err, PanoptesAPIException) and str(err).startswith("User has uploaded")
 
 
 @dataclass
@@ -254,6 +264,8 @@ class Upload:
                 for future in as_completed(futures):
                     key = futures[future]
                     bar.update()
+                    if isinstance(future.exception(), SubjectLimitReached):
+                        raise future.exception()  # final: no other subject of this upload can be made
                     if future.exception() is not None:
                         errors[key] = describe(future.exception())
                         log.warning("%s: %s", key, errors[key])
@@ -371,7 +383,13 @@ class Upload:
             "links": {"project": self.project_id},
         }}
         # a single try: a failed create may still have been committed, so the next pass looks for it first
-        created, _ = self.client.post("/subjects", json=body)
+        try:
+            created, _ = self.client.post("/subjects", json=body)
+        except PanoptesAPIException as err:
+            if limit_refusal(err):
+                raise SubjectLimitReached(f"Zooniverse refused new subjects: {err}. The subjects made so far stay; "
+                                          "ask the Zooniverse team to raise the account's limit") from None
+            raise
         subject = created["subjects"][0]
         try:
             self.store_media(subject, locations, self.local_contents(key))

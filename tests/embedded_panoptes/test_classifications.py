@@ -11,6 +11,7 @@ from glitchrun.embedded_panoptes import EmbeddedPanoptes
 
 from .helpers import (
     classify,
+    go_live,
     make_project,
     make_subject_set,
     make_subjects,
@@ -24,7 +25,7 @@ def volunteer(server: EmbeddedPanoptes, login: str) -> Panoptes:
 
 
 def test_classifications_count_and_retire_subjects(server: EmbeddedPanoptes, owner: Panoptes) -> None:
-    project = make_project()
+    project = go_live(make_project())
     workflow = make_workflow(project, retirement_count=2)
     subject_set = make_subject_set(project)
     a, b, c = make_subjects(project, 3)
@@ -64,7 +65,7 @@ def test_classifications_count_and_retire_subjects(server: EmbeddedPanoptes, own
 
 
 def test_never_retire_and_bad_classifications(server: EmbeddedPanoptes, owner: Panoptes) -> None:
-    project = make_project()
+    project = go_live(make_project())
     workflow = make_workflow(project)
     workflow.retirement = {"criteria": "never_retire"}
     workflow.save()
@@ -78,22 +79,60 @@ def test_never_retire_and_bad_classifications(server: EmbeddedPanoptes, owner: P
 
     body = {"classifications": {"annotations": [{"task": "T0", "value": 0}], "metadata": {"source": "api"},
                                 "links": {"project": project.id, "workflow": workflow.id, "subjects": [subject.id]}}}
-    with anonymous, pytest.raises(PanoptesAPIException, match="metadata is missing started_at"):
+    with anonymous, pytest.raises(PanoptesAPIException, match="did not contain a required property of 'workflow_version'"):
         anonymous.post("/classifications", json=body)
     other = make_project("Other hunt")
     body["classifications"]["links"]["project"] = other.id
     body["classifications"]["metadata"] = {
         k: "x" for k in ("started_at", "finished_at", "user_agent", "user_language", "workflow_version")}
-    with anonymous, pytest.raises(PanoptesAPIException, match=f"workflow {workflow.id} is not in project {other.id}"):
+    with anonymous:  # lib/classification_lifecycle.rb: no check that the workflow is in the linked project
         anonymous.post("/classifications", json=body)
-    assert workflow.subject_workflow_status(subject.id).classifications_count == 3  # neither was stored
+    assert workflow.subject_workflow_status(subject.id).classifications_count == 4  # the refused one was not
 
 
-def test_private_projects_take_classifications_from_accounts_only(server: EmbeddedPanoptes, owner: Panoptes) -> None:
+def test_private_projects_take_classifications_from_role_holders_only(server: EmbeddedPanoptes,
+                                                                      owner: Panoptes) -> None:
+    """app/policies/classification_policy.rb: links resolve in the show scope (project_policy.rb ReadScope)."""
     project = make_project("Secret hunt", private=True)
     workflow = make_workflow(project)
     (subject,) = make_subjects(project, 1)
-    with pytest.raises(PanoptesAPIException, match="Could not find workflow"):
-        classify(Panoptes(endpoint=server.endpoint), workflow, subject.id, 0)
-    classify(volunteer(server, "bob"), workflow, subject.id, 0)
+    for stranger in (Panoptes(endpoint=server.endpoint), volunteer(server, "bob")):
+        with pytest.raises(PanoptesAPIException, match="Couldn't find linked project for current user"):
+            classify(stranger, workflow, subject.id, 0)
+    bob_id = server.ensure_user("bob", "pw")[0]
+    with owner:
+        owner.post("/project_roles", json={"project_roles": {"roles": ["tester"],
+                                                             "links": {"project": project.id, "user": bob_id}}})
+    with Panoptes(endpoint=server.endpoint, username="bob", password="pw") as bob:
+        classify(bob, workflow, subject.id, 0)
+        assert Project.find(project.id).id == project.id
+
+
+def test_a_project_in_development_stores_but_never_counts_until_it_goes_live(server: EmbeddedPanoptes,
+                                                                           owner: Panoptes) -> None:
+    """app/workers/classification_count_worker.rb: counters and retirement move only when project.live;
+    live is set by an update only (app/schemas/project_update_schema.rb; the create schema refuses it)."""
+    project = make_project()
+    workflow = make_workflow(project, retirement_count=2)
+    subject_set = make_subject_set(project)
+    (subject,) = make_subjects(project, 1)
+    subject_set.add([subject])
+    workflow.add_subject_sets(subject_set)
+    bob, carol, dave = (volunteer(server, name) for name in ("bob", "carol", "dave"))
+    for client in (bob, carol):
+        assert classify(client, workflow, subject.id, 0)["metadata"]["live_project"] is False
+    status = workflow.subject_workflow_status(subject.id)
+    assert (status.classifications_count, status.retired_at) == (0, None)
+    counts = Workflow.find(workflow.id)
+    assert (counts.classifications_count, counts.retired_set_member_subjects_count) == (0, 0)
+    assert Project.find(project.id).classifications_count == 0
+    with owner:  # every classification is stored all the same
+        assert len(owner.get("/classifications/project", params={"project_id": project.id})[0]["classifications"]) == 2
+
+    go_live(project)
+    classify(dave, workflow, subject.id, 0)
     assert workflow.subject_workflow_status(subject.id).classifications_count == 1
+    classify(volunteer(server, "erin"), workflow, subject.id, 0)
+    status = workflow.subject_workflow_status(subject.id)
+    assert (status.classifications_count, status.retirement_reason) == (2, "classification_count")
+    assert Workflow.find(workflow.id).retired_set_member_subjects_count == 1

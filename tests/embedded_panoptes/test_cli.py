@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from panoptes_client import Panoptes, Project, Subject, SubjectSet
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
 from glitchrun.embedded_panoptes.exports import CLASSIFICATION_COLUMNS
 
-from .helpers import classify, make_project, make_subject_set, make_workflow, png_bytes
+from .helpers import classify, make_project, make_subject_set, make_subjects, make_workflow, png_bytes
+from .test_serve import start_serve, stop
 
 PANOPTES = shutil.which("panoptes")
 pytestmark = pytest.mark.skipif(PANOPTES is None, reason="the panoptes CLI (panoptescli) is not installed")
@@ -67,4 +69,34 @@ def test_cli_lists_uploads_and_downloads(tmp_path: Path, server: EmbeddedPanopte
     run_cli(home, server.endpoint, "project", "download", "-g", project.id, str(out))
     frame = pd.read_csv(out, dtype=str)
     assert list(frame.columns) == CLASSIFICATION_COLUMNS and list(frame.subject_ids) == [uploaded[0].id]
-    assert Project.find(project.id).classifications_count == 1
+    assert Project.find(project.id).classifications_count == 0  # stored and exported, not counted: not live
+
+
+def test_cli_downloads_a_subject_set_classification_export_from_job_serve(tmp_path: Path) -> None:
+    """config/routes.rb (subject_sets: POST/GET classifications_export), subject_sets_controller.rb,
+    app/models/subject_set.rb#classifications: the set's workflows' classifications of the set's subjects."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PANOPTES_")}
+    process, exports = start_serve(tmp_path, env)
+    try:
+        endpoint, login, password = (exports[k] for k in ("PANOPTES_ENDPOINT", "PANOPTES_USERNAME",
+                                                          "PANOPTES_PASSWORD"))
+        with Panoptes(endpoint=endpoint, username=login, password=password) as client:
+            project = make_project("Served hunt", private=True)
+            workflow = make_workflow(project)
+            inside, outside = make_subject_set(project, "inside"), make_subject_set(project, "outside")
+            ours, theirs = make_subjects(project, 2)
+            inside.add([ours])
+            outside.add([theirs])
+            workflow.add_subject_sets([inside, outside])
+            kept = classify(client, workflow, ours.id, 1)["id"]
+            classify(client, workflow, theirs.id, 2)
+        home = tmp_path / "home"
+        (home / ".panoptes").mkdir(parents=True)
+        (home / ".panoptes" / "config.yml").write_text(f"endpoint: {endpoint}\nusername: {login}\npassword: {password}\n")
+        out = home / "set.csv"
+        run_cli(home, endpoint, "subject-set", "download-classifications", "-g", inside.id, str(out))
+        frame = pd.read_csv(out, dtype=str)
+        assert list(frame.columns) == CLASSIFICATION_COLUMNS
+        assert list(frame.classification_id) == [kept] and list(frame.subject_ids) == [ours.id]
+    finally:
+        stop(process, signal.SIGINT)

@@ -130,7 +130,7 @@ def test_external_locations_and_rejected_media(owner: Panoptes) -> None:
     subject.add_location({"image/png": "https://example.org/remote.png"})
     subject.save()
     assert Subject.find(subject.id).locations == [{"image/png": "https://example.org/remote.png"}]
-    with pytest.raises(PanoptesAPIException, match="MIME type 'text/html'"):
+    with pytest.raises(PanoptesAPIException, match="Validation failed: Locations is invalid"):
         owner.post("/subjects", json={"subjects": {"locations": ["text/html"], "links": {"project": project.id}}})
 
 
@@ -150,11 +150,11 @@ def test_workflow_versions_and_retirement_validation(owner: Panoptes) -> None:
     defaulted.primary_language = "en"
     defaulted.save()
     assert defaulted.retirement == {"criteria": "classification_count", "options": {"count": 15}}
-    with pytest.raises(PanoptesAPIException, match=r"retirement\.criteria must be"):
+    with pytest.raises(PanoptesAPIException, match="Retirement criteria must be one of never_retire, classification_count"):
         owner.post("/workflows", json={"workflows": {"display_name": "x", "primary_language": "en",
                                                      "retirement": {"criteria": "sometimes"},
                                                      "links": {"project": int(project.id)}}})
-    with pytest.raises(PanoptesAPIException, match="missing required description, private"):
+    with pytest.raises(PanoptesAPIException, match="did not contain a required property of 'private'"):
         owner.post("/projects", json={"projects": {"display_name": "x", "primary_language": "en"}})
 
 
@@ -176,9 +176,11 @@ def test_writes_need_a_token_and_repeated_slashes_are_collapsed(server: Embedded
         assert Project.find(project.id).display_name == "Glitch hunt"
 
 
-def test_another_user_gets_a_clear_403_and_private_projects_are_hidden(
+def test_another_user_finds_nothing_to_change_and_private_projects_are_hidden(
     server: EmbeddedPanoptes, owner: Panoptes
 ) -> None:
+    """project_policy.rb: outside the update scope a project is not found (404, check_resources_exist.rb),
+    and a link to it is not linkable (422, relation_manager.rb); private ones are not even readable."""
     public = make_project("Public hunt")
     private = make_project("Secret hunt", private=True)
     private_set = make_subject_set(private)
@@ -186,9 +188,9 @@ def test_another_user_gets_a_clear_403_and_private_projects_are_hidden(
     with Panoptes(endpoint=server.endpoint, username="bob", password=password):
         stolen = Project.find(public.id)
         stolen.display_name = "Bob's now"
-        with pytest.raises(PanoptesAPIException, match=r"bob may not modify project .*which belongs to alice"):
+        with pytest.raises(PanoptesAPIException, match=f"Could not find project with id='{public.id}'"):
             stolen.save()
-        with pytest.raises(PanoptesAPIException, match="bob may not modify project"):
+        with pytest.raises(PanoptesAPIException, match="Couldn't find linked project for current user"):
             make_subject_set(public)
         with pytest.raises(PanoptesAPIException, match=f"Could not find project with id='{private.id}'"):
             Project.find(private.id)

@@ -20,10 +20,12 @@ from glitchrun.embedded_panoptes.exports import (
     SUBJECT_COLUMNS,
     WORKFLOW_COLUMNS,
 )
+from glitchrun.embedded_panoptes.rules import Rules
 
 from .helpers import (
     CLASSES,
     classify,
+    go_live,
     make_project,
     make_subject_set,
     make_subjects,
@@ -45,7 +47,7 @@ class Campaign:
 @pytest.fixture
 def campaign(server: EmbeddedPanoptes, owner: Panoptes) -> Campaign:
     """Two subjects in a set linked to two workflows; the first retired by bob and an anonymous volunteer."""
-    project = make_project()
+    project = go_live(make_project())
     workflow, other = make_workflow(project), make_workflow(project)
     subject_set = make_subject_set(project)
     subjects = make_subjects(project, 2)
@@ -82,7 +84,7 @@ def test_classification_export(campaign: Campaign) -> None:
     assert json.loads(anonymous["annotations"])[0]["value"] == "unknown answer label"
     metadata = json.loads(bob["metadata"])
     assert "workflow_version" not in metadata
-    assert (metadata["live_project"], metadata["user_group_ids"], metadata["source"]) == (False, [], "api")
+    assert (metadata["live_project"], metadata["user_group_ids"], metadata["source"]) == (True, [], "api")
     retired = json.loads(anonymous["subject_data"])[campaign.subjects[0].id]
     assert next(iter(retired)) == "retired" and retired["candidate"] == "c0"
     status = retired["retired"]
@@ -130,13 +132,73 @@ def test_workflow_export_has_a_row_per_version(campaign: Campaign) -> None:
     assert json.loads(latest.retirement) == {"criteria": "classification_count", "options": {"count": 2}}
 
 
-def test_describe_before_generate_is_404_and_a_new_export_replaces_the_old(campaign: Campaign) -> None:
-    with pytest.raises(PanoptesAPIException, match=f"No subjects_export exists for project #{campaign.project.id}"):
-        campaign.project.describe_export("subjects")
-    first = campaign.project.generate_export("subjects")["media"][0]
-    assert first["metadata"]["state"] == "ready" and first["media_type"] == "project_subjects_export"
-    second = campaign.project.describe_export("subjects")["media"][0]
-    assert second["src"] == first["src"]
-    campaign.project.generate_export("subjects")
-    assert requests.get(first["src"], timeout=10).status_code == 404
-    assert read(campaign.project.get_export("subjects")).shape == (4, len(SUBJECT_COLUMNS))
+class Clock:
+    """A clock the export rate limit reads, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_second_export_within_the_interval_stays_creating_and_the_first_is_still_served(tmp_path) -> None:
+    """app/workers/concerns/rate_limit_dump_worker.rb, config/initializers/rate_limit_dump_worker.rb (one
+    dump per 24 h, 12 h apart, excess cancelled: 201, medium ``creating``, the old file stays);
+    create_or_update_medium.rb reuses the medium; the 404 before any export is media_controller.rb's."""
+    clock = Clock()
+    with EmbeddedPanoptes(tmp_path / "panoptes", rules=Rules(clock=clock)) as server:
+        _, password = server.ensure_user("alice")
+        with Panoptes(endpoint=server.endpoint, username="alice", password=password):
+            project = make_project()
+            with pytest.raises(PanoptesAPIException, match=f"No subjects_export exists for project #{project.id}"):
+                project.describe_export("subjects")
+            first = project.generate_export("subjects")["media"][0]
+            assert first["metadata"]["state"] == "ready" and first["media_type"] == "project_subjects_export"
+            assert read(requests.get(first["src"], timeout=10)).shape == (0, len(SUBJECT_COLUMNS))
+            subject_set = make_subject_set(project)
+            subject_set.add(make_subjects(project, 2))
+
+            clock.now += 12 * 3600  # past the minimum delay, but the day's one dump is spent
+            again = project.generate_export("subjects")["media"][0]
+            assert again["metadata"]["state"] == "creating" and again["src"] == first["src"]
+            assert project.describe_export("subjects")["media"][0]["metadata"]["state"] == "creating"
+            assert read(requests.get(first["src"], timeout=10)).shape == (0, len(SUBJECT_COLUMNS))
+
+            clock.now += 12 * 3600 + 1  # a day after the first dump (the refused request did not count)
+            fresh = project.generate_export("subjects")["media"][0]
+            assert fresh["metadata"]["state"] == "ready" and fresh["src"] != first["src"]
+            assert requests.get(first["src"], timeout=10).status_code == 404
+            assert read(project.get_export("subjects")).shape == (2, len(SUBJECT_COLUMNS))
+            # another export type, or another resource, has its own allowance
+            assert project.generate_export("workflows")["media"][0]["metadata"]["state"] == "ready"
+
+
+def test_survey_classifications_are_stored_and_exported_in_the_real_format(owner: Panoptes) -> None:
+    """lib/formatter/csv/annotation_for_csv.rb: a survey annotation (not drawing/single/multiple/text/
+    dropdown/combo) is exported as submitted: ``[{"choice": ..., "answers": {...}, "filters": {...}}]``."""
+    project = make_project()
+    workflow = Workflow()
+    workflow.links.project = project
+    workflow.display_name = "Gravity Spy survey"
+    workflow.primary_language = "en"
+    choice = {"label": "Blip", "description": "Short glitch", "images": [], "characteristics": {},
+              "confusions": {}, "confusionsOrder": [], "noQuestions": True}
+    workflow.tasks = {"T0": {"type": "survey", "required": False, "characteristics": {}, "characteristicsOrder": [],
+                             "choices": {"BLIP": choice, "WHISTLE": {**choice, "label": "Whistle"}},
+                             "choicesOrder": ["BLIP", "WHISTLE"], "questions": {}, "questionsOrder": [],
+                             "images": {}}}
+    workflow.first_task = "T0"
+    workflow.save()
+    (subject,) = make_subjects(project, 1)
+    annotations = [{"task": "T0", "value": [{"choice": "BLIP", "answers": {}, "filters": {}}]}]
+    body = {"classifications": {
+        "annotations": annotations, "completed": True,
+        "metadata": {"started_at": "2025-01-01T00:00:00Z", "finished_at": "2025-01-01T00:00:09Z",
+                     "user_agent": "test", "user_language": "en", "workflow_version": workflow.version},
+        "links": {"project": project.id, "workflow": workflow.id, "subjects": [subject.id]}}}
+    with owner:
+        stored = owner.post("/classifications", json=body)[0]["classifications"][0]
+    assert stored["annotations"] == annotations
+    frame = read(workflow.get_export("classifications", generate=True, wait_timeout=10))
+    assert json.loads(frame.annotations[0]) == annotations

@@ -13,6 +13,7 @@ from glitchrun.embedded_panoptes import EmbeddedPanoptes
 
 from .helpers import (
     classify,
+    go_live,
     make_project,
     make_subject_set,
     make_subjects,
@@ -27,7 +28,7 @@ def test_restart_keeps_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with EmbeddedPanoptes(storage) as server:
         alice_id, password = server.ensure_user("alice")
         with Panoptes(endpoint=server.endpoint, username="alice", password=password) as client:
-            project = make_project()
+            project = go_live(make_project())
             workflow = make_workflow(project, retirement_count=1)
             subject_set = make_subject_set(project)
             subjects = make_subjects(project, 3, images=2)

@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from matplotlib.image import imread
-from omegaconf import OmegaConf
 
-from glitchrun.images.qscan import QScanImages, file_stem, image_column, q_transform
-from glitchrun.images.strain import FileStrain, NpzStrain, SyntheticStrain
+from glitchrun.images.qscan import STRAIN_COLUMNS, MissingStrainError, QScanImages, file_stem, image_column, q_transform
+from glitchrun.images.strain import FileStrain, GwoscStrain, NpzStrain, SyntheticStrain
 
-REPO = Path(__file__).resolve().parents[2]
 #: the top colour of viridis, as 8-bit RGB: where normalised energy reaches vmax
 SATURATED = np.array([253, 231, 37])
 
@@ -77,7 +76,7 @@ def test_real_glitches_are_brightest_at_the_event_time(npz: NpzStrain, label: st
 ])
 def test_synthetic_glitch_is_brightest_at_its_time_and_frequency(frequency, duration, bandwidth, snr):
     rows = synthetic_rows(peak_frequency=[frequency], duration=[duration], bandwidth=[bandwidth], snr=[snr])
-    plane = QScanImages().transform("syn-0", rows.iloc[0].to_dict())
+    plane = QScanImages(allow_synthetic=True).transform("syn-0", rows.iloc[0].to_dict())
     tile_duration, tile_bandwidth = tile(plane.q, frequency)
     assert abs(plane.peak_time) <= tile_duration
     assert abs(plane.peak_frequency - frequency) <= tile_bandwidth / 2
@@ -88,7 +87,7 @@ def test_synthetic_glitch_is_brightest_at_its_time_and_frequency(frequency, dura
 def test_the_png_shows_the_glitch_at_its_time_and_frequency(tmp_path: Path):
     """Read the image back: the saturated pixels sit at the centre time and the glitch frequency."""
     frequency, window = 250.0, 1.0
-    images = QScanImages(durations=[window], n_jobs=1, progress=False)
+    images = QScanImages(durations=[window], n_jobs=1, progress=False, allow_synthetic=True)
     names = images.render(synthetic_rows(peak_frequency=[frequency], snr=[40.0]), tmp_path)
     pixels = (imread(tmp_path / names.iloc[0, 0])[..., :3] * 255).round()
     rows, columns = images.plot_area
@@ -110,7 +109,7 @@ def test_a_file_named_by_the_candidate_is_used_before_synthetic(npz: NpzStrain, 
     path = tmp_path / "L1-strain.hdf5"
     TimeSeries(segment.data, sample_rate=segment.sample_rate, t0=1250000000).write(path, path="strain")
     row = {"ifo": "H1", "event_time": 1250000000 + segment.centre, "strain": str(path), "peak_frequency": 900.0}
-    images = QScanImages(strain=FileStrain(pad=6))  # the file holds 7 s each side of the glitch
+    images = QScanImages(strain=FileStrain(pad=6), allow_synthetic=True)  # the file: 7 s each side of the glitch
     assert images.strain("c", row).origin == f"file {path}"
     plane = images.transform("c", row)
     assert abs(plane.peak_time) < 0.01 and plane.peak_frequency < 100  # the real Tomte, not a 900 Hz model
@@ -146,9 +145,9 @@ def test_own_q_transform_finds_the_same_peak_tile_as_gwpy(npz: NpzStrain, cid: s
 
 @pytest.mark.parametrize("size", [(800, 600), (641, 479)])
 def test_images_have_the_configured_pixel_size(tmp_path: Path, size: tuple[int, int]):
-    images = QScanImages(durations=[0.5, 4], size=size, n_jobs=1, progress=False)
+    images = QScanImages(durations=[0.5, 4], size=size, n_jobs=1, progress=False, allow_synthetic=True)
     names = images.render(synthetic_rows(peak_frequency=[120.0]), tmp_path)
-    for name in names.iloc[0]:
+    for name in names.iloc[0, :2]:
         height, width = imread(tmp_path / name).shape[:2]
         assert (width, height) == size
 
@@ -157,14 +156,19 @@ def test_batch_renders_in_parallel_deterministically(npz: NpzStrain, tmp_path: P
     real = npz.candidates().loc[["o3strain-0", "o3strain-3", "o3strain-27"]]
     extra = synthetic_rows(peak_frequency=[600.0], snr=[30.0]).rename(index={"syn-0": "odd/id 1"})
     batch = pd.concat([real, extra])
-    parallel = QScanImages(strain=npz, n_jobs=2, progress=False).render(batch, tmp_path / "parallel")
-    serial = QScanImages(strain=npz, n_jobs=1, progress=False).render(batch, tmp_path / "serial")
+    parallel = QScanImages(strain=npz, n_jobs=2, progress=False, allow_synthetic=True).render(batch,
+                                                                                              tmp_path / "parallel")
+    serial = QScanImages(strain=npz, n_jobs=1, progress=False, allow_synthetic=True).render(batch, tmp_path / "serial")
 
-    assert list(parallel.columns) == ["image_0.5s", "image_1s", "image_2s", "image_4s"]
+    assert list(parallel.columns) == ["image_0.5s", "image_1s", "image_2s", "image_4s", *STRAIN_COLUMNS]
+    assert list(parallel["strain_source"]) == ["npz", "npz", "npz", "synthetic"]
+    assert parallel.loc["o3strain-3", "strain_file"] == "o3_glitch_strain_examples.npz[3]"
+    assert list(parallel["sample_rate"]) == [4096.0, 4096.0, 4096.0, 8192.0]
+    parallel = parallel.drop(columns=list(STRAIN_COLUMNS))
     assert parallel.index.name == "id" and list(parallel.index) == list(batch.index)
     assert parallel.loc["o3strain-3", "image_2s"] == "o3strain-3_2s.png"
     assert parallel.loc["odd/id 1", "image_0.5s"] == f"{file_stem('odd/id 1')}_0.5s.png"
-    pd.testing.assert_frame_equal(parallel, serial)
+    pd.testing.assert_frame_equal(parallel, serial.drop(columns=list(STRAIN_COLUMNS)))
     for name in parallel.to_numpy().ravel():
         assert "/" not in name
         assert (tmp_path / "parallel" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()
@@ -177,7 +181,7 @@ def test_images_do_not_depend_on_the_process_rcparams(tmp_path: Path):
 
     from glitchrun.images import qscan
 
-    images = QScanImages(durations=[1.0], n_jobs=1, progress=False)
+    images = QScanImages(durations=[1.0], n_jobs=1, progress=False, allow_synthetic=True)
     rows = synthetic_rows(peak_frequency=[120.0])
     qscan._canvas.cache_clear()
     before = images.render(rows, tmp_path / "before").iloc[0, 0]
@@ -197,17 +201,34 @@ def test_file_stems_are_safe_deterministic_and_distinct():
     assert image_column(0.5) == "image_0.5s" and image_column(4.0) == "image_4s"
 
 
-def test_candidate_without_strain_is_an_error_naming_it(tmp_path: Path):
-    images = QScanImages(synthetic=None, n_jobs=1, progress=False)
-    with pytest.raises(RuntimeError, match="'syn-0'.*no strain source"):
-        images.render(synthetic_rows(peak_frequency=[100.0]), tmp_path)
-    assert images.render(synthetic_rows(peak_frequency=[]), tmp_path).empty
+def test_real_candidates_without_strain_stop_before_any_image(tmp_path: Path):
+    rows = synthetic_rows(peak_frequency=[100.0, 200.0])
+    with pytest.raises(MissingStrainError, match=r"2 of 2 candidates \('syn-0', 'syn-1'\).*images/strain=gwosc"):
+        QScanImages(n_jobs=1, progress=False).render(rows, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert QScanImages(n_jobs=1, progress=False).render(synthetic_rows(peak_frequency=[]), tmp_path / "out").empty
+    # made-up candidates (data=synthetic) get synthetic strain without asking
+    made_up = QScanImages(durations=[1.0], size=(160, 120), n_jobs=1, progress=False,
+                          data_loader="glitchrun.data.loaders.SyntheticData")
+    assert list(made_up.render(rows, tmp_path / "out")["strain_source"]) == ["synthetic", "synthetic"]
 
 
-def test_config_builds_the_gravity_spy_defaults():
-    cfg = OmegaConf.create({"seed": 7, "images": OmegaConf.load(REPO / "conf" / "images" / "qscan.yaml")})
+@pytest.mark.parametrize("overrides,real,synthetic", [
+    ([], [FileStrain], True),                                                  # data=synthetic: made-up strain
+    (["data=gravityspy"], [FileStrain], False),                                # real events: never synthetic
+    (["data=gravityspy", "images.allow_synthetic=true"], [FileStrain], True),  # unless allowed (demos)
+    (["data=csv", "images/strain=gwosc", "images.strain.sample_rate=16384"], [GwoscStrain, FileStrain], False),
+])
+def test_config_builds_the_gravity_spy_defaults_and_the_strain_policy(overrides, real, synthetic):
+    with initialize_config_module(version_base="1.3", config_module="glitchrun.conf"):
+        cfg = compose("config", overrides=["seed=7", *overrides])
     images = instantiate(cfg.images)
     assert isinstance(images, QScanImages)
     assert images.durations == (0.5, 1.0, 2.0, 4.0) and images.frange == (10, 2048) and images.qrange == (4, 64)
     assert images.size == (800, 600) and images.cmap == "viridis" and images.vmax == 25.5
-    assert isinstance(images.sources[-1], SyntheticStrain) and images.sources[-1].seed == 7
+    assert [type(s) for s in images.sources] == real
+    assert (images.synthetic is not None) == synthetic
+    if synthetic:
+        assert isinstance(images.synthetic, SyntheticStrain) and images.synthetic.seed == 7
+    if GwoscStrain in real:
+        assert images.sources[0].sample_rate == 16384 and images.sources[0].cache_dir.is_absolute()

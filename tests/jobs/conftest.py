@@ -57,11 +57,13 @@ def create_subjects(project_id: str, subject_set_id: str, metadata: list[dict]) 
 
 @pytest.fixture
 def seed_campaign(local_backend) -> Callable[..., Seeded]:
-    """``seed_campaign(metadata, set_name="batch-1")``: the campaign project and workflow, a set linked to it, its subjects."""
+    """``seed_campaign(metadata, set_name="batch-1", live=False)``: the campaign project (live: Zooniverse counts its
+    classifications) and workflow, a set linked to it, its subjects."""
 
-    def make(metadata: list[dict], set_name: str = "batch-1") -> Seeded:
+    def make(metadata: list[dict], set_name: str = "batch-1", live: bool = False) -> Seeded:
         with local_backend.connect() as connection:
-            project, _ = ensure_project(ProjectSpec(display_name=PROJECT, description="tests", private=False), connection.login)
+            spec = ProjectSpec(display_name=PROJECT, description="tests", private=False, live=live)
+            project, _ = ensure_project(spec, connection.login)
             workflow, _ = ensure_workflow(project, WorkflowSpec(display_name="Glitch classification", classes=CLASSES))
             subject_set, _ = ensure_subject_set(project, set_name)
             link_subject_set(workflow, subject_set)

@@ -19,6 +19,7 @@ from glitchrun.campaign.state import CampaignState
 from glitchrun.cli import run
 from glitchrun.jobs.al_round import MANIFEST_SCHEMA, RoundFailed
 from glitchrun.zooniverse.backend import LocalBackend
+from glitchrun.zooniverse.resources import add_testers
 from glitchrun.zooniverse.uploader import SubjectUploader
 
 BATCH = 6
@@ -29,7 +30,7 @@ def round_config(tmp_path: Path, run_name: str, *overrides: str):
     with initialize_config_module(version_base="1.3", config_module="glitchrun.conf"):
         return compose("config", overrides=[
             f"paths.outputs={tmp_path}", f"paths.run_dir={tmp_path / run_name}", "job=al_round",
-            "data.n=3000", f"al.batch_size={BATCH}", "campaign.workflow.retirement_count=2",
+            "data.n=3000", f"al.batch_size={BATCH}",
             "images.size=[320,240]", "images.n_jobs=1", "images.progress=false", *overrides,
         ])
 
@@ -44,13 +45,15 @@ def server_state(tmp_path: Path) -> dict:
     return {"sets": len(sets), "subjects": len(subjects), "members": members}
 
 
-def classify_to_retirement(tmp_path: Path, subject_set_id: str, classes: list[str], votes: int = 2) -> None:
-    """Volunteers who always give the hidden truth classify every subject of the set until it retires."""
+def classify_all(tmp_path: Path, subject_set_id: str, classes: list[str], votes: int = 2) -> None:
+    """Volunteers (testers of the private project) who always give the hidden truth classify every subject of the set."""
     with LocalBackend(storage_dir=tmp_path / "embedded_panoptes").connect() as conn:
         subjects = list(Subject.where(subject_set_id=subject_set_id, page_size=100))
         workflow = next(iter(Workflow.where()))
-        for volunteer in range(votes):
-            client = conn.as_user(f"volunteer{volunteer}")
+        logins = [f"volunteer{volunteer}" for volunteer in range(votes)]
+        add_testers(workflow.links.project, [conn.as_user(login).get("/me")[0]["users"][0]["id"] for login in logins])
+        for login in logins:
+            client = conn.as_user(login)
             for subject in subjects:
                 answer = classes.index(subject.metadata["#truth"])
                 client.post("/classifications", json={"classifications": {
@@ -98,11 +101,11 @@ def test_next_round_waits_for_labels_then_learns_from_the_crowd(tmp_path: Path, 
     caplog.set_level(logging.INFO)
     waiting = run(round_config(tmp_path, "run2"))
     assert waiting.status == "waiting"
-    assert f"{BATCH} of {BATCH} subjects" in caplog.text and "still being labelled" in caplog.text
+    assert f"{BATCH} of {BATCH} subjects" in caplog.text and "still need votes" in caplog.text
     assert server_state(tmp_path) == before
 
     cfg = round_config(tmp_path, "run3", "crowd=perfect")  # unanimous majority vote: two right votes make a label
-    classify_to_retirement(tmp_path, first.subject_set_id, list(cfg.campaign.workflow.classes))
+    classify_all(tmp_path, first.subject_set_id, list(cfg.campaign.workflow.classes))
     second = run(cfg)
     assert second.status == "uploaded" and second.round == 2 and second.subject_set_id != first.subject_set_id
     state = CampaignState(tmp_path / "campaigns" / "glitchrun-demo")

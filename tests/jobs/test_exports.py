@@ -118,8 +118,8 @@ def classify(connection, zoo, subject_id: str, answer: int, anonymous: bool = Fa
         connection.client.post("/classifications", json=body)
 
 
-def test_request_then_download_round_trip(seed_campaign, run_job, local_backend):
-    zoo = seed_campaign([{"candidate_id": "c1", "#truth": "Blip"}, {"candidate_id": "c2"}])
+def test_request_then_download_round_trip(seed_campaign, run_job, local_backend, caplog):
+    zoo = seed_campaign([{"candidate_id": "c1", "#truth": "Blip"}, {"candidate_id": "c2"}], live=True)
     s1, s2 = zoo.subject_ids
     with local_backend.connect() as connection:
         classify(connection, zoo, s1, 0)
@@ -128,6 +128,8 @@ def test_request_then_download_round_trip(seed_campaign, run_job, local_backend)
 
     media, _ = run_job("export_request")
     assert set(media) == {"classifications", "subjects", "workflows"}
+    again, _ = run_job("export_request", run_dir="again")  # within Zooniverse's rate limit: nothing is sent
+    assert again == {} and caplog.text.count("not requested: Zooniverse generates at most one") == 3
     files, run_dir = run_job("export_download", run_dir="download")
     assert files["classifications"] == run_dir / "exports" / f"project-{zoo.project_id}_classifications.csv"
 
@@ -148,8 +150,9 @@ def test_request_then_download_round_trip(seed_campaign, run_job, local_backend)
     assert len(read_classification_export(files["classifications"])) == 3
 
 
-def test_an_export_older_than_the_newest_classification_is_stale(seed_campaign, run_job, local_backend, tmp_path: Path):
-    zoo = seed_campaign([{"candidate_id": "c1"}, {"candidate_id": "c2"}])
+def test_an_export_older_than_the_newest_classification_is_stale(seed_campaign, run_job, local_backend, tmp_path: Path,
+                                                                  caplog):
+    zoo = seed_campaign([{"candidate_id": "c1"}, {"candidate_id": "c2"}], live=True)
     with local_backend.connect() as connection:
         classify(connection, zoo, zoo.subject_ids[0], 0)
     run_job("export_request", "job.exports=[classifications]")
@@ -160,7 +163,13 @@ def test_an_export_older_than_the_newest_classification_is_stale(seed_campaign, 
         run_job("export_download", "job.exports=[classifications]", run_dir="stale")
     assert [p.name for p in (tmp_path / "stale" / "exports").iterdir()] == [f"project-{zoo.project_id}_classifications.stale.csv"]
 
-    files, _ = run_job("export_download", "job.exports=[classifications]", "job.generate=true", run_dir="fresh")
+    # inside the rate limit a new export is not asked for (it would stay 'creating'): the job says so, at once
+    with pytest.raises(StaleExportError):
+        run_job("export_download", "job.exports=[classifications]", "job.generate=true", run_dir="limited")
+    assert "not requested: Zooniverse generates at most one classifications export" in caplog.text
+    # with the limit shortened on both sides, a fresh export holds both classifications
+    limit = ["backend.rules.export_interval=0", "backend.rules.export_min_delay=0", "job.export_interval=0"]
+    files, _ = run_job("export_download", "job.exports=[classifications]", "job.generate=true", *limit, run_dir="fresh")
     assert len(read_classification_export(files["classifications"])) == 2
 
 

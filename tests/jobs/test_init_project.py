@@ -11,7 +11,9 @@ from omegaconf import OmegaConf
 from panoptes_client import Panoptes
 from PIL import Image
 
+from glitchrun.campaign.state import CampaignState
 from glitchrun.csvio import CsvError, read_csv, write_csv
+from glitchrun.zooniverse.exports import read_classification_export
 
 SUBJECTS = 6
 CONFIG = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "config.yaml")
@@ -114,3 +116,63 @@ def test_changed_classes_are_refused_before_any_write(init, local_backend, tmp_p
     with pytest.raises(ValueError, match="differ from"):
         init(f"job.manifest={manifest(tmp_path / 'subjects')}", "campaign.workflow.classes=[Blip,Whistle]", run_dir="run2")
     assert owner_counts(local_backend) == {"projects": 1, "workflows": 1, "subject_sets": 0, "subjects": 0}
+
+
+# -- a survey task (Gravity Spy's kind of workflow) ------------------------------------------------------------
+SURVEY = "campaign.workflow.task_type=survey"
+
+
+def test_a_survey_workflow_has_gravity_spy_choices_and_is_not_made_twice(init, local_backend):
+    ids = init(SURVEY)
+    with local_backend.connect() as conn:
+        workflow = conn.client.get(f"/workflows/{ids['workflow_id']}")[0]["workflows"][0]
+    t0 = workflow["tasks"]["T0"]
+    assert workflow["first_task"] == "T0" and t0["type"] == "survey"
+    assert t0["choicesOrder"] == list(CONFIG.campaign.workflow.choices)
+    assert {c: t0["choices"][c]["label"] for c in ("KOIFISH", "POWERLINE60HZ")} == {"KOIFISH": "Koi Fish",
+                                                                                   "POWERLINE60HZ": "Power Line 60Hz"}
+    assert all(choice["description"] and choice["noQuestions"] for choice in t0["choices"].values())
+    assert init(SURVEY, run_dir="run2")["workflow_id"] == ids["workflow_id"]
+    with pytest.raises(ValueError, match=r"survey task options \['1080LINE'.* differ from campaign.workflow.classes"):
+        init(run_dir="run3")  # the same workflow name as a single question: refused, nothing changed
+    assert owner_counts(local_backend) == {"projects": 1, "workflows": 1, "subject_sets": 0, "subjects": 0}
+
+
+@pytest.mark.parametrize("bad,why", [
+    ("campaign.workflow.task_type=dropdown", "task_type must be single or survey"),
+    ("~campaign.workflow.choices", "choices is empty"),
+    ("campaign.workflow.classes=[Blip,Whistle]", r"choices map to classes \['1080Lines'.*that are not in"),
+])
+def test_a_bad_survey_config_creates_nothing(init, local_backend, bad: str, why: str):
+    with pytest.raises(ValueError, match=why):
+        init(SURVEY, bad)
+    assert owner_counts(local_backend) == NOTHING
+
+
+def test_a_survey_campaign_runs_end_to_end(init, run_job, local_backend, tmp_path: Path):
+    """init with a survey workflow, a round, simulated volunteers marking survey choices, labels back."""
+    init(SURVEY)
+    fast = ["data.n=600", "al.batch_size=4", "al.seed_per_class=1", "images.size=[160,120]", "images.durations=[1.0]",
+            "images.n_jobs=1", "images.progress=false", "crowd=perfect", SURVEY]
+    round_ = run_job("al_round", *fast, run_dir="round")[0]
+    made, _ = run_job("crowd", *fast, run_dir="crowd")
+    # the perfect crowd's consensus accepts one vote: glitchrun's retire pass between sweeps retires each subject
+    assert made["subject_id"].nunique() == 4 and (made["answer"] == made["truth"]).all()
+    truth = made.drop_duplicates("subject_id").set_index("subject_id")["truth"]
+    state = CampaignState(tmp_path / "campaigns" / "glitchrun-demo")
+    candidates = state.subject_candidates()
+    crowd_labels = state.labels().query("source == 'crowd'")["label"].to_dict()
+    state.close()
+    assert crowd_labels == {candidates[s]: t for s, t in truth.items()}  # labels back through the API sync
+    added, run_dir = run_job("ingest", *fast, "job.round=1", run_dir="ingest")  # the export agrees
+    export = read_classification_export(next((run_dir / "exports").glob("*.csv")))
+    choices = CONFIG.campaign.workflow.choices
+    assert [[(a["task"], choices[a["value"][0]["choice"]]["class"]) for a in annotations]  # the real survey format
+            for annotations in export["annotations"]] == [[("T0", t)] for t in made["truth"]]
+    assert added.set_index("candidate_id")["label"].to_dict() == {candidates[s]: t for s, t in truth.items()}
+    report = pd.read_csv(run_dir / "agreement_report.csv", dtype={"subject_id": str})
+    slugs = {choice.lower() for choice in CONFIG.campaign.workflow.choices}
+    votes = made.groupby("subject_id").size()
+    assert set(report["data.most_likely"]) <= slugs
+    assert (report.set_index("subject_id")["data.num_votes"] == votes.reindex(report["subject_id"]).to_numpy()).all()
+    assert (report["task"] == "T0").all() and round_.subject_set_id

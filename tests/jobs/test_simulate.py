@@ -1,4 +1,4 @@
-"""The simulation: full rounds (round -> crowd -> export -> ingest) on the embedded Panoptes, and its learning curve."""
+"""The simulation: full rounds (round -> crowd with retire passes) on the embedded Panoptes, and its learning curve."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from glitchrun.jobs.simulate import held_out, with_truth
 from glitchrun.zooniverse.backend import LocalBackend
 
 BATCH = 4
-#: small and fast: a small pool, one small Q-scan per subject, one perfect vote per subject
+#: small and fast: a small pool, one small Q-scan per subject, a perfect crowd whose one vote is a consensus
 FAST = ["data.n=600", f"al.batch_size={BATCH}", "al.seed_per_class=1", "images.size=[160,120]", "images.durations=[1.0]",
-        "images.n_jobs=1", "images.progress=false", "crowd=perfect", "campaign.workflow.retirement_count=1"]
+        "images.n_jobs=1", "images.progress=false", "crowd=perfect"]
 
 
 def test_three_rounds_give_a_learning_curve_over_seed_plus_three_batches(run_job):
@@ -22,11 +22,13 @@ def test_three_rounds_give_a_learning_curve_over_seed_plus_three_batches(run_job
     seeds = curve["labels"].iloc[0]
     assert seeds > 0 and curve["labels"].tolist() == [seeds + r * BATCH for r in range(4)]
     assert (curve["label_accuracy"] == 1.0).all()  # a perfect crowd's consensus is the truth
+    assert curve["votes"].tolist() == [r * BATCH for r in range(4)]  # one vote per subject reaches consensus
+    assert (curve["disputed"] == 0).all()
     assert curve["full_pool_macro_f1"].nunique() == 1 and curve["macro_f1"].between(0, 1).all()
     written = pd.read_csv(run_dir / "learning_curve.csv")
     pd.testing.assert_frame_equal(written, curve, check_dtype=False)
     assert (run_dir / "learning_curve.png").read_bytes().startswith(b"\x89PNG")
-    # the server of the run directory holds three retired rounds of BATCH subjects
+    # the server of the run directory holds three rounds of BATCH subjects, retired by glitchrun
     with LocalBackend(storage_dir=run_dir / "embedded_panoptes").connect():
         workflow = next(iter(Workflow.where()))
         assert len(workflow.raw["links"]["subject_sets"]) == 3

@@ -189,7 +189,8 @@ def test_a_subject_edited_after_the_plan_is_a_conflict_not_overwritten(seed_camp
 
     def listed_then_edited(subject_set_id: str) -> list:
         subjects = listed(subject_set_id)
-        Panoptes.client().put(f"/subjects/{s1}", json={"subjects": {"metadata": {"edited": True}}}, etag='"any"')
+        _, etag = Panoptes.client().get(f"/subjects/{s1}")  # the real server refuses a stale If-Match (412)
+        Panoptes.client().put(f"/subjects/{s1}", json={"subjects": {"metadata": {"edited": True}}}, etag=etag)
         return subjects
 
     monkeypatch.setattr(update_metadata, "set_subjects", listed_then_edited)

@@ -46,7 +46,8 @@ class Run:
 
 def glitchrun(outputs: Path, env: dict[str, str], job: str, *overrides: str) -> Run:
     done = subprocess.run([sys.executable, "-m", "glitchrun", f"job={job}", f"paths.outputs={outputs}",
-                           "campaign.workflow.retirement_count=2", "backend.backoff=0.01", *overrides],
+                           "campaign.retirement.max_votes=2", "campaign.workflow.retirement_count=3", "backend.backoff=0.01",
+                           *overrides],
                           capture_output=True, timeout=300, cwd=outputs.parent, env=env)
     return Run(job, done.returncode, done.stdout + done.stderr)
 

@@ -1,0 +1,168 @@
+"""The campaign loop's retirement: a fixed number of votes against glitchrun's consensus retirement.
+
+    python benchmarks/bench_loop.py                 # both parts, as in BENCHMARKS.md
+    python benchmarks/bench_loop.py --part votes --subjects 500
+    python benchmarks/bench_loop.py --part server
+
+votes (offline, the rule the loop runs): ``data=synthetic`` candidates (Gravity Spy v1.0 class priors); the
+learner of conf/learner/random_forest.yaml fitted on ``labelled`` of them predicts the class distribution
+of ``subjects`` others, its machine-learning vote. The volunteers of conf/crowd/gravity_spy.yaml and
+uneven.yaml vote (``SimulatedCrowd``, each subject's volunteers in its fixed order), and the crowd's own
+consensus method (conf/crowd/*.yaml) aggregates, with that distribution as the prior:
+
+- fixed k: every subject gets k votes and retires (Zooniverse's classification_count retirement); a subject
+  whose consensus is not accepted leaves the pool without a label (lost);
+- consensus: sweeps of one vote per active subject, each followed by ``glitchrun.campaign.retire.decide``
+  (the retire pass's rule): retired as labelled once accepted, as disputed at ``max_votes``.
+
+Per rule: votes per labelled subject (all votes spent / labelled subjects), the share of subjects labelled,
+disputed and lost, and the accuracy of the labels against the truth.
+
+server: on the embedded Panoptes under the real rules (project not live, real export limit), init_project,
+round 1, the simulated crowd; then the time from the crowd's last vote to round 2's verified upload, and the
+export requests the client sent (none: the round reads classifications through the API).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+import requests
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+
+from glitchrun.campaign.retire import decide, prior_frame
+from glitchrun.campaign.state import ACTIVE, DISPUTED, LABELLED
+from glitchrun.cli import run
+from glitchrun.crowd.consensus import ACCEPTED
+from glitchrun.learning.learner import make_learner
+
+CROWDS = ("gravity_spy", "uneven")
+
+
+def config(*overrides: str) -> Any:
+    with initialize_config_module(version_base="1.3", config_module="glitchrun.conf"):
+        return compose("config", overrides=list(overrides))
+
+
+def learner_votes(n_labelled: int, n_subjects: int, seed: int) -> tuple[pd.Series, pd.DataFrame, list[str]]:
+    """(truth of the subjects, the learner's class distribution for each, the classes)."""
+    cfg = config(f"data.n={n_labelled + n_subjects}", f"seed={seed}")
+    candidates = instantiate(cfg.data).load()
+    classes = list(cfg.campaign.workflow.classes)
+    truth = candidates.frame["truth"].astype(str)
+    ids = truth.sample(frac=1.0, random_state=seed).index
+    known, subjects = ids[:n_labelled], ids[n_labelled:]
+    learner = make_learner(instantiate(cfg.learner), candidates.features(known), truth[known].to_numpy(dtype=object))
+    proba = learner.predict_proba(candidates.features(subjects))
+    distributions = {s: dict(zip(map(str, learner.estimator.classes_), map(float, row))) for s, row in zip(subjects, proba)}
+    return truth[subjects], prior_frame(distributions, classes), classes
+
+
+def scores(name: str, crowd: str, votes: int, labels: pd.Series, disputed: int, truth: pd.Series) -> dict[str, Any]:
+    n = len(truth)
+    return {"crowd": crowd, "rule": name, "votes per labelled": votes / len(labels) if len(labels) else float("nan"),
+            "labelled": len(labels) / n, "disputed": disputed / n, "lost": (n - len(labels) - disputed) / n,
+            "accuracy": float((labels == truth[labels.index]).mean()) if len(labels) else float("nan")}
+
+
+def fixed(crowd: Any, truth: pd.Series, prior: pd.DataFrame, classes: list[str], k: int, name: str) -> dict[str, Any]:
+    votes = crowd.volunteers.votes(truth, classes, k)
+    decided = crowd.consensus.aggregate(votes, classes, prior)
+    accepted = decided[decided["status"] == ACCEPTED]["consensus_label"]
+    return scores(f"fixed {k}", name, len(votes), accepted, 0, truth)
+
+
+def sequential(crowd: Any, truth: pd.Series, prior: pd.DataFrame, classes: list[str], max_votes: int,
+               name: str) -> dict[str, Any]:
+    """Sweeps of one more vote per active subject, each followed by the retire pass's ``decide``."""
+    volunteers = crowd.volunteers
+    subjects = pd.DataFrame({"status": ACTIVE}, index=truth.index.astype(str))
+    rows: list[tuple[str, str, str]] = []
+    for sweep in range(max_votes):
+        for subject in subjects.index[subjects["status"] == ACTIVE]:
+            volunteer = volunteers.order(subject)[sweep]
+            answer = volunteers.answer(volunteer, subject, truth[subject], classes)
+            rows.append((subject, volunteers.logins[volunteer], classes[answer]))
+        votes = pd.DataFrame(rows, columns=["subject_id", "volunteer", "label"])
+        after = decide(subjects, crowd.consensus.aggregate(votes, classes, prior), max_votes)
+        subjects = after[["status"]]
+        if not (subjects["status"] == ACTIVE).any():
+            break
+    labels = after.loc[after["status"] == LABELLED, "label"].astype(str)
+    return scores(f"consensus, cap {max_votes}", name, len(rows), labels, int((after["status"] == DISPUTED).sum()),
+                  truth)
+
+
+def votes_part(n_subjects: int, n_labelled: int, seed: int, max_votes: list[int]) -> pd.DataFrame:
+    truth, prior, classes = learner_votes(n_labelled, n_subjects, seed)
+    rows = []
+    for name in CROWDS:
+        crowd = instantiate(config(f"crowd={name}", f"seed={seed}").crowd)
+        if len(crowd.volunteers.logins) < max(8, *max_votes):
+            raise ValueError(f"crowd {name} has too few volunteers for 8 votes per subject")
+        for k in range(1, 9):
+            rows.append(fixed(crowd, truth, prior, classes, k, name))
+        for cap in max_votes:
+            rows.append(sequential(crowd, truth, prior, classes, cap, name))
+        print(f"{name}: done", flush=True)
+    return pd.DataFrame(rows)
+
+
+def server_part() -> dict[str, Any]:
+    """Round 2's delay after the last vote on the embedded server under the real rules, and export requests."""
+    calls: list[tuple[str, str]] = []
+    original = requests.Session.request
+
+    def counted(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        calls.append((method.upper(), urlparse(url).path))
+        return original(self, method, url, *args, **kwargs)
+
+    requests.Session.request = counted
+    small = ["data.n=2000", "al.batch_size=20", "images.n_jobs=1", "images.progress=false", "al.subject_set_name='b-{round}'"]
+    with tempfile.TemporaryDirectory() as tmp:
+        def job(name: str, *overrides: str) -> Any:
+            return run(config(f"paths.outputs={tmp}", f"paths.run_dir={tmp}/{name}-{len(calls)}", f"job={name}",
+                              *small, *overrides))
+
+        job("init_project")
+        job("al_round")
+        made = job("crowd", "job.progress=false")
+        start = time.perf_counter()
+        result = job("al_round")
+        elapsed = time.perf_counter() - start
+    requests.Session.request = original
+    exports = [c for c in calls if c[1].endswith("_export")]
+    return {"round 2": result.status, "crowd votes": len(made), "seconds from last vote to round 2 uploaded": elapsed,
+            "export requests": len(exports)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["votes", "server", "both"], default="both")
+    parser.add_argument("--subjects", type=int, default=2000)
+    parser.add_argument("--labelled", type=int, default=2000)
+    parser.add_argument("--max-votes", type=int, nargs="+", default=[6, 8])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    pd.set_option("display.width", 160)
+    if args.part in ("votes", "both"):
+        start = time.perf_counter()
+        table = votes_part(args.subjects, args.labelled, args.seed, args.max_votes)
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        print(f"({time.perf_counter() - start:.0f} s)")
+    if args.part in ("server", "both"):
+        for key, value in server_part().items():
+            print(f"{key}: {value:.1f}" if isinstance(value, float) else f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

@@ -1,0 +1,284 @@
+"""The campaign loop on the embedded Panoptes under the real rules: classification sync, consensus retirement,
+labels that follow the evidence, the round gate, the simulated crowd as testers, the upload limit."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+from panoptes_client import Panoptes, ProjectRole, SubjectWorkflowStatus, Workflow
+from panoptes_client.panoptes import PanoptesAPIException
+
+from glitchrun.campaign import sync
+from glitchrun.campaign.retire import apply_ml_weight, prior_frame
+from glitchrun.campaign.state import CampaignState
+from glitchrun.crowd.consensus import ACCEPTED, MajorityVote
+from glitchrun.crowd.simulated import Crowd, SimulatedCrowd
+from glitchrun.jobs.crowd import CrowdJob
+from glitchrun.zooniverse.backend import LocalBackend, ZooniverseBackend
+from glitchrun.zooniverse.manifest import Manifest
+from glitchrun.zooniverse.resources import ProjectSpec, UploadLimitError, ensure_project, ensure_subject_set
+from glitchrun.zooniverse.uploader import SubjectLimitReached, SubjectUploader
+
+CLASSES = ["Blip", "Whistle"]
+#: majority vote over two votes at least, decided at 60 % of the votes; a subject retires disputed at 4 votes
+RULES = ["campaign.workflow.classes=[Blip,Whistle]", "crowd=perfect", "crowd.consensus.min_votes=2", "crowd.consensus.agreement=0.6",
+         "campaign.retirement.max_votes=4", "campaign.workflow.retirement_count=5"]
+
+
+def vote(conn, workflow_id: str, subject_id: str, volunteer: str, label: str) -> None:
+    """One classification of one subject by one volunteer account (a tester of the private project)."""
+    workflow = Workflow.find(workflow_id)
+    conn.as_user(volunteer).post("/classifications", json={"classifications": {
+        "completed": True, "annotations": [{"task": "T0", "value": CLASSES.index(label)}],
+        "metadata": {"started_at": "2026-01-01T00:00:00.000Z", "finished_at": "2026-01-01T00:00:05.000Z",
+                     "user_agent": "glitchrun-test", "user_language": "en", "workflow_version": workflow.version},
+        "links": {"project": str(workflow.links.project.id), "workflow": str(workflow.id), "subjects": [subject_id]}}})
+
+
+@pytest.fixture
+def campaign(tmp_path: Path, seed_campaign, local_backend):
+    """Five subjects of round 1 (candidates c0..c4) known to the campaign state, volunteers v0..v9 made testers."""
+    seeded = seed_campaign([{"candidate_id": f"c{i}"} for i in range(5)])
+    state = CampaignState(tmp_path / "campaigns" / "glitchrun-demo")
+    state.start_round(1, "batch-1", "run", pd.DataFrame({
+        "candidate_id": [f"c{i}" for i in range(5)], "strategy": "margin", "score": 0.5, "predicted_class": "Blip",
+        "probability": 0.5, "distribution": [{"Blip": 0.5, "Whistle": 0.5}] * 5}))
+    state.update_round(1, "uploaded", seeded.subject_set_id)
+    state.record_subjects(1, {f"c{i}": s for i, s in enumerate(seeded.subject_ids)})
+    state.close()
+    return seeded
+
+
+def cast(local_backend, seeded, votes: dict[int, list[str]], first_volunteer: int = 0) -> None:
+    """``votes``: subject index -> labels, each by the next volunteer account."""
+    with local_backend.connect() as conn:
+        for index, labels in votes.items():
+            for n, label in enumerate(labels):
+                vote(conn, seeded.workflow_id, seeded.subject_ids[index], f"v{first_volunteer + n}", label)
+
+
+def state_of(tmp_path: Path) -> CampaignState:
+    return CampaignState(tmp_path / "campaigns" / "glitchrun-demo")
+
+
+def server_retirement(local_backend, seeded) -> dict[str, tuple[str | None, str | None]]:
+    """(reason, retired_at) of each retired subject of the seeded workflow, as Zooniverse has it."""
+    with local_backend.connect():
+        statuses = SubjectWorkflowStatus.where(subject_ids=",".join(seeded.subject_ids), workflow_id=seeded.workflow_id)
+        return {str(s.raw["links"]["subject"]): (s.raw["retirement_reason"], s.raw["retired_at"])
+                for s in statuses if s.raw["retired_at"]}
+
+
+def test_a_pass_retires_by_consensus_caps_disputes_and_repeats_idempotently(tmp_path, campaign, local_backend,
+                                                                             run_job, http_calls):
+    s = campaign.subject_ids
+    cast(local_backend, campaign, {0: ["Blip", "Blip"], 1: ["Blip", "Whistle", "Blip", "Whistle"], 2: ["Whistle"]})
+    result, run_dir = run_job("retire", *RULES)
+
+    assert result.synced.stored == 7 and result.retired == {"consensus": 1, "other": 1}
+    assert server_retirement(local_backend, campaign).keys() == {s[0], s[1]}
+    assert {k: v[0] for k, v in server_retirement(local_backend, campaign).items()} == {s[0]: "consensus", s[1]: "other"}
+    state = state_of(tmp_path)
+    subjects = state.subjects()
+    assert subjects.loc[s, "status"].tolist() == ["labelled", "disputed", "active", "active", "active"]
+    assert subjects.loc[s, "votes"].tolist() == [2, 4, 1, 0, 0]
+    assert state.labels().query("source == 'crowd'")["label"].to_dict() == {"c0": "Blip"}
+    disputed = pd.read_csv(run_dir / "disputed.csv", dtype={"subject_id": str})
+    assert disputed[["subject_id", "votes", "votes.Blip", "votes.Whistle"]].values.tolist() == [[s[1], 4, 2, 2]]
+
+    http_calls.clear()
+    again, _ = run_job("retire", *RULES, run_dir="again")
+    assert again.synced.stored == 0 and again.retired == {}
+    assert not [c for c in http_calls if c[1].endswith("/retired_subjects")]
+    assert len(state.classifications()) == 7
+    state.close()
+
+
+def test_labels_follow_the_evidence_replaced_or_withdrawn_and_reported(tmp_path, campaign, local_backend, run_job,
+                                                                       caplog):
+    cast(local_backend, campaign, {0: ["Blip", "Blip"], 1: ["Blip", "Blip"]})
+    run_job("retire", *RULES)
+    # late votes on subjects already retired: three Whistles overturn c0, two make c1 a tie
+    cast(local_backend, campaign, {0: ["Whistle"] * 3, 1: ["Whistle"] * 2}, first_volunteer=2)
+    with caplog.at_level(logging.WARNING, logger="glitchrun.campaign.retire"):
+        result, _ = run_job("retire", *RULES, run_dir="again")
+
+    changes = result.changes.set_index("candidate_id")
+    assert changes.loc["c0", ["old_label", "new_label"]].tolist() == ["Blip", "Whistle"]
+    assert changes.loc["c1", "old_label"] == "Blip" and pd.isna(changes.loc["c1", "new_label"])
+    assert "withdrawn" in changes.loc["c1", "reason"] and "replaced" in changes.loc["c0", "reason"]
+    state = state_of(tmp_path)
+    assert state.labels().query("source == 'crowd'")["label"].to_dict() == {"c0": "Whistle"}
+    assert state.subjects().loc[campaign.subject_ids[:2], "status"].tolist() == ["labelled", "disputed"]
+    assert len(state.label_changes()) == 2
+    assert "label of candidate c1 (round 1): Blip -> (none)" in caplog.text
+    state.close()
+
+
+class Killed(BaseException):
+    """The process dies here (not an Exception: nothing may catch it)."""
+
+
+@pytest.mark.parametrize("where", ["sync", "retire"])
+def test_a_pass_killed_between_requests_resumes_without_counting_or_retiring_twice(tmp_path, campaign, local_backend,
+                                                                                  run_job, monkeypatch, where):
+    s = campaign.subject_ids
+    cast(local_backend, campaign, {0: ["Blip", "Blip"], 1: ["Whistle", "Whistle"],
+                                   2: ["Blip", "Whistle", "Blip", "Whistle"]})
+    if where == "sync":  # killed after the first stored chunk of the sync, before the next page
+        monkeypatch.setattr(sync, "CHUNK", 3)
+        monkeypatch.setattr(sync, "PAGE_SIZE", 3)
+        original = CampaignState.add_classifications
+
+        def add_then_die(self, rows, cursor):
+            added = original(self, rows, cursor)
+            raise Killed()
+
+        monkeypatch.setattr(CampaignState, "add_classifications", add_then_die)
+    else:  # killed after Zooniverse answered the first retirement request, before the state marked it sent
+        original = Workflow.retire_subjects
+
+        def retire_then_die(self, subjects, reason="other"):
+            original(self, subjects, reason=reason)
+            raise Killed()
+
+        monkeypatch.setattr(Workflow, "retire_subjects", retire_then_die)
+    with pytest.raises(Killed):
+        run_job("retire", *RULES)
+    first = server_retirement(local_backend, campaign)
+    monkeypatch.undo()
+
+    result, _ = run_job("retire", *RULES, run_dir="again")
+    state = state_of(tmp_path)
+    stored = state.classifications()
+    assert len(stored) == 8 and stored["classification_id"].is_unique  # every vote once
+    retired = server_retirement(local_backend, campaign)
+    assert {k: v[0] for k, v in retired.items()} == {s[0]: "consensus", s[1]: "consensus", s[2]: "other"}
+    assert all(retired[k][1] == when for k, (_, when) in first.items())  # nothing retired a second time
+    assert state.pending_retirements().empty
+    assert state.subjects().loc[s[:3], "status"].tolist() == ["labelled", "labelled", "disputed"]
+    state.close()
+
+
+def test_the_safety_cap_must_sit_above_glitchruns_own(tmp_path, run_job):
+    with pytest.raises(Exception, match=r"retirement_count \(4\) must be above campaign.retirement.max_votes \(4\)"):
+        run_job("retire", *RULES, "campaign.workflow.retirement_count=4")
+
+
+# -- the whole loop ----------------------------------------------------------------------------------
+#: small and fast: a small pool, small batches, one small Q-scan per subject; a weak crowd so that some
+#: subjects reach the cap of 2 votes without consensus
+LOOP = ["data.n=600", "al.batch_size=4", "al.seed_per_class=1", "images.size=[160,120]", "images.durations=[1.0]",
+        "images.n_jobs=1", "images.progress=false", "al.subject_set_name='loop-{round}'",
+        "campaign.retirement.max_votes=2", "campaign.workflow.retirement_count=3",
+        "crowd.volunteers.volunteers=8", "crowd.volunteers.accuracy=0.6", "job.progress=false"]
+ROUND = [o for o in LOOP if o != "job.progress=false"]
+
+
+def test_init_round_crowd_three_times_under_the_real_rules_without_any_export(tmp_path, run_job, local_backend,
+                                                                             http_calls, caplog):
+    caplog.set_level(logging.INFO)
+    run_job("init_project", *ROUND, run_dir="init")
+    run_job("al_round", *ROUND, run_dir="round-1")
+    waiting, _ = run_job("al_round", *ROUND, run_dir="round-1-again")
+    assert waiting.status == "waiting" and "4 of 4 subjects of loop-1" in waiting.message
+    assert "still need votes, about 8 more classifications" in waiting.message
+    for number in (2, 3):
+        made, _ = run_job("crowd", *LOOP, run_dir=f"crowd-{number - 1}")
+        assert len(made) and made["sweep"].max() <= 2
+        result, _ = run_job("al_round", *ROUND, run_dir=f"round-{number}")
+        assert result.status == "uploaded" and result.round == number
+
+    assert not [call for call in http_calls if call[1].endswith("_export")]  # no export asked or read
+    assert caplog.text.count("is not live: Zooniverse stores its classifications") == 1
+    with local_backend.connect():
+        workflow = next(iter(Workflow.where()))
+        for resource in (workflow, workflow.links.project):  # the server never made an export medium
+            with pytest.raises(PanoptesAPIException):
+                resource.describe_export("classifications")
+        reasons = {s.raw["retirement_reason"] for s in SubjectWorkflowStatus.where(workflow_id=workflow.id, page_size=100)
+                   if s.raw["retired_at"]}
+    assert reasons == {"consensus", "other"}
+
+    state = state_of(tmp_path)
+    subjects = state.subjects()
+    assert set(subjects.loc[subjects["round"] < 3, "status"]) == {"labelled", "disputed"}
+    assert (subjects.loc[subjects["status"] == "disputed", "retirement_reason"] == "other").all()
+    # the labels are what the consensus computes from the stored classifications, with the learner's distributions
+    with initialize_config_module(version_base="1.3", config_module="glitchrun.conf"):
+        cfg = compose("config", overrides=ROUND)
+    consensus, classes = instantiate(cfg.crowd.consensus), list(cfg.campaign.workflow.classes)
+    apply_ml_weight(consensus, state.ml_weight())
+    decided = consensus.aggregate(state.votes(), classes, prior_frame(state.distributions(), classes))
+    accepted = decided[decided["status"] == ACCEPTED]
+    expected = {subjects.at[s, "candidate_id"]: label for s, label in accepted["consensus_label"].items()}
+    assert state.labels().query("source == 'crowd'")["label"].to_dict() == expected
+    assert set(subjects.index[subjects["status"] == "labelled"]) == set(accepted.index)
+    state.close()
+
+
+def test_a_batch_the_upload_limit_cannot_take_is_refused_before_any_write(tmp_path, run_job, local_backend):
+    with pytest.raises(UploadLimitError, match="needs 4 new subjects but the account has uploaded 0 of the 3"):
+        run_job("al_round", "backend.rules.subject_limit=3", *ROUND, run_dir="round-1")
+    with local_backend.connect():
+        assert not Panoptes.client().get("/subject_sets")[0]["subject_sets"]
+
+
+def test_the_uploader_stops_at_the_limits_403_without_retrying(tmp_path, http_calls):
+    manifest = Manifest.from_frame(pd.DataFrame({"key": [f"k{i}" for i in range(4)],
+                                                 "image": ["https://example.org/g.png"] * 4}), "key", tmp_path)
+    with LocalBackend(storage_dir=tmp_path / "server", rules={"subject_limit": 2}).connect():
+        project, _ = ensure_project(ProjectSpec("limit", "test"), None)
+        subject_set, _ = ensure_subject_set(project, "set")
+        http_calls.clear()
+        with pytest.raises(SubjectLimitReached, match="User has uploaded 2 subjects of 2 maximum"):
+            SubjectUploader(workers=1, retries=3, backoff=0).upload(manifest, project.id, subject_set.id, tmp_path)
+    creates = sum(1 for method, path in http_calls if (method, path) == ("POST", "/api/subjects"))
+    assert 3 <= creates <= 4  # two made, the third refused (a fourth may have been in flight): none tried twice
+
+
+# -- the simulated crowd ---------------------------------------------------------------------------
+def test_the_crowd_joins_as_testers_asks_the_queue_and_stops_once_glitchrun_retired_everything(
+        tmp_path, seed_campaign, run_job, local_backend):
+    truth = ["Blip", "Whistle", "Blip", "Whistle", "Blip"]
+    seeded = seed_campaign([{"#truth": t, "candidate_id": f"c{i}"} for i, t in enumerate(truth)])
+    state = state_of(tmp_path)
+    state.record_subjects(1, {f"c{i}": s for i, s in enumerate(seeded.subject_ids)})
+    state.close()
+
+    made, _ = run_job("crowd", *RULES, run_dir="crowd")
+    # two sweeps: a perfect crowd's two votes are a consensus, and glitchrun retires every subject after the second
+    assert made.groupby("subject_id").size().tolist() == [2] * len(truth) and made["sweep"].max() == 2
+    assert (made["answer"] == made["truth"]).all()
+    with local_backend.connect():
+        roles = {str(r.raw["links"]["owner"]["id"]): r.raw["roles"] for r in ProjectRole.where(project_id=seeded.project_id)}
+        assert sum(r == ["tester"] for r in roles.values()) == 5  # crowd=perfect has five volunteers
+        assert Workflow.find(seeded.workflow_id).raw["classifications_count"] == 0  # not live: Zooniverse counts nothing
+    assert set(server_retirement(local_backend, seeded).values()) and \
+        {reason for reason, _ in server_retirement(local_backend, seeded).values()} == {"consensus"}
+    state = state_of(tmp_path)
+    assert state.labels().query("source == 'crowd'")["label"].to_dict() == {f"c{i}": t for i, t in enumerate(truth)}
+    state.close()
+
+    again, _ = run_job("crowd", *RULES, run_dir="crowd-again")
+    assert again.empty  # nothing offered: every subject is retired
+
+
+def test_the_crowd_needs_the_hidden_truth(seed_campaign, run_job):
+    seed_campaign([{"#truth": "Blip"}, {"candidate_id": "no-truth"}])
+    with pytest.raises(ValueError, match="1 subjects have no #truth metadata"):
+        run_job("crowd", *RULES)
+
+
+def test_the_crowd_runs_on_the_embedded_backend_only(tmp_path):
+    campaign = {"project": {"display_name": "p", "description": "d"}, "state_dir": str(tmp_path),
+                "workflow": {"display_name": "w", "classes": CLASSES, "retirement_count": 5},
+                "retirement": {"max_votes": 4}}
+    job = CrowdJob(ZooniverseBackend(), Crowd(SimulatedCrowd(), MajorityVote()), campaign, tmp_path)
+    with pytest.raises(RuntimeError, match="backend=local"):
+        job.run()
