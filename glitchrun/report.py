@@ -11,7 +11,6 @@ written from worker threads and parallel sweeps without a global figure state.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,14 +25,14 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-from glitchrun.campaign.state import CampaignState
+from glitchrun.campaign.retire import apply_ml_weight, prior_frame
+from glitchrun.campaign.state import ACTIVE, DISPUTED, LABELLED, CampaignState
 from glitchrun.csvio import read_csv, write_csv
 from glitchrun.data.loaders import Candidates
 from glitchrun.learning.learner import fixed_fold_performance
 
 KEY = "candidate_id"
 FOLDS = 5
-LABELLED, DISPUTED, ACTIVE = "labelled", "disputed", "active"
 #: which end of each strategy part's score is chosen (the part names of glitchrun.learning.strategies)
 PART_ENDS = {
     "uncertainty": ("1 - probability of the predicted class", "the highest are chosen"),
@@ -77,25 +76,12 @@ def markdown_table(frame: pd.DataFrame) -> list[str]:
 # -- the campaign state, as plan.md interface 1 reads it ---------------------------------------------------
 def round_subjects(state: CampaignState, number: int) -> pd.DataFrame:
     """The round's subjects (subject_id, candidate_id, status: labelled / disputed / active, votes)."""
-    if hasattr(state, "subjects"):
-        return state.subjects(round=number).reset_index()[["subject_id", KEY, "status", "votes"]]
-    # until the state keeps each subject's status: labelled = a label recorded for the round
-    subjects = pd.read_sql_query("SELECT subject_id, candidate_id FROM subjects WHERE round = ? ORDER BY rowid",
-                                 state.db, params=(number,))
-    labels = state.labels()
-    of_round = labels[labels["round"] == number]
-    closed = (state.rounds().set_index("number").loc[number, "status"] == "labelled")
-    labelled = subjects[KEY].isin(of_round.index)
-    subjects["status"] = np.where(labelled, LABELLED, DISPUTED if closed else ACTIVE)
-    subjects["votes"] = subjects[KEY].map(of_round["votes"])
-    return subjects
+    return state.subjects(round=number).reset_index()[["subject_id", KEY, "status", "votes"]]
 
 
-def votes_cast(state: CampaignState, number: int | None = None) -> pd.DataFrame:
-    """The votes (subject_id, volunteer, answer) of a round, or of all rounds: a volunteer's first answer to a
-    subject, as the consensus counts them."""
-    if not hasattr(state, "classifications"):
-        return pd.DataFrame(columns=["subject_id", "volunteer", "answer"])
+def votes_cast(state: CampaignState, number: int) -> pd.DataFrame:
+    """The round's votes (subject_id, volunteer, answer): a volunteer's first answer to a subject, as the
+    consensus counts them."""
     cast = state.classifications(round=number)
     answered = cast.loc[cast["answer"].notna(), ["subject_id", "volunteer", "answer"]]
     return answered.drop_duplicates(["subject_id", "volunteer"]).reset_index(drop=True)
@@ -148,23 +134,16 @@ def round_outcome(state: CampaignState, number: int) -> Outcome:
 
 
 def agreement_plot(path: Path, outcome: Outcome) -> Path:
-    """How far volunteers agreed: the top answer's vote share per subject by status (or, without the votes,
-    the consensus agreement of the labelled subjects)."""
+    """How far volunteers agreed: the top answer's share of each subject's votes, stacked by the subject's status."""
     fig = Figure(figsize=(5.5, 2.6))
     ax = fig.add_subplot()
-    bins = np.linspace(0, 1, 21)
-    if len(outcome.votes):
-        share = outcome.top_share()
-        status = outcome.subjects.set_index("subject_id")["status"].reindex(share.index)
-        groups = [share[status == s].to_numpy() for s in (LABELLED, DISPUTED, ACTIVE)]
-        ax.hist(groups, bins=bins, stacked=True, label=[LABELLED, DISPUTED, ACTIVE],
-                color=["tab:green", "tab:red", "tab:grey"])
-        ax.set_xlabel("share of a subject's votes for its most voted answer")
-        ax.legend(fontsize=8, loc="upper left")
-    else:
-        ax.hist(outcome.labels["agreement"].dropna().to_numpy(dtype=float), bins=bins, color="tab:green")
-        ax.set_xlabel("consensus agreement of the labelled subjects")
+    share = outcome.top_share()
+    status = outcome.subjects.set_index("subject_id")["status"].reindex(share.index)
+    ax.hist([share[status == s].to_numpy() for s in (LABELLED, DISPUTED, ACTIVE)], bins=np.linspace(0, 1, 21),
+            stacked=True, label=[LABELLED, DISPUTED, ACTIVE], color=["tab:green", "tab:red", "tab:grey"])
+    ax.set_xlabel("share of a subject's votes for its most voted answer")
     ax.set_ylabel("subjects")
+    ax.legend(fontsize=8, loc="upper left")
     ax.set_title(f"Round {outcome.number}: agreement", fontsize=10)
     return save(fig, path)
 
@@ -182,7 +161,7 @@ def skill_plot(path: Path, confusion: dict[str, pd.DataFrame], class_prior: pd.S
                          for v in volunteers])
     accuracy = matrices.diagonal(axis1=1, axis2=2) @ prior
     pooled = np.tensordot(n_votes / max(n_votes.sum(), 1), matrices, axes=1)
-    seen = np.flatnonzero(np.isin(classes, votes["answer"].unique()))
+    seen = np.flatnonzero(np.isin(classes, votes["label"].unique()))
     fig = Figure(figsize=(11, 4))
     left, right = fig.subplots(1, 2, width_ratios=[1, 1.2])
     order = np.argsort(accuracy)
@@ -226,8 +205,9 @@ def outcome_section(plots: Path, state: CampaignState, number: int, consensus: A
             correct = int((outcome.labels.loc[known.index, "label"] == known).sum())
             lines += [(f"In this simulation, **{correct} of {len(known)}** new labels "
                       f"({100 * correct / len(known):.0f}%) are the true class."), ""]
-    agreement_plot(plots / "agreement.png", outcome)
-    lines += ["![agreement](plots/agreement.png)", ""]
+    if len(outcome.votes):
+        agreement_plot(plots / "agreement.png", outcome)
+        lines += ["![agreement](plots/agreement.png)", ""]
     disputed = outcome.subjects[outcome.subjects["status"] == DISPUTED]
     if len(disputed):
         votes = outcome.vote_counts()
@@ -239,23 +219,18 @@ def outcome_section(plots: Path, state: CampaignState, number: int, consensus: A
 
 
 def skill_lines(plots: Path, state: CampaignState, consensus: Any, classes: Sequence[str]) -> list[str]:
-    """Volunteer skill as the consensus method estimates it from every vote so far, with the learner's prior
-    (its ``confusion_``)."""
-    votes = votes_cast(state)
+    """Volunteer skill as the consensus method estimates it (its ``confusion_``) from every vote so far, with the
+    learner's prior and vote weight, as the retire pass runs it."""
+    votes = state.votes()  # every round's, as the consensus counts them
     if votes.empty:
-        return ["Volunteer skill: the campaign state holds no individual votes yet.", ""]
-    prior = None
-    if hasattr(state, "distributions") and state.distributions():
-        prior = pd.DataFrame.from_dict(state.distributions(), orient="index").reindex(columns=list(classes),
-                                                                                     fill_value=0.0).fillna(0.0)
-    estimate = copy.copy(consensus)  # the round's consensus object stays as the loop set it
-    if hasattr(state, "ml_weight") and state.ml_weight() is not None:
-        estimate.ml_weight = state.ml_weight()
-    estimate.aggregate(votes.rename(columns={"answer": "label"}), list(classes), prior)
-    confusion = getattr(estimate, "confusion_", None)
+        return ["Volunteer skill: the campaign state holds no votes yet.", ""]
+    apply_ml_weight(consensus, state.ml_weight())  # as the retire pass runs it
+    consensus.aggregate(votes, list(classes), prior_frame(state.distributions(), classes))
+    confusion = getattr(consensus, "confusion_", None)
     if not confusion:
         return [f"Volunteer skill: the consensus method ({type(consensus).__name__}) does not estimate it.", ""]
-    skill_plot(plots / "volunteer_skill.png", confusion, getattr(estimate, "class_prior_", None), list(classes), votes)
+    skill_plot(plots / "volunteer_skill.png", confusion, getattr(consensus, "class_prior_", None), list(classes),
+               votes)
     return [f"Volunteer skill as {type(consensus).__name__} estimates it from all {len(votes)} votes so far:", "",
             "![volunteer skill](plots/volunteer_skill.png)", ""]
 
@@ -328,13 +303,11 @@ def changes(state: CampaignState, labels: pd.DataFrame, curve: pd.DataFrame, num
              (f"- macro-F1 on the fixed evaluation: {before['macro_f1']:.3f} -> {now['macro_f1']:.3f} "
              f"({now['macro_f1'] - before['macro_f1']:+.3f})")]
     rounds = state.rounds().set_index("number")
-    if hasattr(state, "label_changes"):  # recorded since the previous round chose its batch
-        changed = state.label_changes()
-        changed = changed[changed["old_label"].notna() & (changed["at"] >= rounds.loc[number - 1, "created_at"])]
-        withdrawn = int(changed["new_label"].isna().sum())
-        lines.append(f"- crowd labels changed by later votes: {len(changed) - withdrawn} relabelled, "
-                     f"{withdrawn} withdrawn")
-    if "ml_weight" in rounds.columns and pd.notna(rounds.loc[number - 1, "ml_weight"]):
+    changed = state.label_changes()  # recorded since the previous round chose its batch
+    changed = changed[changed["old_label"].notna() & (changed["at"] >= rounds.loc[number - 1, "created_at"])]
+    withdrawn = int(changed["new_label"].isna().sum())
+    lines.append(f"- crowd labels changed by later votes: {len(changed) - withdrawn} relabelled, {withdrawn} withdrawn")
+    if pd.notna(rounds.loc[number - 1, "ml_weight"]):
         was = rounds["ml_weight"].get(number - 2)
         lines.append(f"- weight of the learner's vote in the consensus of round {number - 1}: "
                      f"{rounds.loc[number - 1, 'ml_weight']:.2f}" + (f" (round {number - 2}: {was:.2f})"

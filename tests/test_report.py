@@ -23,7 +23,7 @@ BATCH = 6
 #: so subject ids (which seed the crowd's answers) follow the batch order and the outcome is reproducible
 FAST = ["data.n=600", f"al.batch_size={BATCH}", "al.seed_per_class=2", "images.size=[160,120]",
         "images.durations=[1.0]", "images.n_jobs=1", "images.progress=false", "crowd.volunteers.volunteers=8",
-        "crowd.volunteers.accuracy=0.6", "campaign.workflow.retirement_count=3", "++campaign.retirement.max_votes=2",
+        "crowd.volunteers.accuracy=0.6", "campaign.workflow.retirement_count=3", "campaign.retirement.max_votes=2",
         "uploader.workers=1"]
 
 
@@ -47,14 +47,8 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def state_counts(campaign: Path, number: int) -> dict[str, int]:
     """A round's subjects by outcome, as the campaign state holds them."""
     with closing(CampaignState(campaign)) as state:
-        size = len(state.batch(number))
-        if hasattr(state, "subjects"):
-            status = state.subjects(round=number)["status"].value_counts()
-            return {"size": size, **{s: int(status.get(s, 0)) for s in ("labelled", "disputed", "active")}}
-        labels, closed = state.labels(), state.rounds().set_index("number").loc[number, "status"] == "labelled"
-    labelled = int((labels["round"] == number).sum())
-    return {"size": size, "labelled": labelled, "disputed": (size - labelled) * closed,
-            "active": (size - labelled) * (not closed)}
+        size, status = len(state.batch(number)), state.subjects(round=number)["status"].value_counts()
+    return {"size": size, **{s: int(status.get(s, 0)) for s in ("labelled", "disputed", "active")}}
 
 
 def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality_curve(campaign: Path):
@@ -63,15 +57,20 @@ def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality
     # the previous round's outcome, counted as the state counts it
     counts = state_counts(campaign, 2)
     assert counts["disputed"] > 0  # the fallible crowd left something to dispute
-    assert (f"Round 2 showed {counts['size']} subjects: **{counts['labelled']} labelled**, "
-            f"**{counts['disputed']} disputed**") in report
     with closing(CampaignState(campaign)) as state:
-        labels, batch2, batch3 = state.labels(), state.batch(2), state.batch(3)
-    disputed = set(batch2["candidate_id"]) - set(labels.index[labels["round"] == 2])
-    assert all(f"| {c} |" in report for c in disputed)
+        labels, batch3, subjects = state.labels(), state.batch(3), state.subjects(round=2)
+        cast, all_votes = state.classifications(round=2), state.votes()
+    assert (f"Round 2 showed {counts['size']} subjects: **{counts['labelled']} labelled**, "
+            f"**{counts['disputed']} disputed** (no consensus within the vote cap: no label), 0 still active; "
+            f"{subjects['votes'].sum()} votes.") in report
+    for subject, row in subjects[subjects["status"] == "disputed"].iterrows():  # each with its votes
+        answers = cast.loc[cast["subject_id"] == subject, "answer"].value_counts()
+        assert f"| {subject} | {row['candidate_id']} | {', '.join(f'{c} {n}' for c, n in answers.items())} |" in report
     truth = re.search(r"In this simulation, \*\*(\d+) of (\d+)\*\* new labels", report)
     assert truth and int(truth[2]) == counts["labelled"]
     assert (round_dir / "plots" / "agreement.png").read_bytes().startswith(b"\x89PNG")
+    assert f"Volunteer skill as GravitySpyConsensus estimates it from all {len(all_votes)} votes so far" in report
+    assert (round_dir / "plots" / "volunteer_skill.png").read_bytes().startswith(b"\x89PNG")
 
     # the contact sheet: one captioned thumbnail per batch subject, in batch order
     sheet = Image.open(round_dir / "plots" / "contact_sheet_1.png")

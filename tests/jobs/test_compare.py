@@ -20,7 +20,8 @@ def sweep_run(sweep: Path, name: str, strategy: str, macro_f1: list[float]) -> N
     (run / ".hydra").mkdir(parents=True)
     OmegaConf.save({"hydra": {"runtime": {"choices": {"strategy": strategy}}}}, run / ".hydra" / "hydra.yaml")
     curve = pd.DataFrame({"round": range(len(macro_f1)), "labels": [10 * (r + 1) for r in range(len(macro_f1))],
-                          "macro_f1": macro_f1, "accuracy": macro_f1, "label_accuracy": 1.0, "full_pool_macro_f1": 1.0})
+                          "macro_f1": macro_f1, "accuracy": macro_f1, "label_accuracy": 1.0, "votes": 0, "disputed": 0,
+                          "full_pool_macro_f1": 1.0})
     write_csv(curve, run / CURVE, CURVE_SCHEMA)
 
 
