@@ -160,27 +160,6 @@ def fixed_fold_performance(
     )
 
 
-def cross_validated_performance(
-    estimator: Any, X_labelled: Any, y_labelled: Sequence | np.ndarray, folds: int = 5, seed: int = 0
-) -> Performance:
-    """Stratified k-fold out-of-fold scores of a clone of ``estimator``.
-
-    Labels are few in early rounds, so k is lowered to the size of the largest class when that is smaller
-    (scikit-learn warns when some class has fewer members than k: those classes are scored on fewer folds).
-    """
-    X, y = _features(X_labelled), _labels(y_labelled)
-    cv = _folds(y, folds, seed)
-    n_folds = cv.get_n_splits()
-    predicted = cross_val_predict(clone(estimator), X, y, cv=cv)
-    return Performance(
-        accuracy=float(accuracy_score(y, predicted)),
-        balanced_accuracy=float(balanced_accuracy_score(y, predicted)),
-        macro_f1=float(f1_score(y, predicted, average="macro", zero_division=0)),
-        n_folds=n_folds,
-        n_labelled=len(y),
-    )
-
-
 def cross_validated_proba(estimator: Any, X_labelled: Any, y_labelled: Sequence | np.ndarray, classes: Sequence[str],
                           folds: int = 5, seed: int = 0) -> np.ndarray:
     """Out-of-fold class probabilities of the labelled candidates, columns in ``classes`` order (0 for a
