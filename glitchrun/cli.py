@@ -1,35 +1,37 @@
-"""The single entrypoint: compose the config, instantiate the selected job, run it.
+"""The single entrypoint: compose the config, check it, instantiate the selected job, run it.
 
 Business logic lives in the job components; this module only wires Hydra to them so that the same
-``run(cfg)`` is callable from tests with a config made by Hydra's compose API.
+``run(cfg)`` is callable from tests with a config made by Hydra's compose API. What the terminal shows
+(errors, warnings, ``--version``, ``--copy-config``) is ``glitchrun.console``'s.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-log = logging.getLogger("glitchrun")
+from glitchrun import config, console
 
 
 def run(cfg: DictConfig) -> Any:
-    """Instantiate ``cfg.job`` (with every component it references) and run it."""
+    """Check ``cfg`` (names and types), instantiate ``cfg.job`` with every component it references, run it."""
+    config.check(cfg)
     job = instantiate(cfg.job, _convert_="all")
     return job.run()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://glitchrun.conf", config_name="config")
-def main(cfg: DictConfig) -> Any:
-    try:
+def compose_and_run(cfg: DictConfig) -> Any:
+    with console.job_console():
         return run(cfg)
-    except Exception:
-        # into the run directory's log file with the traceback, before Hydra turns it into exit code 1
-        log.exception("glitchrun job failed")
-        raise
+
+
+def main() -> None:
+    """The ``glitchrun`` command."""
+    console.command(compose_and_run)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Hydra saves every override into ``.hydra/{config,hydra,overrides}.yaml`` before the job runs, so a
 password given as ``+password=...`` would sit in plain text in the run directory. Credentials belong in
-the environment; this stops such a run before Hydra writes anything. It exits the process (SystemExit)
-rather than raising an error, because Hydra turns a callback's exceptions into mere warnings.
+the environment; this stops such a run before Hydra writes anything. It exits the process (``Reported``, a
+SystemExit: one line, exit code 2) rather than raising an error, because Hydra turns a callback's exceptions
+into mere warnings.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from glitchrun.console import Reported
 
 #: last component of an override key that names a credential (``backend.token_lifetime`` does not)
 CREDENTIAL_KEY = re.compile(r"password|passwd|secret|^(access_|refresh_)?token$|api_?key|^credentials?$", re.I)
@@ -30,8 +33,8 @@ class RefuseCredentialOverrides(Callback):
     def check(self, config: DictConfig) -> None:
         keys = credential_keys(list(config.hydra.overrides.task))
         if keys:
-            raise SystemExit(
-                f"glitchrun: refusing to run: {', '.join(keys)} on the command line look like credentials, which Hydra "
+            raise Reported(
+                f"refusing to run: {', '.join(keys)} on the command line look like credentials, which Hydra "
                 "would save in plain text under .hydra/; set PANOPTES_USERNAME/PANOPTES_PASSWORD (or "
                 "PANOPTES_CLIENT_ID/PANOPTES_CLIENT_SECRET) in the environment instead"
             )

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
+import hydra
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+
+import glitchrun
+from glitchrun import config, console
+from glitchrun.data.loaders import resolve_path
 
 REPO = Path(__file__).resolve().parents[1]
 GROUPS = ["job", "backend", "data", "learner", "strategy", "images", "crowd"]
@@ -44,6 +51,7 @@ def test_every_group_has_options():
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_instantiates(group: str, option: str, tmp_path: Path):
     cfg = compose_config(tmp_path, [f"{group}={option}"])
+    config.check(cfg)  # the typed config takes every shipped option
     OmegaConf.resolve(cfg)  # every interpolation resolves
     node = cfg[group]
     obj = instantiate(node)
@@ -67,11 +75,30 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PANOPTES_")}
 
 
-def test_help_lists_jobs_and_groups(tmp_path: Path):
+def test_help_lists_jobs_groups_overlays_and_where_the_configs_are(tmp_path: Path):
     out = run_glitchrun(["--help"], tmp_path)
     assert out.returncode == 0, out.stderr
-    for word in ("al_round", "init_project", "dedupe", "update_metadata", "PANOPTES_USERNAME", "strategy:", "backend:"):
-        assert word in out.stdout
+    for word in ("al_round", "init_project", "dedupe", "update_metadata", "PANOPTES_USERNAME", "GLITCHRUN_DEBUG",
+                 "strategy=    mixed (default), ", "backend=     local (default), zooniverse",
+                 "+experiment= o3a_sample", f"are in {REPO / 'conf'}", "--copy-config", "--config-dir", "--config-path"):
+        assert word in out.stdout, word
+
+
+def test_version_names_glitchrun_and_hydra(tmp_path: Path):
+    out = run_glitchrun(["--version"], tmp_path)
+    assert out.returncode == 0 and out.stdout.strip() == f"glitchrun {glitchrun.__version__} (Hydra {hydra.__version__})"
+
+
+def test_copy_config_makes_a_copy_that_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """In-process (the copy is plain files); the copy composes with --config-path as the help says."""
+    mine = tmp_path / "my_conf"
+    console.command(lambda: None, ["--copy-config", str(mine)])
+    assert f"glitchrun --config-path {mine}" in capsys.readouterr().out
+    assert (mine / "config.yaml").read_text() == (REPO / "conf" / "config.yaml").read_text()
+    assert sorted(p.name for p in mine.glob("strategy/*.yaml")) == sorted(p.name for p in (REPO / "conf/strategy").glob("*.yaml"))
+    with pytest.raises(SystemExit) as again:
+        console.command(lambda: None, ["--copy-config", str(mine)])
+    assert again.value.code == console.USER_ERROR and "already exists" in capsys.readouterr().err
 
 
 def test_cfg_job_prints_the_composed_job(tmp_path: Path):
@@ -81,10 +108,26 @@ def test_cfg_job_prints_the_composed_job(tmp_path: Path):
 
 
 def test_failure_is_logged_with_traceback_in_the_run_dir(tmp_path: Path):
-    out = run_glitchrun(["backend=zooniverse", "hydra.run.dir=run"], tmp_path)
-    assert out.returncode == 1
+    out = run_glitchrun(["backend=zooniverse", "job=export_request", "hydra.run.dir=run"], tmp_path)
+    assert out.returncode == console.USER_ERROR
     log = (tmp_path / "run" / "glitchrun.log").read_text()
     assert "Traceback" in log and "CredentialsError" in log and "PANOPTES_USERNAME" in log
+
+
+def test_third_party_warnings_go_to_the_log_file_not_the_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    root = logging.getLogger()
+    handler = logging.FileHandler(tmp_path / "glitchrun.log")
+    root.addHandler(handler)
+    try:
+        with console.job_console():
+            warnings.warn("a library's deprecation notice", FutureWarning)
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        logging.captureWarnings(False)
+    assert "a library's deprecation notice" in (tmp_path / "glitchrun.log").read_text()
+    seen = capsys.readouterr()
+    assert "deprecation notice" not in seen.err + seen.out
 
 
 def test_console_script_from_a_wheel_outside_the_source_tree(tmp_path: Path):
@@ -113,4 +156,4 @@ def test_experiment_overlays_compose_and_name_existing_data(experiment: str, tmp
     OmegaConf.resolve(cfg)
     instantiate(cfg.job)  # the whole job graph builds
     path = cfg.data.get("path")
-    assert path is None or (REPO / path).resolve().is_file(), f"{path} (relative to the checkout's root)"
+    assert path is None or resolve_path(path).is_file(), f"{path} (from the checkout's root, or pkg://)"

@@ -54,6 +54,7 @@ class InitProject:
         subject_set_name: str = "initial",
         manifest: str | None = None,
         key_column: str = "candidate_id",
+        media_anywhere: bool = False,
     ) -> None:
         self.backend = backend
         self.project = project
@@ -63,6 +64,7 @@ class InitProject:
         self.subject_set_name = subject_set_name
         self.manifest = manifest
         self.key_column = key_column
+        self.media_anywhere = media_anywhere
 
     def validate(self) -> tuple[ProjectSpec, WorkflowSpec, Manifest | None]:
         """The checked settings and manifest; raises before anything is sent if any is unusable."""
@@ -77,7 +79,7 @@ class InitProject:
             return project, workflow, None
         if not str(self.subject_set_name or "").strip():
             raise ValueError("job.subject_set_name is empty: the subject set needs a name")
-        return project, workflow, read_manifest(self.manifest, self.key_column)
+        return project, workflow, read_manifest(self.manifest, self.key_column, media_anywhere=self.media_anywhere)
 
     def run(self) -> dict[str, str]:
         """The ids of the project, workflow and (with a manifest) subject set; also written to the run directory."""

@@ -156,7 +156,7 @@ def read_export(path: str | os.PathLike[str], export_type: str) -> pd.DataFrame:
     Raises ``CsvError`` naming the file, lines and columns that do not fit Zooniverse's format.
     """
     fmt = FORMATS[export_type]
-    frame = read_csv(path, fmt.schema, what=fmt.schema.name, **READ_OPTIONS)
+    frame = read_csv(path, fmt.schema, what=fmt.schema.name, allow_no_rows=True, **READ_OPTIONS)
     for column in fmt.json:
         frame[column] = frame[column].map(json.loads)
     for column in fmt.times:

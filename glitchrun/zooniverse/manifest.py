@@ -12,10 +12,15 @@ when at least one of its cells refers to media, i.e. is an http(s) URL, names an
 manifest's folder, or ends in a supported extension. Every cell of a media column must then be filled
 and be a URL or an existing file with a supported type, so a missing or misspelt file is an error, not a
 column silently demoted to metadata (which is what the CLI's "any file that exists" rule does).
+
+Every local media file is checked by its content before anything is sent: not empty, at most
+``MAX_MEDIA_BYTES``, and holding what its extension says (magic bytes; images parsed by Pillow), so volunteers
+never get a broken subject. Its path must stay inside the manifest's folder unless the caller allows others.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +30,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 import pandera.pandas as pa
+from PIL import Image
 
 from glitchrun.csvio import CsvError, read_csv, validate
 
@@ -41,6 +47,13 @@ MEDIA_TYPES = {
     ".json": "application/json",
 }
 HIDDEN_PREFIXES = ("#", "!")
+#: the largest media file accepted: the official panoptes CLI's limit (panoptes_cli/commands/subject_set.py,
+#: MAX_UPLOAD_FILE_SIZE = 1024 * 1024; the server itself takes files by signed URL and checks no size)
+MAX_MEDIA_BYTES = 1024 * 1024
+#: how a file of each image type starts (an MP4's "ftyp" box is at byte 4, checked apart)
+MAGIC = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",), "image/gif": (b"GIF87a", b"GIF89a")}
+#: Pillow's name of each image type
+PILLOW_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF"}
 
 #: a local media file, or an external one as ``{mime type: url}``
 Location = Path | dict[str, str]
@@ -56,6 +69,36 @@ def is_url(value: str) -> bool:
     return value.lower().startswith(("http://", "https://"))
 
 
+def holds_its_type(path: Path, mime: str) -> bool:
+    """Whether the file's bytes are what its MIME type says: magic bytes, then a parse of the whole file.
+
+    PNGs are checked with Pillow's ``verify`` (every chunk read and its CRC checked, a truncated file fails,
+    ~0.1 ms); JPEG and GIF are decoded, since ``verify`` does not look at their data.
+    """
+    data = path.read_bytes()
+    try:
+        if mime in MAGIC:
+            if not data.startswith(MAGIC[mime]):
+                return False
+            with Image.open(path) as image:
+                if image.format != PILLOW_FORMATS[mime]:
+                    return False
+                image.verify() if mime == "image/png" else image.load()
+            return True
+        if mime == "video/mp4":
+            return data[4:8] == b"ftyp"
+        if mime == "audio/mpeg":
+            return data.startswith(b"ID3") or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0)
+        text = data.decode("utf-8")
+        if mime == "application/json":
+            json.loads(text)
+        elif mime == "image/svg+xml":
+            return "<svg" in text
+        return True
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+
+
 @dataclass(frozen=True)
 class Manifest:
     """A validated manifest; ``frame`` holds one row per subject, indexed by key, in manifest order."""
@@ -67,11 +110,13 @@ class Manifest:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, key_column: str, base_dir: Path,
-                   media_columns: list[str] | None = None, *, source: str = "manifest") -> Manifest:
+                   media_columns: list[str] | None = None, *, source: str = "manifest",
+                   media_anywhere: bool = False) -> Manifest:
         """Validate a manifest frame (file names relative to ``base_dir``); raise ``CsvError`` if unusable.
 
-        The key may also be the frame's index name. Errors name rows as CSV file lines (header = line 1).
-        Key and media cells become strings; metadata keeps numbers as numbers, and missing values become None.
+        The key may also be the frame's index name. Errors name rows as CSV file lines (header = line 1, or
+        the lines ``read_csv`` recorded). Key and media cells become strings; metadata keeps numbers as
+        numbers, and missing values become None. Local media must lie under ``base_dir`` unless ``media_anywhere``.
         """
         base_dir = Path(base_dir)
         if key_column not in frame.columns and frame.index.name == key_column:
@@ -88,7 +133,7 @@ class Manifest:
                            "name them with media_columns")
         text_columns = [key_column, *media_columns]
         frame[text_columns] = frame[text_columns].map(lambda v: "" if pd.isna(v) else str(v).strip())
-        validate(frame, manifest_schema(frame, key_column, media_columns, base_dir), source=source)
+        validate(frame, manifest_schema(frame, key_column, media_columns, base_dir, media_anywhere), source=source)
         return cls(frame.set_index(key_column, drop=False), key_column, base_dir, list(media_columns))
 
     @property
@@ -106,12 +151,15 @@ class Manifest:
         return [{media_type(row[c]): row[c]} if is_url(row[c]) else self.base_dir / row[c] for c in self.media_columns]
 
 
-def read_manifest(path: str | os.PathLike[str], key_column: str, media_columns: list[str] | None = None) -> Manifest:
-    """Read and validate a manifest CSV; file names in it are relative to its folder."""
+def read_manifest(path: str | os.PathLike[str], key_column: str, media_columns: list[str] | None = None, *,
+                  media_anywhere: bool = False) -> Manifest:
+    """Read and validate a manifest CSV; file names in it are relative to its folder (and stay inside it
+    unless ``media_anywhere``)."""
     path = Path(path)
-    # every cell as text (a key "007" stays "007"); blank lines kept so that errors name the right lines
+    # every cell as text (a key "007" stays "007"); blank lines kept: a blank row is refused, not skipped
     frame = read_csv(path, what="manifest", dtype=str, keep_default_na=False, skip_blank_lines=False)
-    return Manifest.from_frame(frame, key_column, path.parent, media_columns, source=f"manifest {path}")
+    return Manifest.from_frame(frame, key_column, path.parent, media_columns, source=f"manifest {path}",
+                               media_anywhere=media_anywhere)
 
 
 def check_columns(frame: pd.DataFrame, key_column: str, media_columns: list[str] | None, source: str) -> None:
@@ -141,12 +189,16 @@ def detect_media_columns(frame: pd.DataFrame, key_column: str, base_dir: Path) -
     return [c for c in candidates if frame[c].map(refers_to_media).any()]
 
 
-def manifest_schema(frame: pd.DataFrame, key_column: str, media_columns: list[str], base_dir: Path) -> pa.DataFrameSchema:
-    """The pandera schema of this manifest: key filled and unique, media present and of a supported type.
+def manifest_schema(frame: pd.DataFrame, key_column: str, media_columns: list[str], base_dir: Path,
+                    media_anywhere: bool = False) -> pa.DataFrameSchema:
+    """The pandera schema of this manifest: key filled and unique, media present, inside the manifest's
+    folder, of a supported type and usable by its content.
 
-    A blank row fails once, as "row is not empty" on the key column, instead of once per column.
+    A blank row fails once, as "row is not empty" on the key column, instead of once per column; each media
+    check looks only at the cells that passed the checks before it, so a cell fails once, for its first fault.
     """
     blank = frame.map(lambda v: pd.isna(v) or v == "").all(axis=1)
+    root = base_dir.resolve()
 
     def cells(name: str, ok: Callable[[str], bool]) -> pa.Check:
         return pa.Check(lambda s: s.map(ok) | blank.loc[s.index], name=name)
@@ -154,15 +206,34 @@ def manifest_schema(frame: pd.DataFrame, key_column: str, media_columns: list[st
     def duplicated(s: pd.Series) -> pd.Series:
         return s.duplicated(keep=False) & s.ne("")
 
+    def inside(v: str) -> bool:
+        return media_anywhere or (base_dir / v).resolve().is_relative_to(root)
+
+    def local(v: str) -> Path | None:
+        """The file of a cell that passed the checks on its name, None for a URL or a cell failed earlier."""
+        if not v or is_url(v) or not inside(v) or media_type(v) is None or not (base_dir / v).is_file():
+            return None
+        return base_dir / v
+
     key_checks = [
         pa.Check(lambda s: ~blank.loc[s.index], name="row is not empty"),
         cells("key is filled", bool),
         pa.Check(lambda s: ~duplicated(s), name="key is unique"),
     ]
+    size = f"{MAX_MEDIA_BYTES // 1024 ** 2} MiB"
     media_checks = [
         cells("media is filled", bool),
-        cells("media file exists (or is an http(s) URL)", lambda v: not v or is_url(v) or (base_dir / v).is_file()),
+        cells("media path stays inside the manifest's folder (or is an http(s) URL)",
+              lambda v: not v or is_url(v) or inside(v)),
         cells(f"media type is one of {', '.join(sorted(MEDIA_TYPES))}", lambda v: not v or media_type(v) is not None),
+        cells("media file exists (or is an http(s) URL)",
+              lambda v: not v or is_url(v) or not inside(v) or media_type(v) is None or (base_dir / v).is_file()),
+        cells("media file is not empty", lambda v: (p := local(v)) is None or p.stat().st_size > 0),
+        cells(f"media file is at most {size}, Zooniverse's limit",
+              lambda v: (p := local(v)) is None or p.stat().st_size <= MAX_MEDIA_BYTES),
+        cells("media file holds what its extension says",
+              lambda v: (p := local(v)) is None or not 0 < p.stat().st_size <= MAX_MEDIA_BYTES
+              or holds_its_type(p, media_type(v))),
     ]
     columns = {key_column: pa.Column(checks=key_checks)} | {c: pa.Column(checks=media_checks) for c in media_columns}
     return pa.DataFrameSchema(columns)

@@ -22,7 +22,7 @@ DRAWING = {"type": "drawing", "instruction": "Trace the glitch", "tools": [{"typ
 
 
 def make_workflow(connection, config: dict, name: str = "Glitch classification") -> Workflow:
-    project, _ = ensure_project(ProjectSpec(display_name="tasks", description="tests"), connection.login)
+    project, _ = ensure_project(ProjectSpec(display_name="tasks", description="tests", private=False), connection.login)
     spec = {k: v for k, v in config.items() if k in WorkflowSpec.__dataclass_fields__}
     workflow, _ = ensure_workflow(project, WorkflowSpec(**{**spec, "display_name": name}))
     return workflow

@@ -2,20 +2,30 @@
 naming the file, the line and the column, and the embedded Panoptes left exactly as it was.
 
 The corpus (``bad_inputs/<kind>__<defect>.csv``) holds each kind's good file and its kind-specific
-defects; encodings, delimiters, an empty file and a 200,000-row file are made from the good file here.
+defects, and manifests of broken media (``bad_inputs/media/``: empty, not an image, truncated, another type
+than its extension, a type Zooniverse does not take, a path leaving the manifest's folder). Encodings,
+delimiters, an empty file, ragged rows, a header without rows, the spreadsheet variants (CRLF, BOM, a trailing
+empty column, a trailing comma on the data rows only, quoted cells spanning lines) and a 200,000-row file are
+made from the good file here.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
+from glitchrun.csvio import CsvError
 from glitchrun.data.loaders import CsvData, GravitySpyData
 from glitchrun.jobs.update_metadata import UpdateMetadata
 from glitchrun.zooniverse.backend import LocalBackend
@@ -23,7 +33,7 @@ from glitchrun.zooniverse.exports import read_classification_export, read_subjec
 from glitchrun.zooniverse.manifest import read_manifest
 
 from .conftest import RunJob, SeedCampaign
-from .helpers import fingerprint
+from .helpers import fingerprint, write_manifest
 
 #: ``refuse(kind, path)``: the error message of the kind's job on the file
 Refuse = Callable[[str, Path], str]
@@ -104,7 +114,31 @@ DEFECTS = {
     "features__nan.csv": ["column 'f2' fails not_nullable at line 3"],
     "features__wrong_type.csv": ["column 'f2'", "at line 4", "'three'"],
     "features__unknown_label.csv": ["column 'label'", "at line 4", "'whistle'"],
+    "manifest__media_empty.csv": ["column 'image_1' fails media file is not empty at line 3", "'media/empty.png'"],
+    "manifest__media_not_an_image.csv": ["column 'image_1' fails media file holds what its extension says at line 3",
+                                         "'media/text.png'"],
+    "manifest__media_truncated.csv": ["column 'image_1' fails media file holds what its extension says at line 3",
+                                      "'media/truncated.png'"],
+    "manifest__media_content_not_type.csv": ["column 'image_1' fails media file holds what its extension says",
+                                             "at line 3", "'media/png_named.jpg'"],
+    "manifest__media_bad_json.csv": ["column 'image_1' fails media file holds what its extension says at line 3"],
+    "manifest__media_bad_svg.csv": ["column 'image_1' fails media file holds what its extension says at line 3"],
+    "manifest__media_type_not_allowed.csv": ["column 'image_1' fails media type is one of", "at line 3",
+                                             "'media/scan.tiff'"],
+    "manifest__media_outside_folder.csv": ["column 'image_1' fails media path stays inside the manifest's folder",
+                                           "at line 3", "'../../../docs/images/example_qscan.png'"],
 }
+#: per kind, a free-text or JSON column whose first cell can span two lines without changing what it means
+MULTILINE_COLUMN = {"manifest": "note", "metadata": "note", "features": "comment", "gravityspy_o3": "comment",
+                    "gravityspy_v1": "comment", "classification_export": "metadata", "subject_export": "metadata"}
+#: per kind, a defect file whose failures are after its first row (their lines move when that row spans two)
+LATER_DEFECT = {"manifest": "manifest__missing_file.csv", "metadata": "metadata__wrong_type.csv",
+                "features": "features__wrong_type.csv", "gravityspy_o3": "gravityspy_o3__wrong_type.csv",
+                "gravityspy_v1": "gravityspy_v1__wrong_type.csv",
+                "classification_export": "classification_export__wrong_type.csv",
+                "subject_export": "subject_export__wrong_type.csv"}
+#: kinds a header without rows is fine for: an export made before anything was classified
+MAY_BE_EMPTY = {"classification_export", "subject_export"}
 
 
 def latin1(text: str) -> bytes:
@@ -170,12 +204,108 @@ def test_other_encodings_delimiters_and_empty_files_are_refused(refuse: Refuse, 
         assert fragment in message, f"{fragment!r} is not in the error: {message}"
 
 
+def rows_of(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def csv_text(rows: list[list[str]], line_end: str = "\n") -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator=line_end).writerows(rows)
+    return out.getvalue()
+
+
+def spanning_two_lines(text: str, column: str) -> str:
+    """The file with the first row's cell of ``column`` over two lines (a JSON cell broken after a comma)."""
+    rows = rows_of(text)
+    at = rows[0].index(column)
+    cell = rows[1][at]
+    rows[1][at] = cell.replace(",", ",\n", 1) if cell.startswith("{") else cell + "\nsecond line"
+    return csv_text(rows)
+
+
+#: spreadsheet variants of the good file, read as the good file is
+SPREADSHEET: dict[str, Callable[[str], bytes]] = {
+    "byte order mark": lambda text: b"\xef\xbb\xbf" + text.encode(),
+    "CRLF line ends": lambda text: csv_text(rows_of(text), "\r\n").encode(),
+    "trailing empty column": lambda text: csv_text([r + [""] for r in rows_of(text)]).encode(),
+    "trailing comma on data rows only": lambda text: csv_text([r + [""] * (i > 0) for i, r in enumerate(rows_of(text))]
+                                                              ).encode(),
+    "all of them": lambda text: b"\xef\xbb\xbf" + csv_text([r + [""] for r in rows_of(text)], "\r\n").encode(),
+}
+
+
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_a_byte_order_mark_is_accepted(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("variant", sorted(SPREADSHEET))
+def test_spreadsheet_variants_are_read_as_the_good_file(tmp_path: Path, kind: str, variant: str) -> None:
     good = CORPUS / f"{kind}__good.csv"
-    marked = tmp_path / good.name
-    marked.write_bytes(b"\xef\xbb\xbf" + good.read_bytes())
-    pd.testing.assert_frame_equal(KINDS[kind].read(marked), KINDS[kind].read(good))
+    saved = tmp_path / good.name
+    saved.write_bytes(SPREADSHEET[variant](good.read_text(encoding="utf-8")))
+    pd.testing.assert_frame_equal(KINDS[kind].read(saved), KINDS[kind].read(good))
+
+
+#: ragged files made from the good one: (the transformed text, what the error must say)
+RAGGED: dict[str, tuple[Callable[[list[list[str]]], list[list[str]]], str]] = {
+    "a row with an extra cell": (lambda rows: rows[:2] + [rows[2] + ["extra"]] + rows[3:],
+                                 "line 3 has more cells than the header's"),
+    "a row missing its last cell": (lambda rows: rows[:3] + [rows[3][:-1]] + rows[4:],
+                                    "line 4 has fewer cells than the header's"),
+    "a trailing column with one value": (lambda rows: [r + [""] for r in rows[:3]] + [rows[3] + ["x"]] + rows[4:],
+                                         "has no name in the header but holds values at line 4"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("defect", sorted(RAGGED))
+def test_a_row_with_more_or_fewer_cells_than_the_header_is_refused_at_its_line(refuse: Refuse, tmp_path: Path,
+                                                                               kind: str, defect: str) -> None:
+    """Before, pandas made the extra cells the row index and blamed other columns at lines that do not exist."""
+    make, expected = RAGGED[defect]
+    path = tmp_path / f"{kind}.csv"
+    path.write_text(csv_text(make(rows_of((CORPUS / f"{kind}__good.csv").read_text(encoding="utf-8")))))
+    message = refuse(kind, path)
+    assert str(path) in message and expected in message, message
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_header_without_rows_is_refused_where_rows_are_needed(refuse: Refuse, tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"{kind}.csv"
+    path.write_text((CORPUS / f"{kind}__good.csv").read_text(encoding="utf-8").splitlines()[0] + "\n")
+    if kind in MAY_BE_EMPTY:
+        assert KINDS[kind].read(path).empty
+    else:
+        message = refuse(kind, path)
+        assert f"{path}: the file has a header but no rows" in message, message
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_lines_are_counted_as_an_editor_shows_them_after_a_cell_spanning_two(refuse: Refuse, tmp_path: Path,
+                                                                             kind: str) -> None:
+    """The defect file with its first row's cell over two lines: every later line number is one more."""
+    name = LATER_DEFECT[kind]
+    path = tmp_path / name
+    path.write_text(spanning_two_lines((CORPUS / name).read_text(encoding="utf-8"), MULTILINE_COLUMN[kind]))
+    message = refuse(kind, path)
+    for expected in DEFECTS[name]:
+        moved = re.sub(r"line (\d+)", lambda m: f"line {int(m[1]) + 1}", expected)
+        assert moved in message, f"{moved!r} is not in the error: {message}"
+
+
+def test_a_media_file_over_zooniverse_s_size_limit_is_refused(refuse: Refuse, tmp_path: Path) -> None:
+    """1 MiB, the official panoptes CLI's limit: a noise PNG of 1.1 MB (it does not compress)."""
+    path = write_manifest(tmp_path / "upload", 2)
+    big = tmp_path / "upload" / "g0001_1.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (610, 610, 3), dtype=np.uint8)).save(big)
+    assert big.stat().st_size > 1024 * 1024
+    message = refuse("manifest", path)
+    assert "column 'image_1' fails media file is at most 1 MiB, Zooniverse's limit at line 3" in message, message
+
+
+def test_media_outside_the_folder_are_taken_when_the_option_says_so(tmp_path: Path) -> None:
+    name = "manifest__media_outside_folder.csv"
+    with pytest.raises(CsvError):
+        read_manifest(CORPUS / name, "candidate_id")
+    manifest = read_manifest(CORPUS / name, "candidate_id", media_anywhere=True)
+    assert manifest.locations("g2")[1].resolve() == (CORPUS.parents[2] / "docs/images/example_qscan.png").resolve()
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

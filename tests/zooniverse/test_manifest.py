@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from glitchrun.csvio import CsvError
 from glitchrun.zooniverse.manifest import Manifest, read_manifest
 
 
 def write(folder: Path, text: str, files: tuple[str, ...] = ("a.png", "b.png", "c.jpg", "d.tif")) -> Path:
-    for name in files:
-        (folder / name).write_bytes(b"not really an image")
+    for i, name in enumerate(files):
+        Image.new("RGB", (4, 4), (i * 60, 0, 0)).save(folder / name, format="TIFF" if name.endswith(".tif") else None)
     path = folder / "manifest.csv"
     path.write_text(text)
     return path
@@ -93,5 +94,5 @@ def test_bad_columns(tmp_path: Path, text: str, key: str, media: list[str] | Non
 
 
 def test_an_empty_manifest_is_an_error(tmp_path: Path):
-    with pytest.raises(CsvError, match="no subjects"):
+    with pytest.raises(CsvError, match="has a header but no rows"):
         read_manifest(write(tmp_path, "candidate_id,image\n"), "candidate_id", ["image"])
