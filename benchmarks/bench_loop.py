@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -38,7 +37,8 @@ import requests
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
-from glitchrun.campaign.retire import decide, prior_frame
+from glitchrun.campaign.ingest import prior_frame
+from glitchrun.campaign.retire import decide
 from glitchrun.campaign.state import ACTIVE, DISPUTED, LABELLED
 from glitchrun.cli import run
 from glitchrun.crowd.consensus import ACCEPTED

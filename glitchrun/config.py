@@ -53,13 +53,22 @@ class AlSettings:
 
 
 @dataclass
+class RetirementSettings:
+    """``campaign.retirement``: glitchrun's consensus retirement (the workflow's own count is a safety cap)."""
+
+    max_votes: int
+    offer_disputed: bool = False
+
+
+@dataclass
 class CampaignSettings:
-    """``campaign``: the Zooniverse project and workflow, and where the campaign's state lives."""
+    """``campaign``: the Zooniverse project and workflow, how subjects retire, and where the state lives."""
 
     name: str
     state_dir: str
     project: ProjectSpec
     workflow: WorkflowSpec
+    retirement: RetirementSettings
 
 
 @dataclass

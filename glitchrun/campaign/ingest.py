@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from slugify import slugify
@@ -49,7 +50,7 @@ from slugify import slugify
 from glitchrun.campaign.state import CampaignState
 from glitchrun.campaign.tasks import AnswerError, IngestError, TaskSpec
 from glitchrun.crowd.consensus import ACCEPTED
-from glitchrun.csvio import file_line
+from glitchrun.csvio import LINES, file_line
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,11 @@ def tally(export: pd.DataFrame, state: CampaignState, consensus: Any, classes: S
     parsed = parse_export(export, classes, source, task)
     votes = parsed.votes
     first = votes.sort_values("classification_id").drop_duplicates(["subject_id", "volunteer"])
-    decided = consensus.aggregate(first[["subject_id", "volunteer", "label"]], classes, parsed.prior)
+    # the learner's whole distribution recorded when the batch was chosen; the export's top class elsewhere
+    recorded = prior_frame(state.distributions(), classes)
+    prior = parsed.prior if recorded is None else recorded.combine_first(parsed.prior) if parsed.prior is not None \
+        else recorded
+    decided = consensus.aggregate(first[["subject_id", "volunteer", "label"]], classes, prior)
     counts = aggregation_columns(first, parsed.task).reindex(decided.index)
     candidates = pd.Series(state.subject_candidates(), dtype=object).reindex(decided.index)
     status = decided["status"].where(candidates.notna(), UNKNOWN_SUBJECT)
@@ -164,6 +169,22 @@ def tally(export: pd.DataFrame, state: CampaignState, consensus: Any, classes: S
     report = report.reset_index()
     report["subject_id"] = report["subject_id"].astype(str)
     return Tally(report, len(export), len(votes) - len(first), parsed.unanswered, parsed.skipped)
+
+
+def prior_frame(distributions: Mapping[str, Mapping[str, float]], classes: Sequence[str]) -> pd.DataFrame | None:
+    """The learner's distributions as consensus priors (subjects x classes, rows summing to 1).
+
+    Probability the learner gave no class (an older state file kept only the top class) is spread evenly
+    over the classes it does not name.
+    """
+    if not distributions:
+        return None
+    classes = list(classes)
+    frame = pd.DataFrame.from_dict(dict(distributions), orient="index").reindex(columns=classes)
+    missing = frame.isna()
+    rest = (1.0 - frame.sum(axis=1)).clip(lower=0.0) / missing.sum(axis=1).replace(0, 1)
+    frame = frame.mask(missing, np.broadcast_to(rest.to_numpy()[:, None], frame.shape))
+    return frame.div(frame.sum(axis=1), axis=0)
 
 
 @dataclass
@@ -199,7 +220,8 @@ def parse_export(export: pd.DataFrame, classes: Sequence[str], source: str = "cl
         if reason is not None:
             skipped[reason] += 1
             continue
-        where = f"{file_line(index)}, column 'annotations' (classification {record.classification_id})"
+        line = file_line(index, export.attrs.get(LINES))
+        where = f"{line}, column 'annotations' (classification {record.classification_id})"
         try:
             value = task.value(record.annotations)
         except AnswerError as err:

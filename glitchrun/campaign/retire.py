@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from panoptes_client import Workflow
 
+from glitchrun.campaign.ingest import prior_frame
 from glitchrun.campaign.state import ACTIVE, DISPUTED, LABELLED, CampaignState
 from glitchrun.campaign.sync import SyncResult, sync_classifications
 from glitchrun.campaign.tasks import TaskSpec
@@ -40,22 +41,6 @@ CONSENSUS, OTHER = "consensus", "other"
 #: Workflow.retire_subjects sends at most this many ids per request (panoptes-client's @batchable)
 RETIRE_BATCH = 100
 CHANGE_COLUMNS = ["candidate_id", "old_label", "new_label", "round", "reason"]
-
-
-def prior_frame(distributions: Mapping[str, Mapping[str, float]], classes: Sequence[str]) -> pd.DataFrame | None:
-    """The learner's distributions as consensus priors (subjects x classes, rows summing to 1).
-
-    Probability the learner gave no class (an older state file kept only the top class) is spread evenly
-    over the classes it does not name.
-    """
-    if not distributions:
-        return None
-    classes = list(classes)
-    frame = pd.DataFrame.from_dict(dict(distributions), orient="index").reindex(columns=classes)
-    missing = frame.isna()
-    rest = (1.0 - frame.sum(axis=1)).clip(lower=0.0) / missing.sum(axis=1).replace(0, 1)
-    frame = frame.mask(missing, np.broadcast_to(rest.to_numpy()[:, None], frame.shape))
-    return frame.div(frame.sum(axis=1), axis=0)
 
 
 def fitted_ml_weight(estimator: Any, X: np.ndarray, y: np.ndarray, classes: Sequence[str], seed: int = 0) -> float | None:

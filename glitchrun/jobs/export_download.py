@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from glitchrun.zooniverse.exports import (
-    EXPORT_TYPES,
     EXPORT_INTERVAL,
+    EXPORT_TYPES,
     ExportJob,
     fetch_export,
     wait_until_ready,

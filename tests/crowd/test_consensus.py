@@ -13,8 +13,15 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from glitchrun.crowd.consensus import (ACCEPTED, DawidSkene, GravitySpyConsensus, MajorityVote, fit_ml_weight,
-                                       sequential_labels, softmax)
+from glitchrun.crowd.consensus import (
+    ACCEPTED,
+    DawidSkene,
+    GravitySpyConsensus,
+    MajorityVote,
+    fit_ml_weight,
+    sequential_labels,
+    softmax,
+)
 from glitchrun.crowd.simulated import Crowd, SimulatedCrowd
 from glitchrun.data.synthetic import FIT, GRAVITY_SPY_CLASSES
 

@@ -14,7 +14,8 @@ from panoptes_client import Panoptes, ProjectRole, SubjectWorkflowStatus, Workfl
 from panoptes_client.panoptes import PanoptesAPIException
 
 from glitchrun.campaign import sync
-from glitchrun.campaign.retire import apply_ml_weight, prior_frame
+from glitchrun.campaign.ingest import prior_frame
+from glitchrun.campaign.retire import apply_ml_weight
 from glitchrun.campaign.state import CampaignState
 from glitchrun.crowd.consensus import ACCEPTED, MajorityVote
 from glitchrun.crowd.simulated import Crowd, SimulatedCrowd
@@ -136,7 +137,7 @@ def test_a_pass_killed_between_requests_resumes_without_counting_or_retiring_twi
         original = CampaignState.add_classifications
 
         def add_then_die(self, rows, cursor):
-            added = original(self, rows, cursor)
+            original(self, rows, cursor)
             raise Killed()
 
         monkeypatch.setattr(CampaignState, "add_classifications", add_then_die)

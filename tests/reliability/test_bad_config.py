@@ -63,7 +63,7 @@ MISTYPED = [
     ("al_round", ["+campaign.workflow.retirment_count=2"], "did you mean campaign.workflow.retirement_count?"),
     ("al_round", ["+learner.n_estimatorz=5"], "learner.n_estimatorz is not a setting of learner; did you mean "
                                               "learner.n_estimators?"),
-    ("al_round", ["job.export_timeout=soon"], "job.export_timeout must be a number, got 'soon'"),
+    ("al_round", ["campaign.retirement.max_votes=many"], "campaign.retirement.max_votes must be an integer, got 'many'"),
     ("al_round", ["+images.durationz=[1.0]"], "did you mean images.durations?"),
     ("init_project", ["uploader.workers=1.5"], "uploader.workers must be an integer, got 1.5"),
     ("init_project", ["+job.manifset=m.csv"], "job.manifset is not a setting of job; did you mean job.manifest?"),
