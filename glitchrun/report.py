@@ -25,7 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-from glitchrun.campaign.retire import apply_ml_weight, prior_frame
+from glitchrun.campaign.ingest import prior_frame
+from glitchrun.campaign.retire import apply_ml_weight
 from glitchrun.campaign.state import ACTIVE, DISPUTED, LABELLED, CampaignState
 from glitchrun.csvio import read_csv, write_csv
 from glitchrun.data.loaders import Candidates
