@@ -1,4 +1,9 @@
-"""The round report: plots people would rather look at than read, and a short Markdown summary.
+"""The round report (``report.md`` with its plots) and the campaign views it shares with ``job=status``.
+
+A round's report closes the loop: what volunteers said about the previous round, the learner's quality
+over rounds on one fixed footing, why each candidate of the batch was chosen, and the batch itself as a
+contact sheet of its Q-scans and a table. Everything is read from the campaign state (plan.md interface 1),
+so a report says what the state holds.
 
 Figures are drawn with matplotlib's object API (``Figure`` + Agg canvas), not pyplot, so reports can be
 written from worker threads and parallel sweeps without a global figure state.
@@ -6,26 +11,368 @@ written from worker threads and parallel sweeps without a global figure state.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.image import imread
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-from glitchrun.learning.learner import Performance, cross_validated_performance
+from glitchrun.campaign.ingest import prior_frame
+from glitchrun.campaign.retire import apply_ml_weight
+from glitchrun.campaign.state import ACTIVE, DISPUTED, LABELLED, CampaignState
+from glitchrun.csvio import read_csv, write_csv
+from glitchrun.data.loaders import Candidates
+from glitchrun.learning.learner import fixed_fold_performance
+
+KEY = "candidate_id"
+FOLDS = 5
+#: which end of each strategy part's score is chosen (the part names of glitchrun.learning.strategies)
+PART_ENDS = {
+    "uncertainty": ("1 - probability of the predicted class", "the highest are chosen"),
+    "margin": ("gap between the two most probable classes", "the lowest are chosen"),
+    "entropy": ("entropy of the class probabilities (nats)", "the highest are chosen"),
+    "high_probability": ("probability of the predicted class",
+                         "the highest are chosen, one predicted class after another"),
+    "batch_uncertainty": ("1 - probability of the predicted class",
+                          "the highest are chosen, spread out by distance to labelled and chosen candidates"),
+    "committee": ("disagreement of a bagged committee", "the highest are chosen"),
+}
+#: thumbnails per contact sheet image, in rows of SHEET_COLUMNS; cell size in inches; sheet resolution
+SHEET_SIZE, SHEET_COLUMNS, CELL, SHEET_DPI = 40, 8, (2.0, 2.0), 80
+QUALITY = "quality_over_rounds.csv"
+QUALITY_SCHEMA = pa.DataFrameSchema(
+    {
+        "round": pa.Column(int, pa.Check.ge(1)),
+        "training_labels": pa.Column(int, pa.Check.ge(0)),  # labels known at that round's query
+        "evaluated": pa.Column(int, pa.Check.ge(0)),  # labels scored (the same for every round)
+        "macro_f1": pa.Column(float, nullable=True),
+        "accuracy": pa.Column(float, nullable=True),
+        "balanced_accuracy": pa.Column(float, nullable=True),
+    },
+    strict=True,
+)
 
 
-def save(fig: Figure, path: Path) -> Path:
+def save(fig: Figure, path: Path, **kwargs: Any) -> Path:
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, **{"dpi": 110, "bbox_inches": "tight", **kwargs})
     return path
 
 
-def class_balance_plot(path: Path, labelled: np.ndarray, pool_predicted: np.ndarray, batch_predicted: np.ndarray) -> Path:
+def markdown_table(frame: pd.DataFrame) -> list[str]:
+    """A GitHub Markdown table of ``frame`` (values as they print)."""
+    rows = [[str(v) for v in row] for row in frame.itertuples(index=False)]
+    return ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+# -- the campaign state, as plan.md interface 1 reads it ---------------------------------------------------
+def round_subjects(state: CampaignState, number: int) -> pd.DataFrame:
+    """The round's subjects (subject_id, candidate_id, status: labelled / disputed / active, votes)."""
+    return state.subjects(round=number).reset_index()[["subject_id", KEY, "status", "votes"]]
+
+
+def votes_cast(state: CampaignState, number: int) -> pd.DataFrame:
+    """The round's votes (subject_id, volunteer, answer): a volunteer's first answer to a subject, as the
+    consensus counts them."""
+    cast = state.classifications(round=number)
+    answered = cast.loc[cast["answer"].notna(), ["subject_id", "volunteer", "answer"]]
+    return answered.drop_duplicates(["subject_id", "volunteer"]).reset_index(drop=True)
+
+
+def round_table(state: CampaignState) -> pd.DataFrame:
+    """Every round: subject set, status, size, labelled / disputed / waiting subjects, votes spent."""
+    rows = []
+    for r in state.rounds().itertuples():
+        subjects = round_subjects(state, int(r.number))
+        counts = subjects["status"].value_counts()
+        rows.append({"round": int(r.number), "subject set": f"{r.subject_set_name} ({r.subject_set_id or '-'})",
+                     "status": r.status, "size": len(state.batch(int(r.number))),
+                     LABELLED: int(counts.get(LABELLED, 0)), DISPUTED: int(counts.get(DISPUTED, 0)),
+                     "waiting": int(counts.get(ACTIVE, 0)),
+                     "votes": int(subjects["votes"].fillna(0).sum())})
+    columns = ["round", "subject set", "status", "size", LABELLED, DISPUTED, "waiting", "votes"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# -- the previous round's outcome -------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    """What volunteers made of one round's subjects."""
+
+    number: int
+    subjects: pd.DataFrame  # round_subjects
+    votes: pd.DataFrame  # votes_cast of the round
+    labels: pd.DataFrame  # the labels of its labelled subjects (index candidate_id; label, agreement, votes)
+
+    def counts(self) -> dict[str, int]:
+        counts = self.subjects["status"].value_counts()
+        return {s: int(counts.get(s, 0)) for s in (LABELLED, DISPUTED, ACTIVE)}
+
+    def vote_counts(self) -> pd.Series:
+        """Per subject, its votes as text, most voted first: ``Blip 2, Tomte 1``."""
+        return self.votes.groupby("subject_id")["answer"].agg(
+            lambda a: ", ".join(f"{c} {n}" for c, n in a.value_counts().items()))
+
+    def top_share(self) -> pd.Series:
+        """Per subject, the share of its votes that went to its most voted answer."""
+        return self.votes.groupby("subject_id")["answer"].agg(lambda a: a.value_counts(normalize=True).iloc[0])
+
+
+def round_outcome(state: CampaignState, number: int) -> Outcome:
+    subjects = round_subjects(state, number)
+    labels = state.labels()
+    labelled = subjects.loc[subjects["status"] == LABELLED, KEY]
+    return Outcome(number, subjects, votes_cast(state, number), labels.loc[labels.index.intersection(labelled)])
+
+
+def agreement_plot(path: Path, outcome: Outcome) -> Path:
+    """How far volunteers agreed: the top answer's share of each subject's votes, stacked by the subject's status."""
+    fig = Figure(figsize=(5.5, 2.6))
+    ax = fig.add_subplot()
+    share = outcome.top_share()
+    status = outcome.subjects.set_index("subject_id")["status"].reindex(share.index)
+    ax.hist([share[status == s].to_numpy() for s in (LABELLED, DISPUTED, ACTIVE)], bins=np.linspace(0, 1, 21),
+            stacked=True, label=[LABELLED, DISPUTED, ACTIVE], color=["tab:green", "tab:red", "tab:grey"])
+    ax.set_xlabel("share of a subject's votes for its most voted answer")
+    ax.set_ylabel("subjects")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(f"Round {outcome.number}: agreement", fontsize=10)
+    return save(fig, path)
+
+
+def skill_plot(path: Path, confusion: dict[str, pd.DataFrame], class_prior: pd.Series | None, classes: Sequence[str],
+               votes: pd.DataFrame) -> Path:
+    """The consensus's volunteer confusion matrices (true class rows x answer columns): each volunteer's
+    estimated accuracy (the diagonal weighted by the class prior), and the crowd's matrix pooled over
+    volunteers by their votes."""
+    volunteers = sorted(confusion)
+    n_votes = votes["volunteer"].value_counts().reindex(volunteers, fill_value=0).to_numpy(dtype=float)
+    prior = (np.full(len(classes), 1 / len(classes)) if class_prior is None
+             else class_prior.reindex(classes, fill_value=0.0).to_numpy(dtype=float))
+    matrices = np.stack([confusion[v].reindex(index=classes, columns=classes, fill_value=0.0).to_numpy(dtype=float)
+                         for v in volunteers])
+    accuracy = matrices.diagonal(axis1=1, axis2=2) @ prior
+    pooled = np.tensordot(n_votes / max(n_votes.sum(), 1), matrices, axes=1)
+    seen = np.flatnonzero(np.isin(classes, votes["label"].unique()))
+    fig = Figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2, width_ratios=[1, 1.2])
+    order = np.argsort(accuracy)
+    left.barh(np.arange(len(volunteers)), accuracy[order], color="tab:blue")
+    left.set_yticks(np.arange(len(volunteers)), [f"{volunteers[i]} ({n_votes[i]:.0f})" for i in order], fontsize=6)
+    left.set_xlim(0, 1)
+    left.set_xlabel("estimated accuracy (diagonal weighted by the class prior)")
+    left.set_title("Volunteers (votes)", fontsize=10)
+    image = right.imshow(pooled[np.ix_(seen, seen)], vmin=0, vmax=1, cmap="viridis")
+    names = [classes[i] for i in seen]
+    right.set_xticks(range(len(seen)), names, rotation=90, fontsize=6)
+    right.set_yticks(range(len(seen)), names, fontsize=6)
+    right.set_xlabel("answer")
+    right.set_ylabel("true class")
+    right.set_title("P(answer | true class), pooled over volunteers", fontsize=10)
+    fig.colorbar(image, ax=right, fraction=0.046)
+    return save(fig, path)
+
+
+def outcome_section(plots: Path, state: CampaignState, number: int, consensus: Any, classes: Sequence[str],
+                    truth: pd.Series) -> list[str]:
+    """The previous round's outcome; for round 1, the seed labels."""
+    if number == 1:
+        labels = state.labels()
+        by_source = labels["source"].value_counts()
+        return ["## The seed labels", "", f"Round 1 starts from {len(labels)} labels ("
+                + ", ".join(f"{n} {s}" for s, n in by_source.items()) + f") over {labels['label'].nunique()} classes.",
+                ""]
+    outcome = round_outcome(state, number - 1)
+    counts = outcome.counts()
+    lines = [f"## What volunteers said about round {number - 1}", "",
+             (f"Round {number - 1} showed {len(outcome.subjects)} subjects: **{counts[LABELLED]} labelled**, "
+             f"**{counts[DISPUTED]} disputed** (no consensus within the vote cap: no label), "
+             f"{counts[ACTIVE]} still active; "
+             f"{int(outcome.subjects['votes'].fillna(0).sum())} votes."), ""]
+    if len(outcome.labels):
+        by_class = outcome.labels["label"].value_counts()
+        lines += ["New labels by class: " + ", ".join(f"{c} {n}" for c, n in by_class.items()) + ".", ""]
+        known = truth.reindex(outcome.labels.index).dropna()
+        if len(known):
+            correct = int((outcome.labels.loc[known.index, "label"] == known).sum())
+            lines += [(f"In this simulation, **{correct} of {len(known)}** new labels "
+                      f"({100 * correct / len(known):.0f}%) are the true class."), ""]
+    if len(outcome.votes):
+        agreement_plot(plots / "agreement.png", outcome)
+        lines += ["![agreement](plots/agreement.png)", ""]
+    disputed = outcome.subjects[outcome.subjects["status"] == DISPUTED]
+    if len(disputed):
+        votes = outcome.vote_counts()
+        table = pd.DataFrame({"subject": disputed["subject_id"], "candidate": disputed[KEY],
+                              "votes": disputed["subject_id"].map(votes).fillna("not recorded")})
+        lines += [f"Disputed subjects of round {number - 1}:", "", *markdown_table(table), ""]
+    lines += skill_lines(plots, state, consensus, classes)
+    return lines
+
+
+def skill_lines(plots: Path, state: CampaignState, consensus: Any, classes: Sequence[str]) -> list[str]:
+    """Volunteer skill as the consensus method estimates it (its ``confusion_``) from every vote so far, with the
+    learner's prior and vote weight, as the retire pass runs it."""
+    votes = state.votes()  # every round's, as the consensus counts them
+    if votes.empty:
+        return ["Volunteer skill: the campaign state holds no votes yet.", ""]
+    apply_ml_weight(consensus, state.ml_weight())  # as the retire pass runs it
+    consensus.aggregate(votes, list(classes), prior_frame(state.distributions(), classes))
+    confusion = getattr(consensus, "confusion_", None)
+    if not confusion:
+        return [f"Volunteer skill: the consensus method ({type(consensus).__name__}) does not estimate it.", ""]
+    skill_plot(plots / "volunteer_skill.png", confusion, getattr(consensus, "class_prior_", None), list(classes),
+               votes)
+    return [f"Volunteer skill as {type(consensus).__name__} estimates it from all {len(votes)} votes so far:", "",
+            "![volunteer skill](plots/volunteer_skill.png)", ""]
+
+
+# -- the learner's quality over rounds ---------------------------------------------------------------------
+def quality_over_rounds(estimator: Any, X: np.ndarray, labels: pd.DataFrame, number: int) -> pd.DataFrame:
+    """The learner of each round 1..number (trained on the labels known at its query: those of earlier rounds)
+    scored on one fixed footing: every label the campaign holds now, out of fold, folds fixed by candidate id.
+
+    Recomputed from the stored labels at every round (rounds x ``FOLDS`` fits), so a changed label changes
+    every point alike and the points stay comparable.
+    """
+    known_since = labels["round"].fillna(0).to_numpy(dtype=float)  # seeds: round 0
+    y = labels["label"].to_numpy(dtype=object)
+    rows = []
+    for k in range(1, number + 1):
+        trainable = known_since < k
+        try:
+            p = fixed_fold_performance(estimator, X, y, list(labels.index), FOLDS, trainable)
+            scores = (p.macro_f1, p.accuracy, p.balanced_accuracy)
+        except ValueError:  # too few labels then to train in every fold
+            scores = (np.nan, np.nan, np.nan)
+        rows.append((k, int(trainable.sum()), len(y), *scores))
+    return pd.DataFrame(rows, columns=list(QUALITY_SCHEMA.columns))
+
+
+def quality_plot(path: Path, curve: pd.DataFrame) -> Path:
+    fig = Figure(figsize=(6, 3))
+    ax = fig.add_subplot()
+    for column, name in (("macro_f1", "macro-F1"), ("balanced_accuracy", "balanced accuracy"),
+                         ("accuracy", "accuracy")):
+        ax.plot(curve["round"], curve[column], marker="o", label=name)
+    ax.set_xticks(curve["round"], [f"{r}\n{n}" for r, n in zip(curve["round"], curve["training_labels"])], fontsize=8)
+    ax.set_xlabel("round (labels the learner had)")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Learner of each round, scored on the same {curve['evaluated'].iloc[-1]} labels "
+                 f"({FOLDS} folds fixed by candidate id)", fontsize=9)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def quality_section(run_dir: Path, state: CampaignState, candidates: Candidates, estimator: Any,
+                    number: int) -> list[str]:
+    labels = state.labels()
+    labels = labels.loc[labels.index.intersection(candidates.frame.index)]
+    curve = quality_over_rounds(estimator, candidates.features(labels.index), labels, number)
+    write_csv(curve, run_dir / QUALITY, QUALITY_SCHEMA, what="quality over rounds")
+    quality_plot(run_dir / "plots" / "quality.png", curve)
+    now = curve.iloc[-1].to_dict() | {"evaluated": int(curve["evaluated"].iloc[-1]),
+                                       "training_labels": int(curve["training_labels"].iloc[-1])}
+    lines = ["## The learner's quality over rounds", "",
+             (f"Each round's learner is scored on the same footing: all {now['evaluated']} labels the campaign holds "
+             f"now, out of fold, with {FOLDS} folds fixed by candidate id (a candidate is never scored by a model "
+             "that saw it, and earlier rounds' learners are re-scored on today's labels). Beyond the seeds, these are "
+             "the candidates active learning chose, harder than the pool at large: compare rounds, not campaigns."), "",
+             (f"This round's learner: macro-F1 **{now['macro_f1']:.3f}**, balanced accuracy "
+             f"**{now['balanced_accuracy']:.3f}**, accuracy **{now['accuracy']:.3f}** "
+             f"({now['training_labels']} labels)."), ""]
+    if number > 1:
+        lines += ["Since the last round:", "", *changes(state, labels, curve, number), ""]
+    return lines + ["![quality over rounds](plots/quality.png)", f"(figures: `{QUALITY}`)", ""]
+
+
+def changes(state: CampaignState, labels: pd.DataFrame, curve: pd.DataFrame, number: int) -> list[str]:
+    """What changed between the previous round's query and this one's."""
+    before, now = curve.iloc[-2].to_dict(), curve.iloc[-1].to_dict()
+    new = labels[labels["round"] == number - 1]
+    lines = [(f"- labels: {before['training_labels']:.0f} -> {now['training_labels']:.0f} "
+             f"(+{len(new)} from round {number - 1})"),
+             (f"- macro-F1 on the fixed evaluation: {before['macro_f1']:.3f} -> {now['macro_f1']:.3f} "
+             f"({now['macro_f1'] - before['macro_f1']:+.3f})")]
+    rounds = state.rounds().set_index("number")
+    changed = state.label_changes()  # recorded since the previous round chose its batch
+    changed = changed[changed["old_label"].notna() & (changed["at"] >= rounds.loc[number - 1, "created_at"])]
+    withdrawn = int(changed["new_label"].isna().sum())
+    lines.append(f"- crowd labels changed by later votes: {len(changed) - withdrawn} relabelled, {withdrawn} withdrawn")
+    if pd.notna(rounds.loc[number - 1, "ml_weight"]):
+        was = rounds["ml_weight"].get(number - 2)
+        lines.append(f"- weight of the learner's vote in the consensus of round {number - 1}: "
+                     f"{rounds.loc[number - 1, 'ml_weight']:.2f}" + (f" (round {number - 2}: {was:.2f})"
+                                                                     if pd.notna(was) else ""))
+    return lines
+
+
+# -- why each candidate was chosen -------------------------------------------------------------------------
+def tie_note(part: str, chosen: np.ndarray, pool: np.ndarray) -> str:
+    """Say when picks share a score: a forest's probabilities are fractions of its trees' votes, so whole blocks
+    of candidates score alike, and the selector draws among candidates tied at the cut at random (seeded)."""
+    values, counts = np.unique(chosen[~np.isnan(chosen)], return_counts=True)
+    if not len(values) or counts.max() < 2:
+        return ""
+    value = values[counts.argmax()]
+    in_pool = int((pool == value).sum())
+    why = " (the two most probable classes exactly tied)" if part == "margin" and value == 0 else ""
+    drawn = (f"{in_pool} pool candidates share it, and those chosen among them were drawn at random (seeded)"
+             if in_pool > counts.max() else "no other pool candidate has it")
+    return (f" {counts.max()} of its {len(chosen)} picks tie at {value:.3f}{why} (a forest's probabilities are "
+            f"fractions of its trees' votes, so candidates often score alike); {drawn}.")
+
+
+def query_score_plot(path: Path, part: str, pool: np.ndarray, chosen: np.ndarray) -> Path:
+    """One strategy part's score over the pool (log counts), its picks marked."""
+    measure, end = PART_ENDS.get(part, ("score", "chosen ones marked"))
+    fig = Figure(figsize=(6, 2.6))
+    ax = fig.add_subplot()
+    ax.hist(pool, bins=50, color="tab:blue", alpha=0.6, label="pool")
+    ax.plot(chosen, np.full(len(chosen), 0.8), "|", color="tab:red", markersize=18, mew=1.5,
+            label=f"chosen ({len(chosen)})")
+    ax.set_yscale("log")
+    ax.set_ylim(0.5, None)
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(measure)
+    ax.set_ylabel("pool candidates")
+    ax.set_title(f"{part}: {end}", fontsize=10)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def query_section(plots: Path, batch: pd.DataFrame, all_scores: dict[str, np.ndarray]) -> list[str]:
+    lines = ["## How the batch was chosen", "",
+             "Each strategy part chose its share of the batch among the candidates not chosen yet: "
+             + ", ".join(f"{part} {n}" for part, n in batch["strategy"].value_counts().items()) + ".", ""]
+    for part, scores in all_scores.items():
+        pool = np.asarray(scores, dtype=float)
+        chosen = batch.loc[batch["strategy"] == part, "score"].to_numpy(dtype=float)
+        query_score_plot(plots / f"query_scores_{part}.png", part, pool, chosen)
+        measure, end = PART_ENDS.get(part, ("score", "chosen ones marked"))
+        lines += [f"**{part}** ({measure}): {end}.{tie_note(part, chosen, pool)}", "",
+                  f"![{part} scores](plots/query_scores_{part}.png)", ""]
+    unscored = sorted(set(batch["strategy"]) - set(all_scores))
+    if unscored:
+        lines += [f"{', '.join(unscored)}: chosen without a score.", ""]
+    return lines
+
+
+def class_balance_plot(path: Path, labelled: np.ndarray, pool_predicted: np.ndarray,
+                       batch_predicted: np.ndarray) -> Path:
     """Class fractions: labelled pool (labels), unlabelled pool and batch (predicted classes)."""
-    groups = {"labelled pool": labelled, "unlabelled pool (predicted)": pool_predicted, "batch (predicted)": batch_predicted}
+    groups = {"labelled pool": labelled, "unlabelled pool (predicted)": pool_predicted,
+              "batch (predicted)": batch_predicted}
     classes = sorted(set().union(*(set(map(str, v)) for v in groups.values())))
     fig = Figure(figsize=(8, 0.28 * len(classes) + 1.5))
     ax = fig.add_subplot()
@@ -41,83 +388,88 @@ def class_balance_plot(path: Path, labelled: np.ndarray, pool_predicted: np.ndar
     return save(fig, path)
 
 
-def query_score_plot(path: Path, batch: pd.DataFrame, all_scores: dict[str, np.ndarray]) -> Path:
-    """Each strategy's score over the whole pool, with the chosen candidates' scores marked."""
-    fig = Figure(figsize=(6.5, 3.5))
-    ax = fig.add_subplot()
-    for name, scores in all_scores.items():
-        ax.hist(np.asarray(scores, dtype=float), bins=50, alpha=0.5, label=f"{name} (pool)")
-    for value in batch["score"].to_numpy(dtype=float):
-        ax.axvline(value, color="k", alpha=0.3, lw=0.8)
-    ax.set_yscale("log")
-    ax.set_xlabel("query score (vertical lines: chosen candidates)")
-    ax.set_ylabel("pool candidates")
-    ax.set_title("Query scores over the pool")
-    if all_scores:
-        ax.legend(fontsize=8)
-    return save(fig, path)
-
-
-def performance_plot(path: Path, performance: Performance) -> Path:
-    scores = {"accuracy": performance.accuracy, "balanced accuracy": performance.balanced_accuracy,
-              "macro-F1": performance.macro_f1}
-    fig = Figure(figsize=(5, 2.5))
-    ax = fig.add_subplot()
-    ax.barh(list(scores), list(scores.values()), color="tab:green")
-    for y, value in enumerate(scores.values()):
-        ax.text(value + 0.01, y, f"{value:.2f}", va="center")
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1.1)
-    ax.set_title(f"Current learner: {performance.n_folds}-fold CV on {performance.n_labelled} labels", fontsize=10)
-    return save(fig, path)
-
-
-def write_round_report(run_dir: Path, number: int, subject_set_name: str, batch: pd.DataFrame,
-                       pool_predicted: np.ndarray, all_scores: dict[str, np.ndarray], labelled: np.ndarray,
-                       estimator: Any, X_labelled: np.ndarray, seed: int = 0) -> Path:
-    """Plots and ``report.md`` for a round's query; the upload section is appended after verification."""
+def write_round_report(run_dir: Path, state: CampaignState, candidates: Candidates, number: int,
+                       subject_set_name: str, batch: pd.DataFrame, pool_predicted: np.ndarray,
+                       all_scores: dict[str, np.ndarray], estimator: Any, consensus: Any,
+                       classes: Sequence[str]) -> Path:
+    """``report.md`` and its plots for a round whose batch was just chosen (before any upload): the previous
+    round's outcome, the learner's quality over rounds, why each candidate was chosen. The batch's contact
+    sheet and table follow with the upload (``append_upload_section``)."""
     plots = run_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    class_balance_plot(plots / "class_balance.png", labelled, pool_predicted, batch["predicted_class"].to_numpy())
-    query_score_plot(plots / "query_scores.png", batch, all_scores)
-    try:
-        performance = cross_validated_performance(estimator, X_labelled, labelled, seed=seed)
-    except ValueError as err:  # too few labels early on
-        performance, why = None, str(err)
-    lines = [
-        f"# glitchrun round {number}",
-        "",
-        f"- new subject set: **{subject_set_name}**",
-        f"- labelled pool: {len(labelled)} candidates over {len(set(labelled))} classes",
-        f"- unlabelled pool: {len(pool_predicted)} candidates",
-        f"- batch: {len(batch)} candidates — "
-        + ", ".join(f"{k}: {v}" for k, v in batch["strategy"].value_counts().items()),
-        f"- batch mean predicted probability: {batch['probability'].mean():.3f}",
-        "",
-    ]
-    if performance is not None:
-        performance_plot(plots / "cv_performance.png", performance)
-        lines += [f"Current learner ({performance.n_folds}-fold cross-validation on the labelled pool): "
-                  f"macro-F1 **{performance.macro_f1:.3f}**, accuracy **{performance.accuracy:.3f}**, "
-                  f"balanced accuracy **{performance.balanced_accuracy:.3f}**.", "",
-                  "![cross-validated performance](plots/cv_performance.png)", ""]
-    else:
-        lines += [f"No cross-validation yet: {why}.", ""]
-    lines += ["![class balance](plots/class_balance.png)", "", "![query scores](plots/query_scores.png)", ""]
+    labels = state.labels()
+    lines = [f"# glitchrun round {number}", "",
+             (f"New subject set **{subject_set_name}**: {len(batch)} candidates chosen from {len(pool_predicted)} "
+             f"unlabelled by a learner trained on {len(labels)} labels over {labels['label'].nunique()} classes."), "",
+             *outcome_section(plots, state, number, consensus, classes, candidates.frame["truth"]),
+             *quality_section(run_dir, state, candidates, estimator, number),
+             *query_section(plots, batch, all_scores)]
+    class_balance_plot(plots / "class_balance.png", labels["label"].to_numpy(dtype=object), pool_predicted,
+                       batch["predicted_class"].to_numpy())
+    lines += ["![class balance](plots/class_balance.png)", ""]
     path = run_dir / "report.md"
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# -- the batch: contact sheet and table --------------------------------------------------------------------
+def thumbnail_column(columns: Sequence[str]) -> str:
+    """The manifest's image column closest to 1 s (``image_1s``), the duration most glitches read best at."""
+    images = [c for c in columns if c.startswith("image_")]
+    return min(images, key=lambda c: abs(math.log(float(c[len("image_"):].rstrip("s")))))
+
+
+def contact_sheet(path: Path, images: Sequence[Path], captions: Sequence[str], ids: Sequence[str]) -> Path:
+    """Thumbnails in rows of ``SHEET_COLUMNS``, each captioned; the candidate ids go in the PNG's description."""
+    n = len(images)
+    columns, rows = min(n, SHEET_COLUMNS), math.ceil(n / SHEET_COLUMNS)
+    fig = Figure(figsize=(columns * CELL[0], rows * CELL[1]))
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.36 / rows, hspace=0.45, wspace=0.04)
+    for ax, image, caption in zip(axes, images, captions):
+        ax.imshow(imread(image))
+        ax.set_title(caption, fontsize=6.5)
+    for ax in axes:
+        ax.set_axis_off()
+    return save(fig, path, dpi=SHEET_DPI, bbox_inches=None, metadata={"Description": " ".join(ids)})
+
+
+def batch_section(run_dir: Path, subject_ids: dict[str, str]) -> list[str]:
+    """Contact sheet(s) of the batch's Q-scans and the batch as a table, from the round's manifest."""
+    manifest = read_csv(run_dir / "manifest.csv", what="round manifest", dtype={KEY: str})
+    thumb = thumbnail_column(manifest.columns)
+    captions = [f"{r[KEY]}\n{r['#predicted_class']} p={r['#probability']:.2f}\n{r['#strategy']}"
+                for _, r in manifest.iterrows()]
+    lines = ["## The batch", "", (f"Q-scans of {thumb[len('image_'):-1]} s (caption: candidate, predicted class and "
+             "its probability, the strategy part that chose it):"), ""]
+    for page, start in enumerate(range(0, len(manifest), SHEET_SIZE), start=1):
+        rows = slice(start, start + SHEET_SIZE)
+        name = f"plots/contact_sheet_{page}.png"
+        contact_sheet(run_dir / name, [run_dir / p for p in manifest[thumb][rows]], captions[rows],
+                      list(manifest[KEY][rows]))
+        lines += [f"![contact sheet {page}]({name})", ""]
+    images = [c for c in manifest.columns if c.startswith("image_")]
+    table = pd.DataFrame({
+        "candidate": manifest[KEY], "subject": manifest[KEY].map(subject_ids).fillna("-"),
+        "chosen by": manifest["#strategy"], "score": manifest["#score"].map("{:.3f}".format),
+        "predicted": manifest["#predicted_class"], "p": manifest["#probability"].map("{:.2f}".format),
+        "Q-scans": [" ".join(f"[{c[len('image_'):]}]({r[c]})" for c in images) for _, r in manifest.iterrows()],
+    })
+    return lines + markdown_table(table) + [""]
 
 
 def append_upload_section(run_dir: Path, number: int, subject_set_id: str, outcome: Any,
                           query_run_dir: str | None = None) -> Path:
-    """Add the verified upload's outcome to the round's report (a resumed round's report points back to
-    the run that chose the batch)."""
+    """Add the batch (contact sheet, table) and the verified upload's outcome to the round's report (a resumed
+    round's report points back to the run that chose the batch)."""
     path = run_dir / "report.md"
     if not path.exists():
         path.write_text(f"# glitchrun round {number} (resumed)\n\nThe batch was chosen, and its report written, "
                         f"by the run in `{query_run_dir}`.\n\n")
+    (run_dir / "plots").mkdir(exist_ok=True)
+    lines = batch_section(run_dir, dict(outcome.subject_ids))
     with path.open("a") as out:
+        out.write("\n".join(lines) + "\n")
         out.write(
             f"## Upload\n\nRound {number}: subject set {subject_set_id} verified — {len(outcome.uploaded)} uploaded, "
             f"{len(outcome.adopted)} adopted from an interrupted run, {len(outcome.skipped)} already there, "

@@ -289,8 +289,8 @@ class ActiveLearningRound:
         weight = fitted_ml_weight(self.estimator, candidates.features(known), y, self.workflow_spec.classes, self.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         pool_predicted = self.save_pools(labels.loc[known], learner, pool_ids, X_pool)
-        write_round_report(self.run_dir, number, name, batch, pool_predicted, chosen.all_scores, y, self.estimator,
-                           candidates.features(known), seed=self.seed)
+        write_round_report(self.run_dir, state, candidates, number, name, batch, pool_predicted, chosen.all_scores,
+                           self.estimator, self.consensus, list(self.workflow_spec.classes))
         log.info("round %d: chose %d of %d pool candidates (%s)", number, len(batch), len(pool_ids),
                  ", ".join(f"{k}: {v}" for k, v in batch["strategy"].value_counts().items()))
         return state.start_round(number, name, str(self.run_dir), batch, ml_weight=weight)

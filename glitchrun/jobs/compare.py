@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,9 @@ SUMMARY_SCHEMA = pa.DataFrameSchema(
         # mean over runs; a run that never reached the target counts with every label it used (a lower bound)
         "labels_to_target": pa.Column(float, nullable=True),
         "labels_to_target_sd": pa.Column(float, nullable=True),
-        "vs_baseline": pa.Column(float, nullable=True),  # labels_to_target / the baseline's
+        # labels_to_target / the baseline's; a bound when one of the two is, none (NaN) when both are lower bounds
+        "vs_baseline": pa.Column(float, nullable=True),
+        "vs_baseline_is": pa.Column(str, pa.Check.isin(["exact", "at least", "at most", "none"])),
         "final_labels": pa.Column(float),
         "final_macro_f1": pa.Column(float),
         "full_pool_macro_f1": pa.Column(float),
@@ -64,12 +67,23 @@ class CompareJob:
         summary = summarise(curves, self.target, self.baseline)
         write_csv(summary, self.run_dir / SUMMARY, SUMMARY_SCHEMA, what="comparison summary")
         plot_bands(curves, self.run_dir / "comparison.png", self.target, f"{self.sweep_dir.name}: {self.group_by}")
+        log.info("compared %d runs in %d groups: %s and %s written to %s", curves["run"].nunique(), len(summary),
+                 SUMMARY, "comparison.png", self.run_dir)
         for row in summary.itertuples():
             bound = "" if row.reached == row.runs else "at least "
-            log.info("%s: %d of %d runs reached %.0f%% of the full-pool macro-F1; labels to target %s%.0f (%.2f x %s); "
+            log.info("%s: %d of %d runs reached %.0f%% of the full-pool macro-F1; labels to target %s%.0f (%s); "
                      "final macro-F1 %.3f after %.0f labels", row.group, row.reached, row.runs, 100 * self.target,
-                     bound, row.labels_to_target, row.vs_baseline, self.baseline, row.final_macro_f1, row.final_labels)
+                     bound, row.labels_to_target, self.versus(row), row.final_macro_f1, row.final_labels)
         return summary
+
+    def versus(self, row: Any) -> str:
+        """The comparison with the baseline in words: a figure, a bound, or none when both are lower bounds."""
+        if row.group == self.baseline:
+            return "the baseline"
+        if row.vs_baseline_is == "none":
+            return f"neither it nor {self.baseline} reached the target in every run: no ratio of two lower bounds"
+        bound = "" if row.vs_baseline_is == "exact" else f"{row.vs_baseline_is} "
+        return f"{bound}{row.vs_baseline:.2f} x {self.baseline}"
 
 
 def gather(sweep_dir: Path, group_by: str) -> pd.DataFrame:
@@ -96,7 +110,7 @@ def summarise(curves: pd.DataFrame, target: float, baseline: str) -> pd.DataFram
     """One row per group: runs, how many reached the target and after how many labels, compared with ``baseline``.
 
     A run that never reached the target counts with all the labels it used, so a group's figure is a lower
-    bound whenever ``reached < runs``.
+    bound whenever ``reached < runs``; ``vs_baseline_is`` says what the ratio to the baseline's figure is.
     """
     per_run = curves.groupby(["group", "run"]).apply(
         lambda c: pd.Series({"needed": labels_to_reach(c, target),
@@ -110,8 +124,20 @@ def summarise(curves: pd.DataFrame, target: float, baseline: str) -> pd.DataFram
         labels_to_target_sd=("at_least", "std"), final_labels=("final_labels", "mean"),
         final_macro_f1=("final_macro_f1", "mean"), full_pool_macro_f1=("full_pool_macro_f1", "mean"),
     ).reset_index()
-    base = summary.loc[summary["group"] == baseline, "labels_to_target"]
-    summary.insert(5, "vs_baseline", summary["labels_to_target"] / base.iloc[0] if len(base) else np.nan)
+    base = summary[summary["group"] == baseline]
+    if base.empty:
+        summary.insert(5, "vs_baseline", np.nan)
+        summary.insert(6, "vs_baseline_is", "none")
+        return summary.astype({"runs": int, "reached": int})
+    complete = summary["reached"] == summary["runs"]
+    base_complete = bool(base["reached"].iloc[0] == base["runs"].iloc[0])
+    # a lower bound over an exact figure is a lower bound of the ratio, an exact figure over a lower bound an
+    # upper bound; two lower bounds bound nothing
+    is_ = np.select([summary["group"] == baseline, complete & base_complete, ~complete & base_complete,
+                     complete & ~base_complete], ["exact", "exact", "at least", "at most"], "none")
+    ratio = summary["labels_to_target"] / base["labels_to_target"].iloc[0]
+    summary.insert(5, "vs_baseline", ratio.where(is_ != "none"))
+    summary.insert(6, "vs_baseline_is", is_)
     return summary.astype({"runs": int, "reached": int})
 
 

@@ -10,6 +10,7 @@ silenced here, where it is known and harmless.
 from __future__ import annotations
 
 import warnings
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -124,23 +125,37 @@ class Performance:
     n_labelled: int
 
 
-def cross_validated_performance(
-    estimator: Any, X_labelled: Any, y_labelled: Sequence | np.ndarray, folds: int = 5, seed: int = 0
-) -> Performance:
-    """Stratified k-fold out-of-fold scores of a clone of ``estimator``.
+def fixed_folds(ids: Sequence[str], folds: int) -> np.ndarray:
+    """Each candidate's fold, from a hash of its id: the same in every round and every process."""
+    return np.array([zlib.crc32(str(i).encode()) % folds for i in ids], dtype=int)
 
-    Labels are few in early rounds, so k is lowered to the size of the largest class when that is smaller
-    (scikit-learn warns when some class has fewer members than k: those classes are scored on fewer folds).
+
+def fixed_fold_performance(
+    estimator: Any, X_labelled: Any, y_labelled: Sequence | np.ndarray, ids: Sequence[str], folds: int = 5,
+    trainable: np.ndarray | None = None,
+) -> Performance:
+    """Out-of-fold scores of clones of ``estimator``, with folds fixed by candidate id (``fixed_folds``).
+
+    Fixed folds keep rounds comparable: a candidate is scored in the same fold whichever round it is, so the
+    learner of an earlier round (``trainable``: the labels known then) and today's are scored on the same
+    candidates, each by a model that never saw it; stratified folds drawn anew as labels grow change their
+    number and split every round. Raises ``ValueError`` when a fold leaves fewer than 2 classes to train on.
     """
     X, y = _features(X_labelled), _labels(y_labelled)
-    cv = _folds(y, folds, seed)
-    n_folds = cv.get_n_splits()
-    predicted = cross_val_predict(clone(estimator), X, y, cv=cv)
+    fold = fixed_folds(ids, folds)
+    allowed = np.ones(len(y), dtype=bool) if trainable is None else np.asarray(trainable, dtype=bool)
+    predicted = np.empty(len(y), dtype=object)
+    for f in np.unique(fold):
+        train = allowed & (fold != f)
+        if len(np.unique(y[train])) < 2:
+            raise ValueError(f"fold {f} leaves fewer than 2 classes to train on ({int(train.sum())} labels)")
+        predicted[fold == f] = clone(estimator).fit(X[train], y[train]).predict(X[fold == f])
+    predicted = predicted.astype(y.dtype)
     return Performance(
         accuracy=float(accuracy_score(y, predicted)),
         balanced_accuracy=float(balanced_accuracy_score(y, predicted)),
         macro_f1=float(f1_score(y, predicted, average="macro", zero_division=0)),
-        n_folds=n_folds,
+        n_folds=len(np.unique(fold)),
         n_labelled=len(y),
     )
 

@@ -88,7 +88,7 @@ def test_first_round_uploads_a_verified_batch_with_images(tmp_path: Path):
     run_dir = tmp_path / "run1"
     MANIFEST_SCHEMA.validate(pd.read_csv(run_dir / "manifest.csv"))
     for name in ("report.md", "labelled_pool.csv", "unlabelled_pool.csv", "upload_report.csv",
-                 "plots/class_balance.png", "plots/query_scores.png"):
+                 "plots/class_balance.png", "plots/query_scores_margin.png", "plots/contact_sheet_1.png"):
         assert (run_dir / name).is_file(), name
     labels = CampaignState(tmp_path / "campaigns" / "glitchrun-demo").labels()
     assert (labels["source"] == "seed").sum() == 2 * labels["label"].nunique()

@@ -1,5 +1,6 @@
 """The learner: every learner config instantiates and learns, query() returns the round's Query, teach works
-on scikit-learn 1.7, and cross-validated performance copes with few labels."""
+on scikit-learn 1.7, out-of-fold probabilities cope with few labels,
+and folds fixed by candidate id keep rounds comparable."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from glitchrun.learning.learner import (
     Query,
-    cross_validated_performance,
+    cross_validated_proba,
+    fixed_fold_performance,
+    fixed_folds,
     make_learner,
     query,
     teach,
@@ -102,16 +105,31 @@ def test_nan_features_reach_an_estimator_that_takes_them(forest):
     assert len(learner.X_training) == 40
 
 
-def test_cross_validated_performance_on_separable_classes(forest):
-    X, y = blobs(60, spread=0.1)
-    performance = cross_validated_performance(forest, X, y, folds=5)
-    assert performance.accuracy == performance.balanced_accuracy == performance.macro_f1 == 1.0
-    assert (performance.n_folds, performance.n_labelled) == (5, 60)
-
-
-def test_cross_validated_performance_lowers_the_folds_to_few_labels(forest):
+def test_out_of_fold_probabilities_lower_the_folds_to_few_labels(forest):
     X, y = blobs(11)  # 3, 3, 3 and 2 per class
     with pytest.warns(UserWarning, match="least populated class"):
-        assert cross_validated_performance(forest, X, y, folds=5).n_folds == 3
+        proba = cross_validated_proba(forest, X, y, [*CLASSES, "Chirp"])
+    assert proba.shape == (11, 5) and np.allclose(proba.sum(axis=1), 1.0) and (proba[:, 4] == 0).all()
     with pytest.raises(ValueError, match=">= 2 labelled candidates of some class"):
-        cross_validated_performance(forest, X[:4], y[:4])
+        cross_validated_proba(forest, X[:4], y[:4], CLASSES)
+
+def ids(n: int) -> list[str]:
+    return [f"c{i:04d}" for i in range(n)]
+
+
+def test_fixed_folds_score_an_earlier_learner_on_the_same_candidates(forest):
+    X, y = blobs(80, spread=1.5)
+    early = np.arange(80) < 12  # the labels known at an earlier round: 3 per class
+    now = fixed_fold_performance(forest, X, y, ids(80))
+    then = fixed_fold_performance(forest, X, y, ids(80), trainable=early)
+    assert then.n_labelled == now.n_labelled == 80 and now.n_folds == 5
+    assert then.accuracy < now.accuracy  # fewer labels to learn from, scored on the same 80
+    assert fixed_fold_performance(forest, *blobs(60, spread=0.1), ids(60)).macro_f1 == 1.0
+    # a candidate keeps its fold when labels are added: the first 40's folds do not depend on the rest
+    assert (fixed_folds(ids(40), 5) == fixed_folds(ids(80), 5)[:40]).all()
+
+
+def test_fixed_folds_need_two_classes_to_train_on(forest):
+    X, y = blobs(8)
+    with pytest.raises(ValueError, match="fewer than 2 classes to train on"):
+        fixed_fold_performance(forest, X, y, ids(8), trainable=np.isin(y, ["Blip"]))
