@@ -140,8 +140,12 @@ def agreement_plot(path: Path, outcome: Outcome) -> Path:
     ax = fig.add_subplot()
     share = outcome.top_share()
     status = outcome.subjects.set_index("subject_id")["status"].reindex(share.index)
-    ax.hist([share[status == s].to_numpy() for s in (LABELLED, DISPUTED, ACTIVE)], bins=np.linspace(0, 1, 21),
-            stacked=True, label=[LABELLED, DISPUTED, ACTIVE], color=["tab:green", "tab:red", "tab:grey"])
+    # stacked bars of np.histogram counts: once gwpy is imported its Axes.hist refuses ragged lists of samples
+    bins, bottom = np.linspace(0, 1, 21), np.zeros(20)
+    for kind, colour in ((LABELLED, "tab:green"), (DISPUTED, "tab:red"), (ACTIVE, "tab:grey")):
+        counts = np.histogram(share[status == kind].to_numpy(dtype=float), bins)[0]
+        ax.bar(bins[:-1], counts, width=np.diff(bins), bottom=bottom, align="edge", color=colour, label=kind)
+        bottom += counts
     ax.set_xlabel("share of a subject's votes for its most voted answer")
     ax.set_ylabel("subjects")
     ax.legend(fontsize=8, loc="upper left")

@@ -21,7 +21,7 @@ def energy(label: str, seed: int = 0) -> np.ndarray:
     """Normalised Q-plane energy (frequencies x times) of the class's median synthetic candidate."""
     row = {**dict(zip(LOG_FEATURES, FIT.shapes[label].median, strict=True)), "truth": label}
     segment = SyntheticStrain(seed=seed).segment(f"signature-{label}", row)
-    return q_transform(segment, span=8.0).grid(TIMES, FREQUENCIES)
+    return q_transform(segment, shown=(TIMES[0], TIMES[-1])).grid(TIMES, FREQUENCIES)
 
 
 def extent(loud: np.ndarray) -> tuple[float, float, float, float]:
