@@ -6,9 +6,11 @@
 
 votes (offline, the rule the loop runs): ``data=synthetic`` candidates (Gravity Spy v1.0 class priors); the
 learner of conf/learner/random_forest.yaml fitted on ``labelled`` of them predicts the class distribution
-of ``subjects`` others, its machine-learning vote. The volunteers of conf/crowd/gravity_spy.yaml and
-uneven.yaml vote (``SimulatedCrowd``, each subject's volunteers in its fixed order), and the crowd's own
-consensus method (conf/crowd/*.yaml) aggregates, with that distribution as the prior:
+of ``subjects`` others, its machine-learning vote, weighted by the ``ml_weight`` fitted on its out-of-fold
+probabilities (``retire.fitted_ml_weight``, as a round does). The volunteers of conf/crowd/gravity_spy.yaml and
+uneven.yaml vote (``SimulatedCrowd``, each subject's volunteers in its fixed order, seeing each subject's
+features as the loop's crowd job does, so ambiguous glitches are harder), and the crowd's own consensus
+method (conf/crowd/*.yaml) aggregates, with that distribution as the prior:
 
 - fixed k: every subject gets k votes and retires (Zooniverse's classification_count retirement); a subject
   whose consensus is not accepted leaves the pool without a label (lost);
