@@ -80,7 +80,8 @@ def learner_votes(n_labelled: int, n_subjects: int, seed: int) -> Subjects:
     X, y = candidates.features(known), truth[known].to_numpy(dtype=object)
     learner = make_learner(estimator, X, y)
     proba = learner.predict_proba(candidates.features(subjects))
-    distributions = {s: dict(zip(map(str, learner.estimator.classes_), map(float, row))) for s, row in zip(subjects, proba)}
+    names = list(map(str, learner.estimator.classes_))
+    distributions = {s: dict(zip(names, map(float, row))) for s, row in zip(subjects, proba)}
     features = candidates.frame.loc[subjects, list(LOG_FEATURES)]
     return Subjects(truth[subjects], features, prior_frame(distributions, classes),
                     fitted_ml_weight(estimator, X, y, classes, seed), classes)
@@ -149,7 +150,8 @@ def server_part() -> dict[str, Any]:
         return original(self, method, url, *args, **kwargs)
 
     requests.Session.request = counted
-    small = ["data.n=2000", "al.batch_size=20", "images.n_jobs=1", "images.progress=false", "al.subject_set_name='b-{round}'"]
+    small = ["data.n=2000", "al.batch_size=20", "images.n_jobs=1", "images.progress=false",
+             "al.subject_set_name='b-{round}'"]
     with tempfile.TemporaryDirectory() as tmp:
         def job(name: str, *overrides: str) -> Any:
             return run(config(f"paths.outputs={tmp}", f"paths.run_dir={tmp}/{name}-{len(calls)}", f"job={name}",
