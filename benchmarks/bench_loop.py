@@ -6,9 +6,11 @@
 
 votes (offline, the rule the loop runs): ``data=synthetic`` candidates (Gravity Spy v1.0 class priors); the
 learner of conf/learner/random_forest.yaml fitted on ``labelled`` of them predicts the class distribution
-of ``subjects`` others, its machine-learning vote. The volunteers of conf/crowd/gravity_spy.yaml and
-uneven.yaml vote (``SimulatedCrowd``, each subject's volunteers in its fixed order), and the crowd's own
-consensus method (conf/crowd/*.yaml) aggregates, with that distribution as the prior:
+of ``subjects`` others, its machine-learning vote, weighted by the ``ml_weight`` fitted on its out-of-fold
+probabilities (``retire.fitted_ml_weight``, as a round does). The volunteers of conf/crowd/gravity_spy.yaml and
+uneven.yaml vote (``SimulatedCrowd``, each subject's volunteers in its fixed order, seeing each subject's
+features as the loop's crowd job does, so ambiguous glitches are harder), and the crowd's own consensus
+method (conf/crowd/*.yaml) aggregates, with that distribution as the prior:
 
 - fixed k: every subject gets k votes and retires (Zooniverse's classification_count retirement); a subject
   whose consensus is not accepted leaves the pool without a label (lost);
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
@@ -38,10 +41,11 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 from glitchrun.campaign.ingest import prior_frame
-from glitchrun.campaign.retire import decide
+from glitchrun.campaign.retire import apply_ml_weight, decide, fitted_ml_weight
 from glitchrun.campaign.state import ACTIVE, DISPUTED, LABELLED
 from glitchrun.cli import run
 from glitchrun.crowd.consensus import ACCEPTED
+from glitchrun.data.synthetic import LOG_FEATURES
 from glitchrun.learning.learner import make_learner
 
 CROWDS = ("gravity_spy", "uneven")
@@ -52,18 +56,35 @@ def config(*overrides: str) -> Any:
         return compose("config", overrides=list(overrides))
 
 
-def learner_votes(n_labelled: int, n_subjects: int, seed: int) -> tuple[pd.Series, pd.DataFrame, list[str]]:
-    """(truth of the subjects, the learner's class distribution for each, the classes)."""
+@dataclass
+class Subjects:
+    """The queried subjects as a round hands them to the crowd and the retire pass."""
+
+    truth: pd.Series  # subject id -> true class
+    features: pd.DataFrame  # subject id -> LOG_FEATURES (what the difficulty-aware crowd sees)
+    prior: pd.DataFrame  # the learner's whole class distribution per subject (its ML vote)
+    ml_weight: float | None  # fitted on the labelled pool's out-of-fold probabilities, as a round does
+    classes: list[str]
+
+
+def learner_votes(n_labelled: int, n_subjects: int, seed: int) -> Subjects:
+    """The learner fitted on ``n_labelled`` candidates votes on ``n_subjects`` others, with its ``ml_weight``
+    fitted as ``al_round`` does (``glitchrun.campaign.retire.fitted_ml_weight``)."""
     cfg = config(f"data.n={n_labelled + n_subjects}", f"seed={seed}")
     candidates = instantiate(cfg.data).load()
     classes = list(cfg.campaign.workflow.classes)
     truth = candidates.frame["truth"].astype(str)
     ids = truth.sample(frac=1.0, random_state=seed).index
     known, subjects = ids[:n_labelled], ids[n_labelled:]
-    learner = make_learner(instantiate(cfg.learner), candidates.features(known), truth[known].to_numpy(dtype=object))
+    estimator = instantiate(cfg.learner)
+    X, y = candidates.features(known), truth[known].to_numpy(dtype=object)
+    learner = make_learner(estimator, X, y)
     proba = learner.predict_proba(candidates.features(subjects))
-    distributions = {s: dict(zip(map(str, learner.estimator.classes_), map(float, row))) for s, row in zip(subjects, proba)}
-    return truth[subjects], prior_frame(distributions, classes), classes
+    names = list(map(str, learner.estimator.classes_))
+    distributions = {s: dict(zip(names, map(float, row))) for s, row in zip(subjects, proba)}
+    features = candidates.frame.loc[subjects, list(LOG_FEATURES)]
+    return Subjects(truth[subjects], features, prior_frame(distributions, classes),
+                    fitted_ml_weight(estimator, X, y, classes, seed), classes)
 
 
 def scores(name: str, crowd: str, votes: int, labels: pd.Series, disputed: int, truth: pd.Series) -> dict[str, Any]:
@@ -73,26 +94,27 @@ def scores(name: str, crowd: str, votes: int, labels: pd.Series, disputed: int, 
             "accuracy": float((labels == truth[labels.index]).mean()) if len(labels) else float("nan")}
 
 
-def fixed(crowd: Any, truth: pd.Series, prior: pd.DataFrame, classes: list[str], k: int, name: str) -> dict[str, Any]:
-    votes = crowd.volunteers.votes(truth, classes, k)
-    decided = crowd.consensus.aggregate(votes, classes, prior)
+def fixed(crowd: Any, queried: Subjects, k: int, name: str) -> dict[str, Any]:
+    truth, classes = queried.truth, queried.classes
+    votes = crowd.volunteers.votes(truth, classes, k, queried.features)
+    decided = crowd.consensus.aggregate(votes, classes, queried.prior)
     accepted = decided[decided["status"] == ACCEPTED]["consensus_label"]
     return scores(f"fixed {k}", name, len(votes), accepted, 0, truth)
 
 
-def sequential(crowd: Any, truth: pd.Series, prior: pd.DataFrame, classes: list[str], max_votes: int,
-               name: str) -> dict[str, Any]:
+def sequential(crowd: Any, queried: Subjects, max_votes: int, name: str) -> dict[str, Any]:
     """Sweeps of one more vote per active subject, each followed by the retire pass's ``decide``."""
-    volunteers = crowd.volunteers
+    volunteers, truth, classes = crowd.volunteers, queried.truth, queried.classes
+    features = dict(zip(truth.index, queried.features.to_dict("records")))
     subjects = pd.DataFrame({"status": ACTIVE}, index=truth.index.astype(str))
     rows: list[tuple[str, str, str]] = []
     for sweep in range(max_votes):
         for subject in subjects.index[subjects["status"] == ACTIVE]:
             volunteer = volunteers.order(subject)[sweep]
-            answer = volunteers.answer(volunteer, subject, truth[subject], classes)
+            answer = volunteers.answer(volunteer, subject, truth[subject], classes, features[subject])
             rows.append((subject, volunteers.logins[volunteer], classes[answer]))
         votes = pd.DataFrame(rows, columns=["subject_id", "volunteer", "label"])
-        after = decide(subjects, crowd.consensus.aggregate(votes, classes, prior), max_votes)
+        after = decide(subjects, crowd.consensus.aggregate(votes, classes, queried.prior), max_votes)
         subjects = after[["status"]]
         if not (subjects["status"] == ACTIVE).any():
             break
@@ -101,17 +123,19 @@ def sequential(crowd: Any, truth: pd.Series, prior: pd.DataFrame, classes: list[
                   truth)
 
 
-def votes_part(n_subjects: int, n_labelled: int, seed: int, max_votes: list[int]) -> pd.DataFrame:
-    truth, prior, classes = learner_votes(n_labelled, n_subjects, seed)
+def votes_part(n_subjects: int, n_labelled: int, seed: int, max_votes: list[int], crowds: list[str]) -> pd.DataFrame:
+    queried = learner_votes(n_labelled, n_subjects, seed)
+    print(f"fitted ml_weight {queried.ml_weight:.2f}", flush=True)
     rows = []
-    for name in CROWDS:
+    for name in crowds:
         crowd = instantiate(config(f"crowd={name}", f"seed={seed}").crowd)
+        apply_ml_weight(crowd.consensus, queried.ml_weight)
         if len(crowd.volunteers.logins) < max(8, *max_votes):
             raise ValueError(f"crowd {name} has too few volunteers for 8 votes per subject")
         for k in range(1, 9):
-            rows.append(fixed(crowd, truth, prior, classes, k, name))
+            rows.append(fixed(crowd, queried, k, name))
         for cap in max_votes:
-            rows.append(sequential(crowd, truth, prior, classes, cap, name))
+            rows.append(sequential(crowd, queried, cap, name))
         print(f"{name}: done", flush=True)
     return pd.DataFrame(rows)
 
@@ -126,7 +150,8 @@ def server_part() -> dict[str, Any]:
         return original(self, method, url, *args, **kwargs)
 
     requests.Session.request = counted
-    small = ["data.n=2000", "al.batch_size=20", "images.n_jobs=1", "images.progress=false", "al.subject_set_name='b-{round}'"]
+    small = ["data.n=2000", "al.batch_size=20", "images.n_jobs=1", "images.progress=false",
+             "al.subject_set_name='b-{round}'"]
     with tempfile.TemporaryDirectory() as tmp:
         def job(name: str, *overrides: str) -> Any:
             return run(config(f"paths.outputs={tmp}", f"paths.run_dir={tmp}/{name}-{len(calls)}", f"job={name}",
@@ -151,11 +176,12 @@ def main() -> None:
     parser.add_argument("--labelled", type=int, default=2000)
     parser.add_argument("--max-votes", type=int, nargs="+", default=[6, 8])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--crowds", nargs="+", choices=CROWDS, default=list(CROWDS))
     args = parser.parse_args()
     pd.set_option("display.width", 160)
     if args.part in ("votes", "both"):
         start = time.perf_counter()
-        table = votes_part(args.subjects, args.labelled, args.seed, args.max_votes)
+        table = votes_part(args.subjects, args.labelled, args.seed, args.max_votes, args.crowds)
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         print(f"({time.perf_counter() - start:.0f} s)")
     if args.part in ("server", "both"):
