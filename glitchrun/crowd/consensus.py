@@ -128,14 +128,30 @@ class DawidSkene(Consensus):
       on is accepted at a posterior near 1 and the method is overconfident;
     - iterations stop when no posterior moves by more than ``tol`` (``n_iter_``, ``converged_``).
 
+    Two opt-in terms for a crowd that errs on ambiguous glitches (off by default; BENCHMARKS.md, "Campaign
+    loop", for what they buy and cost):
+
+    - ``difficulty`` (GLAD-like, Whitehill et al. 2009, with the difficulty read from the learner): on a
+      subject the learner's weighted vote ``q`` finds ambiguous, a volunteer's would-be-right answer goes,
+      with chance ``difficulty x (1 - q[true class])``, to a class drawn from ``q``: errors that the learner
+      shares are then expected, not read as independent evidence;
+    - ``pool_votes``: each volunteer's Dirichlet prior is centred on the crowd's pooled matrix (itself with
+      ``pool_votes`` pseudo-votes per row of the even one) instead of on evenly spread mistakes, so the
+      look-alike classes the whole crowd confuses are learned once, from every vote.
+
     ``prior_votes=0, class_prior_votes=0, leave_one_out=False`` is the plain maximum-likelihood EM
     (crowd-kit's ``DawidSkene``, which a test compares it with).
     """
 
     def __init__(self, min_votes: int = 2, agreement: float = 0.9, ml_weight: float = 1.0,
                  volunteer_accuracy: float = 0.7, prior_votes: float = 10.0, class_prior_votes: float = 1.0,
-                 leave_one_out: bool = True, max_iter: int = 300, tol: float = 1e-5) -> None:
+                 leave_one_out: bool = True, max_iter: int = 300, tol: float = 1e-5, difficulty: float = 0.0,
+                 pool_votes: float | None = None) -> None:
         super().__init__(min_votes, agreement, ml_weight)
+        if not 0.0 <= float(difficulty) <= 1.0:
+            raise ValueError(f"consensus difficulty must be in [0, 1], got {difficulty}")
+        if pool_votes is not None and float(pool_votes) < 0:
+            raise ValueError(f"consensus pool_votes must be at least 0, got {pool_votes}")
         if not 0.0 < float(volunteer_accuracy) < 1.0:
             raise ValueError(f"volunteer_accuracy must be in (0, 1), got {volunteer_accuracy}")
         if float(prior_votes) < 0 or float(class_prior_votes) < 0:
@@ -149,6 +165,8 @@ class DawidSkene(Consensus):
         self.leave_one_out = bool(leave_one_out)
         self.max_iter = int(max_iter)
         self.tol = float(tol)
+        self.difficulty = float(difficulty)
+        self.pool_votes = None if pool_votes is None else float(pool_votes)
 
     def posterior(self, votes: pd.DataFrame, classes: Sequence[str], prior: pd.DataFrame | None = None
                   ) -> pd.DataFrame:
@@ -164,20 +182,44 @@ class DawidSkene(Consensus):
         off = (1.0 - self.volunteer_accuracy) / (k - 1) if k > 1 else 0.0
         base = np.where(np.eye(k, dtype=bool), self.volunteer_accuracy, off)
 
+        # the glitch's look-alikes as the learner sees them (its weighted vote), per vote; none without a learner
+        each = np.arange(len(s))
+        looks = np.where(has_ml[:, None], np.exp(np.nan_to_num(ml)), 0.0)[s]
+        hard = self.difficulty * has_ml[s] * looks[each, c]  # chance a would-be-right vote went to c
+        ease = 1.0 - self.difficulty * has_ml[s] * (1.0 - looks[each, c])  # or stayed on c = truth
+        diagonal = np.arange(k)
+        flipped = np.zeros((len(s), k))  # per vote and true class: share of the vote due to the glitch's difficulty
+
         shares = by_subject @ np.eye(k)[c]  # start from each subject's vote shares (majority vote)
         post = shares / shares.sum(axis=1, keepdims=True)
         per_vote = post[s]
         self.converged_ = False
         for self.n_iter_ in range(1, self.max_iter + 1):
-            # M-step: class prior and each volunteer's matrix (Dirichlet MAP estimates)
+            # M-step: class prior and each volunteer's matrix (Dirichlet MAP estimates); a vote the glitch's
+            # difficulty turned away from the true class counts as a right one of its volunteer
             class_prior = np.clip(post.sum(axis=0) + self.class_prior_votes, floor, None)
             class_prior /= class_prior.sum()
-            counts = np.bincount(((u[:, None] * k + np.arange(k)) * k + c[:, None]).ravel(), weights=per_vote.ravel(),
-                                 minlength=len(volunteers) * k * k).reshape(len(volunteers), k, k)
-            confusion = np.clip(counts + self.prior_votes * base, floor, None)
+            cells = np.concatenate([((u[:, None] * k + diagonal) * k + c[:, None]).ravel(),
+                                    ((u[:, None] * k + diagonal) * k + diagonal).ravel()])
+            weights = np.concatenate([(per_vote * (1.0 - flipped)).ravel(), (per_vote * flipped).ravel()])
+            counts = np.bincount(cells, weights=weights, minlength=len(volunteers) * k * k).reshape(
+                len(volunteers), k, k)
+            centre = base
+            if self.pool_votes is not None:
+                centre = counts.sum(axis=0) + self.pool_votes * base
+                centre /= centre.sum(axis=1, keepdims=True)
+            confusion = np.clip(counts + self.prior_votes * centre, floor, None)
             confusion /= confusion.sum(axis=2, keepdims=True)
             # E-step: the ML vote (or the class prior) times each volunteer's likelihood of their answer
-            log_vote = np.log(confusion[u, :, c])
+            likelihood = confusion[u, :, c]
+            if self.difficulty:
+                right = confusion[:, diagonal, diagonal][u]
+                turned = right * hard[:, None]
+                turned[each, c] = 0.0
+                likelihood = likelihood + turned
+                likelihood[each, c] = right[each, c] * ease
+                flipped = turned / likelihood
+            log_vote = np.log(likelihood)
             log_post = np.where(has_ml[:, None], ml, np.log(class_prior)) + by_subject @ log_vote
             new = softmax(log_post)
             moved = np.abs(new - post).max()
