@@ -4,6 +4,11 @@
     python benchmarks/bench_strategies.py --part synthetic --seeds 0
     python benchmarks/bench_strategies.py --part o3a --o3a-seeds 2
     python benchmarks/bench_strategies.py --part synthetic --crowd gravity_spy --n 10000 --seeds 0 1
+    python benchmarks/bench_strategies.py --sweep /tmp/sweep    # a `glitchrun -m job=simulate` sweep's curves
+
+``--sweep DIR`` reports a ``job=simulate`` multirun instead of running anything: the full loop through the
+embedded Panoptes with the configured crowd and consensus retirement, whose learning curves count the
+votes spent; the table gives labels (subjects labelled) and votes to the target, per ``strategy`` choice.
 
 ``--crowd NAME`` labels queried candidates by the votes of that conf/crowd/ option's simulated volunteers
 (difficulty-aware: they see each candidate's features) combined by its consensus, ``campaign.workflow.
@@ -43,7 +48,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from glitchrun.data.loaders import O3_ADDED_CLASSES
 from glitchrun.data.synthetic import GRAVITY_SPY_CLASSES, LOG_FEATURES
-from glitchrun.jobs.compare import plot_bands, summarise
+from glitchrun.jobs.compare import gather, plot_bands, summarise
 from glitchrun.jobs.simulate import held_out, held_out_scores, with_truth
 from glitchrun.learning.learner import make_learner, query, teach
 
@@ -159,6 +164,14 @@ def o3a(seeds: list[int], strategies: list[str], batch: int, target: float, fold
     return pd.concat(curves, ignore_index=True)
 
 
+def vs_random(row: Any) -> str:
+    """A summary row's ratio to random as compare states it: exact, a bound, or none (both lower bounds)."""
+    if row.vs_baseline_is == "none":
+        return "n/a (neither reached)"
+    bound = {"exact": "", "at least": "≥ ", "at most": "≤ "}[row.vs_baseline_is]
+    return f"{bound}{100 * row.vs_baseline:.0f} %"
+
+
 def report(curves: pd.DataFrame, title: str, target: float) -> None:
     """The summary as the Markdown table of BENCHMARKS.md (with votes when a crowd labelled)."""
     summary = summarise(curves, target, "random")
@@ -171,11 +184,12 @@ def report(curves: pd.DataFrame, title: str, target: float) -> None:
     for row in summary.sort_values("labels_to_target").itertuples():
         bound = "" if row.reached == row.runs else "≥ "  # unreached runs count with every label they used
         line = (f"| {row.group} | {row.reached}/{row.runs} | {bound}{row.labels_to_target:,.0f} "
-                f"± {row.labels_to_target_sd:,.0f} | {100 * row.vs_baseline:.0f} % |")
+                f"± {row.labels_to_target_sd:,.0f} | {vs_random(row)} |")
         if votes is not None:
             quality = curves[curves["group"] == row.group].groupby("run")["label_accuracy"].last().mean()
-            line += (f" {bound}{votes.loc[row.group, 'labels_to_target']:,.0f} | "
-                     f"{100 * votes.loc[row.group, 'vs_baseline']:.0f} % | {quality:.3f} |")
+            by_votes = votes.loc[row.group]
+            line += (f" {bound}{by_votes['labels_to_target']:,.0f} | "
+                     f"{vs_random(by_votes)} | {quality:.3f} |")
         print(line)
 
 
@@ -190,7 +204,12 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--crowd", help="synthetic: label by this conf/crowd/ option's votes (e.g. gravity_spy)")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "images" / "strategy_comparison.png")
+    parser.add_argument("--sweep", type=Path, help="report this job=simulate sweep directory instead of running")
     args = parser.parse_args()
+    if args.sweep:
+        curves = gather(args.sweep, "strategy")
+        report(curves, f"job=simulate sweep {args.sweep}: {curves['run'].nunique()} runs", args.target)
+        return
     panels = {}
     if args.part in ("synthetic", "both"):
         panels["synthetic"] = synthetic(args.seeds, args.strategies, args.n, args.batch, args.target, args.crowd)

@@ -36,6 +36,9 @@ SUMMARY_SCHEMA = pa.DataFrameSchema(
 )
 #: fewest labelled rows of a class to take its centre and spread from them
 MIN_ROWS = 5
+#: pseudo-rows of the pooled correlation each class's own correlation is shrunk towards (see
+#: ``glitchrun.data.synthetic``); 10 real rows of a class then weigh 10 : 3
+SHRINK_ROWS = 3.0
 #: lowest ln-space spread kept: Omicron pins some features (real Whistles' central frequency sits at
 #: 3,999 Hz, sd 0.006 in ln), and a class that narrow would be a spike no classifier could miss
 MIN_LOG_SD = 0.05
@@ -67,7 +70,8 @@ def real_rows(path: Path) -> pd.DataFrame:
     return frame.loc[frame["label"].notna() & (frame["label"] != "nan"), ["label", *LOG_FEATURES]]
 
 
-def refit(summary_path: Path, tables: Sequence[Path], min_rows: int = MIN_ROWS) -> Calibration:
+def refit(summary_path: Path, tables: Sequence[Path], min_rows: int = MIN_ROWS,
+          shrink_rows: float = SHRINK_ROWS) -> Calibration:
     """Class medians and spreads from the labelled rows of ``tables`` where a class has ``min_rows``,
     else from the v1.0 means; priors and detector split from the summary (see ``glitchrun.data.synthetic``)."""
     summary = read_csv(summary_path, SUMMARY_SCHEMA, what="class summary").set_index("label")
@@ -88,22 +92,29 @@ def refit(summary_path: Path, tables: Sequence[Path], min_rows: int = MIN_ROWS) 
     within = logs - groups.transform("mean")
     pooled_sd = np.sqrt((within**2).sum() / (len(within) - groups.ngroups)).to_numpy()
     # ln amplitude as a linear function of the other ln features, for classes known only by v1.0 means
+    pooled = np.corrcoef(within.to_numpy().T)
     design = np.column_stack([np.ones(len(logs)), logs[list(SUMMARY_MEANS)].to_numpy()])
     amplitude, *_ = np.linalg.lstsq(design, logs["amplitude"].to_numpy(), rcond=None)
 
+    upper = np.triu_indices(len(LOG_FEATURES), 1)
     shapes = {}
     for name, row in summary.iterrows():
         if name in calibrated:
             centre, sd = groups.mean().loc[name].to_numpy(), np.maximum(groups.std(ddof=1).loc[name].to_numpy(),
                                                                         MIN_LOG_SD)
+            n = int(counts[name])
+            own = np.corrcoef(logs.loc[[name]].to_numpy().T)
+            own = np.where(np.isnan(own), pooled, own)  # a feature constant within the class: no correlation of its own
+            correlation = (n * own + shrink_rows * pooled) / (n + shrink_rows)
         else:
-            sd = pooled_sd
+            sd, correlation = pooled_sd, pooled
             centre = np.log(row[list(SUMMARY_MEANS.values())].to_numpy(dtype=np.float64)) - sd[:-1] ** 2 / 2
             centre = np.append(centre, amplitude[0] + amplitude[1:] @ centre)
         shapes[str(name)] = Shape(int(row["n_H1"]), int(row["n_L1"]), significant(np.exp(centre), 4),
-                                  rounded(sd, 3), int(counts.get(name, 0)) if name in calibrated else 0)
-    correlation = np.corrcoef(within.to_numpy().T)
-    return Calibration(Fit(shapes, tuple(rounded(row, 3) for row in correlation)), uncalibrated, left_out)
+                                  rounded(sd, 3), int(counts.get(name, 0)) if name in calibrated else 0,
+                                  rounded(correlation[upper], 4))
+        shapes[str(name)].cholesky()  # raises now, not at the first draw, if rounding broke positive-definiteness
+    return Calibration(Fit(shapes), uncalibrated, left_out)
 
 
 def rounded(values: Sequence[float] | np.ndarray, decimals: int) -> tuple[float, ...]:
@@ -122,13 +133,19 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help=f"folder holding {SUMMARY_FILE} (and {O3A_FILE}, the real rows unless --table is given)")
     parser.add_argument("--table", type=Path, action="append", metavar="CSV",
                         help="a real labelled Gravity Spy table (v1.0 or O3 catalogue format); repeat for several")
+    parser.add_argument("--shrink-rows", type=float, default=SHRINK_ROWS,
+                        help=f"pseudo-rows of the pooled correlation in each class's (default {SHRINK_ROWS:g})")
     parser.add_argument("--min-rows", type=int, default=MIN_ROWS,
                         help=f"fewest real rows of a class to calibrate it (default {MIN_ROWS})")
     args = parser.parse_args(argv)
     if args.min_rows < 2:
         parser.error(f"--min-rows must be at least 2 (a spread needs two rows), got {args.min_rows}")
+    if not args.shrink_rows > 0:
+        parser.error(f"--shrink-rows must be positive (the pooled correlation keeps each class's invertible), "
+                     f"got {args.shrink_rows}")
     try:
-        calibration = refit(args.refit / SUMMARY_FILE, args.table or [args.refit / O3A_FILE], args.min_rows)
+        calibration = refit(args.refit / SUMMARY_FILE, args.table or [args.refit / O3A_FILE], args.min_rows,
+                            args.shrink_rows)
     except (CsvError, ValueError, OSError) as err:
         sys.exit(f"calibrate: {err}")
     print(calibration.fit.source())

@@ -162,6 +162,22 @@ def test_within_class_spread_matches_the_real_o3a_rows(real, large: pd.DataFrame
     assert (error < 5 * real_sd.loc[shared] / np.sqrt(2 * n) + 5e-4).all().all(), error.round(4)
 
 
+def test_each_calibrated_class_keeps_the_shape_of_its_own_real_rows(real, large: pd.DataFrame):
+    """A class's correlation of the ln features is its real rows' (shrunk a little towards the pooled one),
+    not one matrix for all: Light_Modulation's peak frequency and amplitude go together at r = -0.87."""
+    frame = real.frame[real.frame["label"].isin(GRAVITY_SPY_CLASSES)]
+    logs = np.log(frame[list(LOG_FEATURES)])
+    within = logs - logs.groupby(frame["label"]).transform("mean")
+    pooled = np.corrcoef(within.to_numpy().T)
+    synthetic = np.log(large[list(LOG_FEATURES)])
+    for name, rows in logs.groupby(frame["label"]):
+        own = np.corrcoef(rows.to_numpy().T)
+        drawn = np.corrcoef(synthetic[large["truth"] == name].to_numpy().T)
+        assert np.abs(drawn - own).sum() < 0.5 * np.abs(pooled - own).sum(), name
+    light = synthetic[large["truth"] == "Light_Modulation"]
+    assert np.corrcoef(light["peak_frequency"], light["amplitude"])[0, 1] < -0.7
+
+
 def test_the_frame_is_canonical_and_plausible():
     frame = SyntheticData(n=1000, seed=3).load().frame
     assert list(frame.columns) == list(CANONICAL_COLUMNS) and frame.index.is_unique
@@ -200,7 +216,9 @@ def test_a_classifier_trained_only_on_synthetic_candidates_recognises_real_o3a_g
                                                                                         tmp_path: Path):
     """The issue's goal (>= 0.50 accuracy, >= 0.45 macro-F1 on the 150 O3a rows of the 15 classes v1.0 and
     O3a share; chance 1/15), held out: each fold's rows are predicted by a forest trained on candidates of a
-    fit calibrated on the other four folds only. The pool is drawn at the test rows' (equal) class priors."""
+    fit calibrated on the other four folds only. The pool is drawn at the test rows' (equal) class priors and
+    the forest does not see the detector (the real rows are all H1; see benchmarks/bench_synthetic.py)."""
+    spec = FeatureSpec(one_hot_ifo=[])
     known = real.frame.index[real.frame["label"].isin(GRAVITY_SPY_CLASSES)]
     truth = real.frame.loc[known, "label"].to_numpy(dtype=object)
     table = pd.read_csv(shared_data / O3A_FILE).set_index("id").loc[known].reset_index()
@@ -210,8 +228,8 @@ def test_a_classifier_trained_only_on_synthetic_candidates_recognises_real_o3a_g
         fit = calibrate.refit(shared_data / SUMMARY_FILE, [tmp_path / "train.csv"]).fit
         train = canonical(generate(10_000, fold, fit=fit, priors=dict.fromkeys(GRAVITY_SPY_CLASSES, 1.0)))
         forest = RandomForestClassifier(n_estimators=100, min_samples_leaf=5, random_state=0, n_jobs=2)
-        forest.fit(FeatureSpec().matrix(train), train["truth"].to_numpy(dtype=object))
-        predicted[test_rows] = forest.predict(real.features(known[test_rows]))
+        forest.fit(spec.matrix(train), train["truth"].to_numpy(dtype=object))
+        predicted[test_rows] = forest.predict(spec.matrix(real.frame.loc[known[test_rows]]))
     accuracy = float((predicted == truth).mean())
     macro_f1 = f1_score(truth, predicted, labels=sorted(set(truth)), average="macro")
     print(f"held-out transfer to real O3a rows: accuracy {accuracy:.3f}, macro-F1 {macro_f1:.3f}")
