@@ -203,8 +203,8 @@ def test_a_timid_learner_is_sharpened_and_bad_input_is_refused():
 def test_difficulty_and_pooled_confusion_keep_their_promise_when_volunteers_and_learner_err_alike(crowd: str):
     """Difficulty-aware volunteers (conf crowds, ``difficulty: 0.5``) and a learner giving each glitch the
     generator's own class posterior: both go wrong on the same ambiguous glitches, toward the same class.
-    With 3 votes, labels accepted at 0.9 by plain Dawid-Skene are right < 96 % of the time; with the
-    difficulty term and the pooled confusion centre >= 97 %, and no fewer labels are right overall."""
+    With 3 votes, labels accepted at 0.9 by plain Dawid-Skene are right less often (here 96-97 %) than with the
+    difficulty term and the pooled confusion centre (>= 97.5 %), and no fewer labels are right overall."""
     frame = generate(1000, seed=11).set_index("id")
     frame.index = frame.index.astype(str)
     truth = frame["truth"].astype(str)
@@ -214,7 +214,7 @@ def test_difficulty_and_pooled_confusion_keep_their_promise_when_volunteers_and_
     old = GravitySpyConsensus().aggregate(cast, V1, prior)
     new = GravitySpyConsensus(difficulty=0.5, pool_votes=10, prior_votes=100).aggregate(cast, V1, prior)
     precision = [accuracy(r[r["status"] == ACCEPTED], truth) for r in (old, new)]
-    assert precision[0] < 0.96 and precision[1] >= 0.97, precision
+    assert precision[1] >= 0.975 and precision[1] - precision[0] >= 0.01, precision
     assert accuracy(new, truth) >= accuracy(old, truth)
     assert (new["status"] == ACCEPTED).mean() >= 0.75
     for bad in ({"difficulty": 1.5}, {"pool_votes": -1}):
