@@ -4,8 +4,8 @@
     python -m glitchrun.data.calibrate --refit ../shared/data --table my_glitches.csv --min-rows 20
 
 prints the new ``FIT`` as Python source and, on stderr, the classes it could not calibrate from real
-rows (too few of them: v1.0 means and pooled spread instead) and the real classes it left out (not in the
-summary, so without a prior). It lives apart from the generator because it reads real tables through
+rows (too few of them: v1.0 means and pooled spread instead), the real classes it left out (not in the
+summary, so without a prior) and the classes it gave two modes (``two_modes``). It lives apart from the generator because it reads real tables through
 ``glitchrun.data.loaders``, which itself draws synthetic candidates: imports go one way (calibrate ->
 loaders -> synthetic).
 """
@@ -24,7 +24,7 @@ import pandera.pandas as pa
 
 from glitchrun.csvio import CsvError, read_csv, validate
 from glitchrun.data.loaders import detect_format
-from glitchrun.data.synthetic import LOG_FEATURES, O3A_FILE, SUMMARY_FILE, SUMMARY_MEANS, Fit, Shape
+from glitchrun.data.synthetic import LOG_FEATURES, O3A_FILE, SUMMARY_FILE, SUMMARY_MEANS, Fit, Mode, Shape
 
 SUMMARY_SCHEMA = pa.DataFrameSchema(
     {
@@ -42,6 +42,10 @@ SHRINK_ROWS = 3.0
 #: lowest ln-space spread kept: Omicron pins some features (real Whistles' central frequency sits at
 #: 3,999 Hz, sd 0.006 in ln), and a class that narrow would be a spike no classifier could miss
 MIN_LOG_SD = 0.05
+#: fewest real rows in each of a class's two modes (see ``two_modes``)
+MODE_ROWS = 3
+#: narrowest empty gap in ln central frequency between a class's two modes: a factor e (2.7) with no row
+MODE_GAP = 1.0
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,36 @@ class Calibration:
     fit: Fit
     uncalibrated: dict[str, str]
     left_out: dict[str, str]
+    two_modes: dict[str, str]
 
     def notes(self) -> list[str]:
-        """One line per class the real rows did not calibrate, or left out."""
+        """One line per class the real rows did not calibrate, left out, or gave two modes."""
         return ([f"not calibrated: {name} ({why})" for name, why in self.uncalibrated.items()]
-                + [f"left out: {name} ({why})" for name, why in self.left_out.items()])
+                + [f"left out: {name} ({why})" for name, why in self.left_out.items()]
+                + [f"two modes: {name} ({how})" for name, how in self.two_modes.items()])
+
+
+def two_modes(log_central: np.ndarray, mode_rows: int = MODE_ROWS, gap: float = MODE_GAP) -> np.ndarray | None:
+    """Which of a class's rows belong to its upper mode (a boolean mask), or ``None`` if one mode fits.
+
+    The rule: sort the rows' ln central frequency and take the widest gap between neighbours that leaves
+    at least ``mode_rows`` rows on each side; the class has two modes if that gap is at least ``gap``
+    (no row of the class within a factor e of central frequency between them). Central frequency because
+    the modes are Omicron's two kinds of tile (see ``glitchrun.data.synthetic``; bandwidth follows it). An
+    explicit split rather than ``sklearn.mixture.GaussianMixture``: with 10 rows a class (3 in a mode) EM's
+    full covariances are singular, its answer depends on the k-means start and BIC cannot choose between
+    one and two components reliably. The gap is compared with no within-mode spread on purpose: with 3 to 7
+    rows a mode, one stray row sets that spread (Light_Modulation's 33 Hz tile beside its 540 and 658 Hz
+    ones), while the empty gap does not depend on it. On the O3a rows the gaps split cleanly: 0.85-0.94 for
+    the widest classes kept whole (Koi_Fish, Paired_Doves, Repeating_Blips), 1.14-5.1 for those split."""
+    values = np.sort(np.asarray(log_central, dtype=np.float64))
+    if len(values) < 2 * mode_rows:
+        return None
+    gaps = np.diff(values)[mode_rows - 1:len(values) - mode_rows]  # gap i: after the (mode_rows + i)-th row
+    widest = int(np.argmax(gaps))
+    if gaps[widest] < gap:
+        return None
+    return np.asarray(log_central) > values[mode_rows - 1 + widest]
 
 
 def real_rows(path: Path) -> pd.DataFrame:
@@ -97,24 +126,47 @@ def refit(summary_path: Path, tables: Sequence[Path], min_rows: int = MIN_ROWS,
     amplitude, *_ = np.linalg.lstsq(design, logs["amplitude"].to_numpy(), rcond=None)
 
     upper = np.triu_indices(len(LOG_FEATURES), 1)
-    shapes = {}
+    shapes, split = {}, {}
     for name, row in summary.iterrows():
+        modes: tuple[Mode, ...] = ()
         if name in calibrated:
-            centre, sd = groups.mean().loc[name].to_numpy(), np.maximum(groups.std(ddof=1).loc[name].to_numpy(),
-                                                                        MIN_LOG_SD)
-            n = int(counts[name])
-            own = np.corrcoef(logs.loc[[name]].to_numpy().T)
+            own_rows = logs.loc[[name]]
+            n = len(own_rows)
+            centre, sd = own_rows.mean().to_numpy(), np.maximum(own_rows.std(ddof=1).to_numpy(), MIN_LOG_SD)
+            mode = two_modes(own_rows["central_frequency"].to_numpy())
+            mode = np.zeros(n, dtype=int) if mode is None else mode.astype(int)
+            by_mode = own_rows.groupby(mode)
+            # correlation and spread within the modes (within the class when it has one)
+            within_mode = own_rows - by_mode.transform("mean")
+            own = np.corrcoef(within_mode.to_numpy().T)
             own = np.where(np.isnan(own), pooled, own)  # a feature constant within the class: no correlation of its own
             correlation = (n * own + shrink_rows * pooled) / (n + shrink_rows)
+            if by_mode.ngroups == 2:
+                within_var = (within_mode**2).sum().to_numpy() / (n - 2)
+                modes = tuple(mode_shape(rows, within_var, shrink_rows) for _, rows in by_mode)
+                low, high = (np.exp(rows["central_frequency"]) for _, rows in by_mode)
+                split[str(name)] = (f"central frequency {low.min():.0f}-{low.max():.0f} Hz: {len(low)} rows, "
+                                    f"{high.min():.0f}-{high.max():.0f} Hz: {len(high)} rows")
         else:
             sd, correlation = pooled_sd, pooled
             centre = np.log(row[list(SUMMARY_MEANS.values())].to_numpy(dtype=np.float64)) - sd[:-1] ** 2 / 2
             centre = np.append(centre, amplitude[0] + amplitude[1:] @ centre)
         shapes[str(name)] = Shape(int(row["n_H1"]), int(row["n_L1"]), significant(np.exp(centre), 4),
                                   rounded(sd, 3), int(counts.get(name, 0)) if name in calibrated else 0,
-                                  rounded(correlation[upper], 4))
+                                  rounded(correlation[upper], 4), modes)
         shapes[str(name)].cholesky()  # raises now, not at the first draw, if rounding broke positive-definiteness
-    return Calibration(Fit(shapes), uncalibrated, left_out)
+    return Calibration(Fit(shapes), uncalibrated, left_out, split)
+
+
+def mode_shape(rows: pd.DataFrame, within_var: np.ndarray, shrink_rows: float) -> Mode:
+    """One mode of a two-mode class from its rows (ln features): their mean, and their spread shrunk
+    towards the class's within-mode spread (``within_var``, a variance) by ``shrink_rows`` pseudo-rows.
+    A mode has as few as 3 rows, whose spread alone is too noisy (Light_Modulation's upper mode: 0.19 in ln
+    central frequency from 7 rows, its lower one 1.67 from 3). The means are the rows' own: shrinking them
+    towards the class's would pull the two tiles back together, which is what the modes are for."""
+    n = len(rows)
+    var = ((n - 1) * rows.var(ddof=1).to_numpy() + shrink_rows * within_var) / (n - 1 + shrink_rows)
+    return Mode(n, significant(np.exp(rows.mean().to_numpy()), 4), rounded(np.maximum(np.sqrt(var), MIN_LOG_SD), 3))
 
 
 def rounded(values: Sequence[float] | np.ndarray, decimals: int) -> tuple[float, ...]:

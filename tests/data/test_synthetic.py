@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import multivariate_normal, norm
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
@@ -33,12 +34,18 @@ from glitchrun.data.synthetic import (
     O3A_START,
     SUMMARY_FILE,
     SUMMARY_MEANS,
+    Fit,
+    Mode,
+    Shape,
     generate,
 )
 
 #: the v1.0 classes the O3a sample lacks: centred on v1.0 means
 UNCALIBRATED = sorted(["1080Lines", "1400Ripples", "Air_Compressor", "Chirp", "Helix", "None_of_the_Above",
                        "Wandering_Line"])
+#: the classes whose O3a rows split into a narrow-tile and a broadband-tile mode (``calibrate.two_modes``)
+TWO_MODES = sorted(["Light_Modulation", "Low_Frequency_Lines", "No_Glitch", "Power_Line", "Scattered_Light",
+                    "Scratchy", "Tomte", "Violin_Mode"])
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +75,34 @@ def test_the_stored_fit_is_what_refit_prints(shared_data: Path, capsys):
     assert sorted(line.split()[2] for line in err.splitlines() if line.startswith("not calibrated")) == UNCALIBRATED
     assert sorted(line.split()[2] for line in err.splitlines() if line.startswith("left out")) == sorted(O3_ADDED_CLASSES)
     assert all(FIT.shapes[name].rows == (0 if name in UNCALIBRATED else 10) for name in GRAVITY_SPY_CLASSES)
+    # and so are the classes given two modes, with where they split
+    assert sorted(line.split()[2] for line in err.splitlines() if line.startswith("two modes")) == TWO_MODES
+    assert "two modes: Light_Modulation (central frequency 33-658 Hz: 3 rows, 2369-3810 Hz: 7 rows)" in err
+    assert sorted(name for name, shape in FIT.shapes.items() if shape.modes) == TWO_MODES
+
+
+def test_two_modes_split_only_a_clear_gap_with_enough_rows_each_side(shared_data: Path):
+    """Light_Modulation's real rows: 3 narrow tiles (33-658 Hz) and 7 broadband ones (2.4-3.8 kHz), a gap of
+    ln(2369 / 658) = 1.28; Koi_Fish's widest gap (1021 -> 2380 Hz, 0.85) is under the rule's 1.0."""
+    table = pd.read_csv(shared_data / O3A_FILE)
+    light = table.loc[table["label"] == "Light_Modulation", "centralFreq"].to_numpy()
+    upper = calibrate.two_modes(np.log(light))
+    assert upper is not None and sorted(light[~upper].round()) == [33, 541, 658] and upper.sum() == 7
+    assert calibrate.two_modes(np.log(table.loc[table["label"] == "Koi_Fish", "centralFreq"])) is None
+    # two rows below a wide gap are not a mode; a gap of exactly MODE_GAP is
+    assert calibrate.two_modes(np.log([10, 11, 1000, 1100, 1200, 1300])) is None
+    assert calibrate.two_modes(np.array([0, 0.1, 0.2, 1.2, 1.3, 1.4])).tolist() == [False] * 3 + [True] * 3
+
+
+def test_the_fit_source_keeps_two_modes_readable():
+    """A two-mode class prints as one Shape with its two Modes, and reads back equal."""
+    light = FIT.shapes["Light_Modulation"]
+    source = Fit({"Light_Modulation": light}).source()
+    assert source.count("Mode(") == 2 and source.splitlines()[3].strip().startswith("modes=(Mode(3, ")
+    namespace = dict(vars(synthetic))
+    exec(source, namespace)
+    assert namespace["FIT"].shapes["Light_Modulation"] == light
+    assert [weight for weight, _, _ in light.components()] == [0.3, 0.7]
 
 
 def o3a_copy(shared_data: Path, path: Path, drop: dict[str, int]) -> pd.DataFrame:
@@ -151,15 +186,81 @@ def test_class_centres_follow_the_real_rows_where_there_are_some_and_v1_means_el
 
 
 def test_within_class_spread_matches_the_real_o3a_rows(real, large: pd.DataFrame):
+    """A one-mode class has its real rows' spread; a two-mode class is drawn with its mixture's spread, and
+    each mode's stored spread lies between its own rows' and the class's within-mode spread (shrinkage)."""
     frame = real.frame
-    real_sd = np.maximum(np.log(frame[list(LOG_FEATURES)]).groupby(frame["label"]).std(), calibrate.MIN_LOG_SD)
+    real_logs = np.log(frame[list(LOG_FEATURES)])
+    real_sd = np.maximum(real_logs.groupby(frame["label"]).std(), calibrate.MIN_LOG_SD)
     synthetic_sd = np.log(large[list(LOG_FEATURES)]).groupby(large["truth"])
     shared = real_sd.index.intersection(GRAVITY_SPY_CLASSES)
     assert len(shared) == 15
+    expected = real_sd.loc[shared].copy()
+    for name in TWO_MODES:
+        weight, median, sd = (np.array(column) for column in zip(*FIT.shapes[name].components(), strict=True))
+        centre = weight @ np.log(median)
+        expected.loc[name] = np.sqrt(weight @ (sd**2 + (np.log(median) - centre) ** 2))
+        rows = real_logs[frame["label"] == name]
+        mode = calibrate.two_modes(rows["central_frequency"].to_numpy())
+        within = np.sqrt(((rows - rows.groupby(mode).transform("mean")) ** 2).sum() / (len(rows) - 2))
+        for upper, stored in zip((False, True), sd, strict=True):
+            own = rows[mode == upper].std()
+            assert (stored >= np.minimum(own, within) - 1e-3).all() and (stored <= np.maximum(own, within) + 1e-3).all()
     n = synthetic_sd.count().loc[shared]
-    error = (synthetic_sd.std().loc[shared] - real_sd.loc[shared]).abs()
+    error = (synthetic_sd.std().loc[shared] - expected).abs()
     # 5 standard errors of a standard deviation, plus the table's rounding to 3 decimals
-    assert (error < 5 * real_sd.loc[shared] / np.sqrt(2 * n) + 5e-4).all().all(), error.round(4)
+    assert (error < 5 * expected / np.sqrt(2 * n) + 5e-4).all().all(), error.round(4)
+
+
+def test_a_two_mode_class_is_drawn_from_both_modes(real, large: pd.DataFrame):
+    """The drawn central frequencies of each two-mode class follow its mixture (the share below each real
+    row's value is the mixture's distribution function there), and Light_Modulation's drawn rows sit where
+    its real ones do: 7 of 10 real rows are broadband tiles at 2.4-3.8 kHz, a range one log-normal gave
+    11 % of the class and the mixture gives about a quarter (its broadband mode's spread is shrunk wider)."""
+    for name in TWO_MODES:
+        drawn = np.log(large.loc[large["truth"] == name, "central_frequency"].to_numpy())
+        at = np.log(real.frame.loc[real.frame["label"] == name, "central_frequency"].to_numpy())
+        mixture = sum(weight * norm.cdf((at - np.log(median[1])) / sd[1])
+                      for weight, median, sd in FIT.shapes[name].components())
+        share = (drawn[:, None] < at).mean(axis=0)
+        assert (np.abs(share - mixture) < 5 * np.sqrt(mixture * (1 - mixture) / len(drawn)) + 1e-3).all(), name
+    light = large.loc[large["truth"] == "Light_Modulation", "central_frequency"]
+    single = FIT.shapes["Light_Modulation"]  # the class as one log-normal, as before the modes
+    one_log_normal = np.diff(norm.cdf((np.log([2369, 3810]) - np.log(single.median[1])) / single.log_sd[1]))[0]
+    assert one_log_normal < 0.12 and light.between(2369, 3810).mean() > 0.22
+
+
+def test_the_class_posterior_of_a_mixture_sums_its_modes_densities(large: pd.DataFrame):
+    """Fit.posterior (the difficulty-aware crowd's ambiguity) of a two-mode class: each mode's log-normal
+    density in ln space, weighted by the mode's share, summed; rows sum to 1."""
+    rows = large.groupby("truth").head(20)
+    values = rows[list(LOG_FEATURES)].to_numpy()
+    classes = list(GRAVITY_SPY_CLASSES)
+    posterior = FIT.posterior(values, classes)
+    assert np.allclose(posterior.sum(axis=1), 1.0) and (posterior >= 0).all()
+    shape = FIT.shapes["Light_Modulation"]
+    matrix = np.eye(len(LOG_FEATURES))
+    matrix[np.triu_indices(len(LOG_FEATURES), 1)] = shape.correlation
+    matrix = np.triu(matrix) + np.triu(matrix, 1).T
+    density = sum(weight * multivariate_normal(np.log(median), matrix * np.outer(sd, sd)).pdf(np.log(values))
+                  for weight, median, sd in shape.components())
+    # log_likelihood leaves out the constant -3 ln(2 pi) every class shares
+    ours = FIT.log_likelihood(values, ["Light_Modulation"])[:, 0] - len(LOG_FEATURES) / 2 * np.log(2 * np.pi)
+    assert np.allclose(ours, np.log(density))
+    # a one-mode fit of the same class is the plain log-normal: the mixture is what changed
+    whole = Fit({"Light_Modulation": shape._replace(modes=())})
+    assert not np.allclose(whole.log_likelihood(values, ["Light_Modulation"]), FIT.log_likelihood(values, ["Light_Modulation"]))
+
+
+def test_each_mode_is_drawn_at_its_share_of_the_rows():
+    """A mode holding 7 of a class's 10 rows draws 70 % of its candidates, around its own median."""
+    shape = Shape(1, 1, (100.0, 200.0, 1.0, 300.0, 20.0, 1e-22), (0.3,) * 6, 10, (0.0,) * 15)
+    broadband = (100.0, 2000.0, 1.0, 3000.0, 20.0, 1e-22)
+    fit = Fit({"A": shape._replace(modes=(Mode(3, shape.median, shape.log_sd), Mode(7, broadband, shape.log_sd)))})
+    central = generate(20_000, 4, fit=fit)["central_frequency"]
+    upper = central > np.sqrt(200 * 2000)
+    assert upper.mean() == pytest.approx(0.7, abs=0.02)
+    assert np.exp(np.log(central[upper]).mean()) == pytest.approx(2000, rel=0.02)
+    assert np.exp(np.log(central[~upper]).mean()) == pytest.approx(200, rel=0.02)
 
 
 def test_each_calibrated_class_keeps_the_shape_of_its_own_real_rows(real, large: pd.DataFrame):
