@@ -9,7 +9,9 @@ Transfer: a random forest (100 trees, min_samples_leaf=5) trained on 20,000 synt
 the 150 real O3a rows of the 15 classes v1.0 and O3a share (10 each; chance 1/15). "in-sample": the stored
 ``FIT``, itself calibrated on these rows; "held out": stratified 5-fold, each fold predicted by a forest
 trained on a fit calibrated on the other four folds only. Pools at the v1.0 priors or at equal priors (the
-test rows' own class frequencies).
+test rows' own class frequencies), and at the v1.0 priors with the forest's ``class_weight=
+"balanced_subsample"`` (each class weighted as if equally common in each tree's sample: the learner
+config's remedy for rare classes, ``conf/learner/random_forest.yaml``).
 
 Each run is a fresh Python process (so its high-water mark is its own): after the imports it records
 ``ru_maxrss``, times ``SyntheticData(n).load()`` (generation and the canonical frame) and then
@@ -72,27 +74,30 @@ def transfer(seeds: list[int]) -> None:
     # column would only carry the v1.0 detector split (Scratchy 73 % L1), which these test rows do not share
     spec = FeatureSpec(one_hot_ifo=[])
 
-    def predict(fit, priors, rows, seed):
+    def predict(fit, priors, class_weight, rows, seed):
         pool = canonical(generate(20_000, seed, fit=fit, priors=priors))
-        forest = RandomForestClassifier(n_estimators=100, min_samples_leaf=5, random_state=seed, n_jobs=2)
+        forest = RandomForestClassifier(n_estimators=100, min_samples_leaf=5, class_weight=class_weight,
+                                        random_state=seed, n_jobs=2)
         forest.fit(spec.matrix(pool), pool["truth"].to_numpy(dtype=object))
         return forest.predict(spec.matrix(real.frame.loc[known[rows]]))
 
     print("| calibration | pool priors | accuracy | macro-F1 | classes at zero recall |")
     print("|---|---|---:|---:|---|")
     for held_out in (False, True):
-        for name, priors in (("v1.0 counts", None), ("equal", dict.fromkeys(GRAVITY_SPY_CLASSES, 1.0))):
+        for name, priors, class_weight in (("v1.0 counts", None, None),
+                                           ("equal", dict.fromkeys(GRAVITY_SPY_CLASSES, 1.0), None),
+                                           ("v1.0 counts, balanced_subsample", None, "balanced_subsample")):
             scores, zero, recalls = [], set(), []
             for seed in seeds:
                 predicted = np.empty(len(known), dtype=object)
                 if not held_out:
-                    predicted[:] = predict(FIT, priors, np.arange(len(known)), seed)
+                    predicted[:] = predict(FIT, priors, class_weight, np.arange(len(known)), seed)
                 folds = StratifiedKFold(5, shuffle=True, random_state=seed).split(truth, truth) if held_out else []
                 for train, test in folds:
                     with tempfile.TemporaryDirectory() as folder:
                         table.iloc[train].to_csv(Path(folder) / "train.csv", index=False)
                         fit = refit(SHARED / SUMMARY_FILE, [Path(folder) / "train.csv"]).fit
-                    predicted[test] = predict(fit, priors, test, seed)
+                    predicted[test] = predict(fit, priors, class_weight, test, seed)
                 recall = recall_score(truth, predicted, labels=labels, average=None)
                 zero |= {label for label, r in zip(labels, recall, strict=True) if r == 0}
                 recalls.append(recall)
