@@ -3,6 +3,7 @@
     python benchmarks/bench_loop.py                 # both parts, as in BENCHMARKS.md
     python benchmarks/bench_loop.py --part votes --subjects 500
     python benchmarks/bench_loop.py --part server
+    python benchmarks/bench_loop.py --part votes --override crowd.volunteers.difficulty=0   # any crowd override
 
 votes (offline, the rule the loop runs): ``data=synthetic`` candidates (Gravity Spy v1.0 class priors); the
 learner of conf/learner/random_forest.yaml fitted on ``labelled`` of them predicts the class distribution
@@ -48,7 +49,7 @@ from glitchrun.crowd.consensus import ACCEPTED
 from glitchrun.data.synthetic import LOG_FEATURES
 from glitchrun.learning.learner import make_learner
 
-CROWDS = ("gravity_spy", "uneven")
+CROWDS = ("gravity_spy", "gravity_spy_strict", "uneven")
 
 
 def config(*overrides: str) -> Any:
@@ -123,16 +124,17 @@ def sequential(crowd: Any, queried: Subjects, max_votes: int, name: str) -> dict
                   truth)
 
 
-def votes_part(n_subjects: int, n_labelled: int, seed: int, max_votes: list[int], crowds: list[str]) -> pd.DataFrame:
+def votes_part(n_subjects: int, n_labelled: int, seed: int, max_votes: list[int], crowds: list[str],
+               fixed_max: int = 8, overrides: tuple[str, ...] = ()) -> pd.DataFrame:
     queried = learner_votes(n_labelled, n_subjects, seed)
     print(f"fitted ml_weight {queried.ml_weight:.2f}", flush=True)
     rows = []
     for name in crowds:
-        crowd = instantiate(config(f"crowd={name}", f"seed={seed}").crowd)
+        crowd = instantiate(config(f"crowd={name}", f"seed={seed}", *overrides).crowd)
         apply_ml_weight(crowd.consensus, queried.ml_weight)
-        if len(crowd.volunteers.logins) < max(8, *max_votes):
-            raise ValueError(f"crowd {name} has too few volunteers for 8 votes per subject")
-        for k in range(1, 9):
+        if len(crowd.volunteers.logins) < max(fixed_max, *max_votes):
+            raise ValueError(f"crowd {name} has too few volunteers for {max(fixed_max, *max_votes)} votes per subject")
+        for k in range(1, fixed_max + 1):
             rows.append(fixed(crowd, queried, k, name))
         for cap in max_votes:
             rows.append(sequential(crowd, queried, cap, name))
@@ -175,13 +177,18 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=2000)
     parser.add_argument("--labelled", type=int, default=2000)
     parser.add_argument("--max-votes", type=int, nargs="+", default=[6, 8])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="the table is the mean over these seeds")
     parser.add_argument("--crowds", nargs="+", choices=CROWDS, default=list(CROWDS))
+    parser.add_argument("--fixed-max", type=int, default=8, help="fixed counts from 1 to this many votes")
+    parser.add_argument("--override", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="Hydra overrides of the crowds' config, e.g. crowd.consensus.agreement=0.99")
     args = parser.parse_args()
     pd.set_option("display.width", 160)
     if args.part in ("votes", "both"):
         start = time.perf_counter()
-        table = votes_part(args.subjects, args.labelled, args.seed, args.max_votes, args.crowds)
+        table = pd.concat([votes_part(args.subjects, args.labelled, seed, args.max_votes, args.crowds,
+                                      args.fixed_max, tuple(args.override)) for seed in args.seeds])
+        table = table.groupby(["crowd", "rule"], sort=False).mean().reset_index()
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         print(f"({time.perf_counter() - start:.0f} s)")
     if args.part in ("server", "both"):
