@@ -103,8 +103,9 @@ def fixed(crowd: Any, queried: Subjects, k: int, name: str) -> dict[str, Any]:
     return scores(f"fixed {k}", name, len(votes), accepted, 0, truth)
 
 
-def sequential(crowd: Any, queried: Subjects, max_votes: int, name: str) -> dict[str, Any]:
-    """Sweeps of one more vote per active subject, each followed by the retire pass's ``decide``."""
+def sequential(crowd: Any, queried: Subjects, max_votes: int, name: str, min_chance: float = 0.0) -> dict[str, Any]:
+    """Sweeps of one more vote per active subject, each followed by the retire pass's ``decide`` (with the
+    campaign's ``min_next_vote_chance``)."""
     volunteers, truth, classes = crowd.volunteers, queried.truth, queried.classes
     features = dict(zip(truth.index, queried.features.to_dict("records")))
     subjects = pd.DataFrame({"status": ACTIVE}, index=truth.index.astype(str))
@@ -115,13 +116,14 @@ def sequential(crowd: Any, queried: Subjects, max_votes: int, name: str) -> dict
             answer = volunteers.answer(volunteer, subject, truth[subject], classes, features[subject])
             rows.append((subject, volunteers.logins[volunteer], classes[answer]))
         votes = pd.DataFrame(rows, columns=["subject_id", "volunteer", "label"])
-        after = decide(subjects, crowd.consensus.aggregate(votes, classes, queried.prior), max_votes)
+        decided = crowd.consensus.aggregate(votes, classes, queried.prior)
+        after = decide(subjects, decided, max_votes, None, crowd.consensus.next_vote_chance_, min_chance)
         subjects = after[["status"]]
         if not (subjects["status"] == ACTIVE).any():
             break
     labels = after.loc[after["status"] == LABELLED, "label"].astype(str)
-    return scores(f"consensus, cap {max_votes}", name, len(rows), labels, int((after["status"] == DISPUTED).sum()),
-                  truth)
+    rule = f"consensus, cap {max_votes}" + (f", next-vote chance {min_chance:g}" if min_chance else "")
+    return scores(rule, name, len(rows), labels, int((after["status"] == DISPUTED).sum()), truth)
 
 
 def votes_part(n_subjects: int, n_labelled: int, seed: int, max_votes: list[int], crowds: list[str],
@@ -130,14 +132,16 @@ def votes_part(n_subjects: int, n_labelled: int, seed: int, max_votes: list[int]
     print(f"fitted ml_weight {queried.ml_weight:.2f}", flush=True)
     rows = []
     for name in crowds:
-        crowd = instantiate(config(f"crowd={name}", f"seed={seed}", *overrides).crowd)
+        cfg = config(f"crowd={name}", f"seed={seed}", *overrides)
+        crowd = instantiate(cfg.crowd)
+        min_chance = float(cfg.campaign.retirement.min_next_vote_chance)
         apply_ml_weight(crowd.consensus, queried.ml_weight)
         if len(crowd.volunteers.logins) < max(fixed_max, *max_votes):
             raise ValueError(f"crowd {name} has too few volunteers for {max(fixed_max, *max_votes)} votes per subject")
         for k in range(1, fixed_max + 1):
             rows.append(fixed(crowd, queried, k, name))
         for cap in max_votes:
-            rows.append(sequential(crowd, queried, cap, name))
+            rows.append(sequential(crowd, queried, cap, name, min_chance))
         print(f"{name}: done", flush=True)
     return pd.DataFrame(rows)
 

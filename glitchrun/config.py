@@ -58,6 +58,7 @@ class RetirementSettings:
 
     max_votes: int
     offer_disputed: bool = False
+    min_next_vote_chance: float = 0.0
 
 
 @dataclass

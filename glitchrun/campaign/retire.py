@@ -4,9 +4,11 @@ As Gravity Spy does, a subject is retired once the posterior of one class (the c
 method, with the learner's whole class distribution as the machine-learning vote) passes the threshold
 with enough volunteer votes: reason ``consensus``, and its candidate gets that label. A subject that
 reaches ``max_votes`` without consensus retires with reason ``other`` and is **disputed**: no training
-label, listed with its votes for an expert. Zooniverse's own ``classification_count`` retirement stays as
-a safety cap above ``max_votes``; a subject Zooniverse retired first (that cap, or by hand) is settled
-with the votes it has.
+label, listed with its votes for an expert. So is one whose next vote has less than
+``min_next_vote_chance`` of getting it accepted (the consensus's one-vote look-ahead): votes volunteers
+would spend on a subject they keep splitting on go to subjects one vote can settle. Zooniverse's own
+``classification_count`` retirement stays as a safety cap above ``max_votes``; a subject Zooniverse
+retired first (that cap, or by hand) is settled with the votes it has.
 
 One pass (``ConsensusRetirement.run``): resend retirements recorded but not confirmed, sync the new
 classifications, recompute every campaign subject's posterior, record the decisions in the campaign state,
@@ -31,7 +33,7 @@ from glitchrun.campaign.state import ACTIVE, DISPUTED, LABELLED, CampaignState
 from glitchrun.campaign.sync import SyncResult, sync_classifications
 from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.crowd import consensus as consensus_methods
-from glitchrun.crowd.consensus import ACCEPTED
+from glitchrun.crowd.consensus import ACCEPTED, LOW_AGREEMENT, TIE
 from glitchrun.learning.learner import cross_validated_proba
 from glitchrun.zooniverse.resources import retired_on_server
 
@@ -60,10 +62,13 @@ def apply_ml_weight(consensus: Any, weight: float | None) -> None:
 
 
 def decide(subjects: pd.DataFrame, decided: pd.DataFrame, max_votes: int,
-           retired_elsewhere: Mapping[str, str | None] | None = None) -> pd.DataFrame:
+           retired_elsewhere: Mapping[str, str | None] | None = None, next_vote_chance: pd.Series | None = None,
+           min_next_vote_chance: float = 0.0) -> pd.DataFrame:
     """Each subject's status after a pass (pure: the benchmark runs the same rule offline).
 
-    ``subjects``: index subject_id, column ``status`` (before); ``decided``: ``Consensus.aggregate``'s frame.
+    ``subjects``: index subject_id, column ``status`` (before); ``decided``: ``Consensus.aggregate``'s frame;
+    ``next_vote_chance``: the consensus's ``next_vote_chance_`` (an active subject with enough votes but no
+    consensus is disputed when it is below ``min_next_vote_chance``; NaN never is).
     Returns index subject_id with status, retirement_reason (for subjects retired now), votes, label
     (the crowd label it now has, or None), agreement and sent (retired by Zooniverse already).
     """
@@ -73,7 +78,10 @@ def decide(subjects: pd.DataFrame, decided: pd.DataFrame, max_votes: int,
     accepted = decided["status"].eq(ACCEPTED)
     was_active = subjects["status"].eq(ACTIVE)
     elsewhere = subjects.index.isin(list(retired_elsewhere))
-    retire_now = was_active & (accepted | (votes >= max_votes) | elsewhere)
+    chance = (pd.Series(np.nan, index=subjects.index) if next_vote_chance is None
+              else next_vote_chance.reindex(subjects.index).astype(float))
+    hopeless = decided["status"].isin([LOW_AGREEMENT, TIE]) & (chance < float(min_next_vote_chance))
+    retire_now = was_active & (accepted | (votes >= max_votes) | elsewhere | hopeless)
     retired = ~was_active | retire_now
     status = np.where(retired, np.where(accepted, LABELLED, DISPUTED), ACTIVE)
     reason = np.where(accepted, CONSENSUS, OTHER).astype(object)
@@ -135,9 +143,13 @@ class ConsensusRetirement:
     """One retire pass over the campaign's subjects (see the module docstring); configured by
     ``campaign.retirement`` and the crowd's consensus method."""
 
-    def __init__(self, consensus: Any, workflow_config: Mapping[str, Any], max_votes: int, safety_cap: int) -> None:
+    def __init__(self, consensus: Any, workflow_config: Mapping[str, Any], max_votes: int, safety_cap: int,
+                 min_next_vote_chance: float = 0.0) -> None:
         if int(max_votes) < 1:
             raise ValueError(f"campaign.retirement.max_votes must be at least 1, got {max_votes}")
+        if not 0.0 <= float(min_next_vote_chance) < 1.0:
+            raise ValueError("campaign.retirement.min_next_vote_chance must be in [0, 1), got "
+                             f"{min_next_vote_chance}")
         if int(safety_cap) <= int(max_votes):
             raise ValueError(f"campaign.workflow.retirement_count ({safety_cap}) must be above "
                              f"campaign.retirement.max_votes ({max_votes}): Zooniverse's own count is a safety cap "
@@ -147,6 +159,7 @@ class ConsensusRetirement:
         self.classes = list(workflow_config["classes"])
         self.max_votes = int(max_votes)
         self.safety_cap = int(safety_cap)
+        self.min_next_vote_chance = float(min_next_vote_chance)
 
     @property
     def min_votes(self) -> int:
@@ -181,7 +194,8 @@ class ConsensusRetirement:
         apply_ml_weight(self.consensus, state.ml_weight())
         votes = state.votes()
         decided = self.consensus.aggregate(votes, self.classes, prior_frame(state.distributions(), self.classes))
-        return decide(subjects, decided, self.max_votes, retired_elsewhere)
+        return decide(subjects, decided, self.max_votes, retired_elsewhere,
+                      getattr(self.consensus, "next_vote_chance_", None), self.min_next_vote_chance)
 
     def send(self, state: CampaignState, workflow: Workflow) -> None:
         """Ask Zooniverse to retire what the state says is retired but not yet confirmed, one request per

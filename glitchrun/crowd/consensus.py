@@ -24,6 +24,9 @@ Interface (used by the campaign loop, ``glitchrun.campaign``, and the round repo
 - After ``posterior``/``aggregate`` the model-based methods expose ``confusion_`` (volunteer ->
   DataFrame, true class rows x answer columns, P(answer | true class)), ``class_prior_`` (Series),
   ``n_iter_`` and ``converged_``.
+- After ``aggregate``, ``next_vote_chance_`` (Series by subject): the chance that one more vote, from a
+  volunteer typical of the crowd, gets the subject accepted (NaN for majority vote, which has no model of
+  the volunteers); the retire pass disputes a subject early when it is too low (``min_next_vote_chance``).
 - ``sequential_labels(consensus, votes, classes, prior=None, max_votes=...)``: Gravity Spy's retirement
   rule offline: each subject takes its votes one at a time, in order, until it is accepted (posterior at
   the threshold with at least ``min_votes`` volunteer votes) or reaches ``max_votes``.
@@ -81,6 +84,7 @@ class Consensus:
         if unknown:
             raise ValueError(f"votes for answers that are not classes of the workflow: {unknown}")
         if votes.empty:
+            self.next_vote_chance_ = pd.Series(dtype=float)
             return pd.DataFrame(columns=["consensus_label", "agreement", "votes", "status"],
                                 index=pd.Index([], name="subject_id", dtype=str))
         posterior = self.posterior(votes, classes, prior).reindex(columns=classes, fill_value=0.0)
@@ -92,6 +96,7 @@ class Consensus:
             [TOO_FEW_VOTES, TIE, LOW_AGREEMENT],
             default=ACCEPTED,
         )
+        self.next_vote_chance_ = self.next_vote_chance(posterior, counts)
         result = pd.DataFrame({
             "consensus_label": posterior.idxmax(axis=1).astype(str),
             "agreement": top.astype(float),
@@ -100,6 +105,10 @@ class Consensus:
         })
         result.index.name = "subject_id"
         return result
+
+    def next_vote_chance(self, posterior: pd.DataFrame, counts: pd.Series) -> pd.Series:
+        """Chance that one more vote gets each subject accepted; NaN: this method cannot tell."""
+        return pd.Series(np.nan, index=posterior.index)
 
 
 class MajorityVote(Consensus):
@@ -232,9 +241,27 @@ class DawidSkene(Consensus):
             log.warning("%s: EM stopped after %d iterations with posteriors still moving by %.2g (tol %.2g)",
                         type(self).__name__, self.max_iter, moved, self.tol)
         self.class_prior_ = pd.Series(class_prior, index=classes, name="class_prior")
+        self.volunteer_votes_ = pd.Series(np.bincount(u, minlength=len(volunteers)), index=volunteers)
         self.confusion_ = {v: pd.DataFrame(m, index=pd.Index(classes, name="true"), columns=classes)
                            for v, m in zip(volunteers, confusion)}
         return pd.DataFrame(post, index=pd.Index(subjects, name="subject_id"), columns=classes)
+
+    def next_vote_chance(self, posterior: pd.DataFrame, counts: pd.Series) -> pd.Series:
+        """Chance that one more vote gets each subject accepted: the next answer is predicted with the
+        crowd's typical confusion matrix (the volunteers' matrices weighted by their votes, since who comes
+        next is unknown), and the subject is accepted after an answer that lifts its top class to the
+        threshold. A one-vote look-ahead with the matrices held fixed: a guide for when to stop asking."""
+        matrices = np.stack([m.to_numpy() for m in self.confusion_.values()])
+        typical = np.average(matrices, axis=0, weights=self.volunteer_votes_.to_numpy())
+        p = posterior.to_numpy()
+        enough = (counts.to_numpy() + 1) >= self.min_votes
+        chance = np.zeros(len(p))
+        for answer in range(typical.shape[1]):
+            after = p * typical[:, answer]
+            total = after.sum(axis=1)
+            accepted = enough & (after.max(axis=1) >= self.agreement * total)
+            chance += np.where(accepted, total, 0.0)  # total = P(this answer | the subject's posterior)
+        return pd.Series(chance, index=posterior.index)
 
     def ml_log_prior(self, subjects: np.ndarray, classes: Sequence[str], prior: pd.DataFrame | None) -> np.ndarray:
         """``ml_weight`` x log of the learner's floored distribution per subject, normalised; NaN rows where

@@ -127,7 +127,8 @@ class ActiveLearningRound:
         self.project_spec = ProjectSpec(**campaign["project"])
         self.workflow_spec = WorkflowSpec(**campaign["workflow"])
         self.retirement = ConsensusRetirement(consensus, campaign["workflow"],
-                                              campaign["retirement"]["max_votes"], self.workflow_spec.retirement_count)
+                                              campaign["retirement"]["max_votes"], self.workflow_spec.retirement_count,
+                                              campaign["retirement"].get("min_next_vote_chance", 0.0))
         self.offer_disputed = bool(campaign["retirement"].get("offer_disputed", False))
         self.batch_size = int(al["batch_size"])
         self.subject_set_name = al.get("subject_set_name")

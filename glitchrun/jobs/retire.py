@@ -54,7 +54,8 @@ class RetireJob:
         self.project = ProjectSpec(**campaign["project"])
         self.workflow = WorkflowSpec(**campaign["workflow"])
         self.retirement = ConsensusRetirement(consensus, campaign["workflow"], campaign["retirement"]["max_votes"],
-                                              self.workflow.retirement_count)
+                                              self.workflow.retirement_count,
+                                              campaign["retirement"].get("min_next_vote_chance", 0.0))
         self.run_dir = Path(run_dir)
 
     def run(self) -> PassResult:
@@ -90,5 +91,6 @@ class RetireJob:
         disputed = disputed.join(counts, on="subject_id").fillna(0)
         path = write_csv(disputed, self.run_dir / "disputed.csv", DISPUTED_SCHEMA, what="disputed subjects")
         if len(disputed):
-            log.info("%d disputed subjects (no consensus within the vote cap), listed for an expert in %s",
+            log.info("%d disputed subjects (no consensus within the vote cap, or none in reach of one more vote), "
+                     "listed for an expert in %s",
                      len(disputed), path)

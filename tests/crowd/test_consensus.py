@@ -224,6 +224,24 @@ def test_difficulty_and_pooled_confusion_keep_their_promise_when_volunteers_and_
             GravitySpyConsensus(**bad)
 
 
+def test_the_next_vote_chance_tells_a_subject_one_vote_can_settle_from_one_it_cannot():
+    """Two classes, Gravity Spy's weighting at 0.8: one Blip vote with the learner leaning to Blip is settled by
+    a second Blip vote (likely); a 2-2 split is not settled by any single vote (a volunteer of about 0.7 lifts
+    it to about 0.7); majority vote cannot tell."""
+    cast = votes(("a", "v1", "Blip"), ("b", "v1", "Blip"), ("b", "v2", "Whistle"), ("b", "v3", "Blip"),
+                 ("b", "v4", "Whistle"), ("c", "v2", "Blip"), ("c", "v3", "Blip"))
+    prior = pd.DataFrame({"Blip": [0.8, 0.5, 0.5], "Whistle": [0.2, 0.5, 0.5]}, index=["a", "b", "c"])
+    method = GravitySpyConsensus(min_votes=2, agreement=0.8)
+    decided = method.aggregate(cast, ["Blip", "Whistle"], prior)
+    chance = method.next_vote_chance_
+    assert decided.loc["a", "status"] == "too_few_votes" and 0.5 < chance["a"] <= 1.0
+    assert decided.loc["b", "status"] == "low_agreement" and chance["b"] == 0.0
+    assert decided.loc["c", "status"] == ACCEPTED and 0.0 <= chance["c"] <= 1.0
+    majority = MajorityVote(min_votes=2, agreement=0.9)
+    majority.aggregate(cast, ["Blip", "Whistle"])
+    assert majority.next_vote_chance_.isna().all()
+
+
 def test_the_whole_ml_distribution_settles_what_the_top_class_alone_cannot():
     """Two volunteers split Blip / Tomte; the learner is unsure (0.45 Koi_Fish, 0.40 Tomte): its second
     choice, which the top-class-only prior would flatten, makes Tomte the label."""

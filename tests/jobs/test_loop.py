@@ -100,6 +100,26 @@ def test_a_pass_retires_by_consensus_caps_disputes_and_repeats_idempotently(tmp_
     state.close()
 
 
+def test_a_subject_one_more_vote_cannot_settle_is_disputed_early(tmp_path, campaign, local_backend, run_job):
+    """Gravity Spy's weighting at 0.8: two agreeing votes settle a subject; after a 2-2 split one more vote
+    cannot (a volunteer of 0.7 lifts the posterior to about 0.7), so with min_next_vote_chance (0.5 by
+    default) it is disputed at 4 votes instead of taking 2 more up to the cap (as it does with 0); a subject
+    with one vote waits either way."""
+    s = campaign.subject_ids
+    cast(local_backend, campaign, {0: ["Blip", "Blip"], 1: ["Blip", "Whistle", "Blip", "Whistle"], 2: ["Whistle"]})
+    model = [*RULES, "crowd.consensus._target_=glitchrun.crowd.consensus.GravitySpyConsensus",
+             "crowd.consensus.agreement=0.8", "campaign.retirement.max_votes=6", "campaign.workflow.retirement_count=7"]
+    plain, _ = run_job("retire", *model, "campaign.retirement.min_next_vote_chance=0", run_dir="plain")
+    assert plain.retired == {"consensus": 1}  # the split subject waits for votes 5 and 6
+    result, run_dir = run_job("retire", *model)
+    assert result.retired == {"other": 1}
+    assert {k: v[0] for k, v in server_retirement(local_backend, campaign).items()} == {s[0]: "consensus", s[1]: "other"}
+    state = state_of(tmp_path)
+    assert state.subjects().loc[s[:3], "status"].tolist() == ["labelled", "disputed", "active"]
+    state.close()
+    assert pd.read_csv(run_dir / "disputed.csv", dtype={"subject_id": str})["subject_id"].tolist() == [s[1]]
+
+
 def test_labels_follow_the_evidence_replaced_or_withdrawn_and_reported(tmp_path, campaign, local_backend, run_job,
                                                                        caplog):
     cast(local_backend, campaign, {0: ["Blip", "Blip"], 1: ["Blip", "Blip"]})
