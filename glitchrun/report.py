@@ -199,7 +199,8 @@ def outcome_section(plots: Path, state: CampaignState, number: int, consensus: A
     counts = outcome.counts()
     lines = [f"## What volunteers said about round {number - 1}", "",
              (f"Round {number - 1} showed {len(outcome.subjects)} subjects: **{counts[LABELLED]} labelled**, "
-             f"**{counts[DISPUTED]} disputed** (no consensus within the vote cap: no label), "
+             f"**{counts[DISPUTED]} disputed** (no consensus within the vote cap, or out of reach of one more "
+             "vote: no label), "
              f"{counts[ACTIVE]} still active; "
              f"{int(outcome.subjects['votes'].fillna(0).sum())} votes."), ""]
     if len(outcome.labels):

@@ -61,7 +61,7 @@ def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality
         labels, batch3, subjects = state.labels(), state.batch(3), state.subjects(round=2)
         cast, all_votes = state.classifications(round=2), state.votes()
     assert (f"Round 2 showed {counts['size']} subjects: **{counts['labelled']} labelled**, "
-            f"**{counts['disputed']} disputed** (no consensus within the vote cap: no label), 0 still active; "
+            f"**{counts['disputed']} disputed** (no consensus within the vote cap, or out of reach of one more vote: no label), 0 still active; "
             f"{subjects['votes'].sum()} votes.") in report
     for subject, row in subjects[subjects["status"] == "disputed"].iterrows():  # each with its votes
         answers = cast.loc[cast["subject_id"] == subject, "answer"].value_counts()
