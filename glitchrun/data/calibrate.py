@@ -5,9 +5,9 @@
 
 prints the new ``FIT`` as Python source and, on stderr, the classes it could not calibrate from real
 rows (too few of them: v1.0 means and pooled spread instead), the real classes it left out (not in the
-summary, so without a prior) and the classes it gave two modes (``two_modes``). It lives apart from the generator because it reads real tables through
-``glitchrun.data.loaders``, which itself draws synthetic candidates: imports go one way (calibrate ->
-loaders -> synthetic).
+summary, so without a prior) and the classes it gave two modes (``two_modes``). It lives apart from the
+generator because it reads real tables through ``glitchrun.data.loaders``, which itself draws synthetic
+candidates: imports go one way (calibrate -> loaders -> synthetic).
 """
 
 from __future__ import annotations
