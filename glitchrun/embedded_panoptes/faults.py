@@ -3,8 +3,9 @@ connections, uploads that are acknowledged but lost.
 
 It is WSGI middleware around the whole application, so no route knows about it. Settings can change
 while the server runs (``server.faults.update(error_rate=0.2)``), and every injected fault is counted
-(``server.fault_counts``) for reliability reports. Draws come from one seeded generator, so a
-single-threaded run injects the same faults every time.
+(``server.fault_counts``) for reliability reports. Each kind of fault draws from a seeded generator
+of its own, so the n-th request that could meet a fault of that kind meets it or not whatever the
+threads' interleaving and the other kinds' draws: a seeded run injects every kind it is sure to reach.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Faults:
         self._lock = threading.Lock()
         self.settings: dict[str, float] = {key: 0.0 for key in KEYS}
         self.counts: dict[str, int] = {"latency": 0, "error": 0, "error_after_commit": 0, "drop": 0, "lost_upload": 0}
-        self._random = random.Random(0)
+        self._random = _streams(0)
         self.update(settings or {})
 
     def update(self, settings: Mapping[str, Any] | None = None, **changes: Any) -> None:
@@ -48,12 +49,12 @@ class Faults:
         with self._lock:
             self.settings.update({key: float(value) for key, value in merged.items()})
             if "seed" in merged:
-                self._random = random.Random(int(merged["seed"]))
+                self._random = _streams(int(merged["seed"]))
 
     def _fires(self, rate_key: str, count_key: str) -> bool:
         with self._lock:
             rate = self.settings[rate_key]
-            fired = rate > 0 and self._random.random() < rate
+            fired = rate > 0 and self._random[rate_key].random() < rate
             if fired:
                 self.counts[count_key] += 1
             return fired
@@ -104,6 +105,11 @@ class Faults:
             return _unavailable(start_response, "injected fault: the write was committed, then the answer failed")
         start_response(status, headers)
         return [body]
+
+
+def _streams(seed: int) -> dict[str, random.Random]:
+    """One generator per kind of fault, each seeded from ``seed`` and the kind."""
+    return {key: random.Random(f"{seed}:{key}") for key in RATES}
 
 
 def _unavailable(start_response: Callable[..., Any], message: str) -> Iterable[bytes]:

@@ -39,7 +39,7 @@ FAST = ["backend.retries=5", "backend.backoff=0.01", "uploader.retries=5", "uplo
 #: runs of a job (the first and the re-runs) within which it must have finished
 ATTEMPTS = 6
 #: rounds of an operation at most, each on new work, until its test has survived its quota of faults
-ROUNDS = 12
+ROUNDS = 16
 #: injected faults (latency excluded) each operation's test must survive; 100 and more in all
 QUOTA = {"upload": 40, "metadata": 30, "dedupe": 20, "export": 15}
 
