@@ -11,9 +11,10 @@ embedded Panoptes with the configured crowd and consensus retirement, whose lear
 votes spent; the table gives labels (subjects labelled) and votes to the target, per ``strategy`` choice.
 
 ``--crowd NAME`` labels queried candidates by the votes of that conf/crowd/ option's simulated volunteers
-(difficulty-aware: they see each candidate's features) combined by its consensus, ``campaign.workflow.
-retirement_count`` votes a subject, instead of the truth; a subject without an accepted consensus costs its
-votes and teaches nothing. The report then gives the votes to the target beside the labels (subjects).
+(difficulty-aware: they see each candidate's features) combined by its consensus, a fixed ``--votes`` votes
+a subject (3), instead of the truth; a subject without an accepted consensus costs its votes and teaches
+nothing (consensus retirement, which spends votes where volunteers disagree, is ``job=simulate``'s). The
+report then gives the votes to the target beside the labels (subjects).
 
 To be fast it runs the learner and the strategies directly (``glitchrun.learning.learner``: the modAL learner of
 conf/learner/random_forest.yaml, the strategies of conf/strategy/), with the truth as the labels, instead
@@ -118,7 +119,7 @@ def curve(estimator: Any, strategy: Callable, X_pool: np.ndarray, y_pool: np.nda
 
 
 def synthetic(seeds: list[int], strategies: list[str], n: int, batch: int, target: float,
-              crowd_name: str | None = None) -> pd.DataFrame:
+              crowd_name: str | None = None, votes: int = 3) -> pd.DataFrame:
     curves = []
     for seed in seeds:
         cfg = config("random", seed, f"data.n={n}", "learner.n_jobs=2", *([f"crowd={crowd_name}"] if crowd_name else []))
@@ -128,7 +129,7 @@ def synthetic(seeds: list[int], strategies: list[str], n: int, batch: int, targe
         X_pool, y_pool = candidates.features(pool), candidates.frame.loc[pool, "truth"].to_numpy(dtype=object)
         X_test, y_test = candidates.features(test), candidates.frame.loc[test, "truth"].to_numpy(dtype=object)
         crowd = None if crowd_name is None else CrowdLabels(
-            instantiate(cfg.crowd), list(candidates.classes), int(cfg.campaign.workflow.retirement_count),
+            instantiate(cfg.crowd), list(candidates.classes), votes,
             candidates.frame[list(LOG_FEATURES)])
         for name in strategies:
             cfg = config(name, seed, f"data.n={n}", "learner.n_jobs=2")
@@ -203,6 +204,7 @@ def main() -> None:
     parser.add_argument("--o3a-seeds", type=int, default=6, help="o3a: seeds, each a 5-fold cross-validation")
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--crowd", help="synthetic: label by this conf/crowd/ option's votes (e.g. gravity_spy)")
+    parser.add_argument("--votes", type=int, default=3, help="--crowd: votes each queried subject gets")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "images" / "strategy_comparison.png")
     parser.add_argument("--sweep", type=Path, help="report this job=simulate sweep directory instead of running")
     args = parser.parse_args()
@@ -212,7 +214,8 @@ def main() -> None:
         return
     panels = {}
     if args.part in ("synthetic", "both"):
-        panels["synthetic"] = synthetic(args.seeds, args.strategies, args.n, args.batch, args.target, args.crowd)
+        panels["synthetic"] = synthetic(args.seeds, args.strategies, args.n, args.batch, args.target, args.crowd,
+                                        args.votes)
         report(panels["synthetic"], f"Synthetic pool of {int(args.n * 0.8):,} (22 classes), {len(args.seeds)} seeds",
                args.target)
     if args.part in ("o3a", "both"):
