@@ -1,22 +1,26 @@
-"""Ingest: a classification export (Zooniverse's CSV format) becomes crowd labels in the campaign state."""
+"""Ingest: a classification export (Zooniverse's CSV format) becomes labels in the campaign state."""
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from glitchrun.campaign.ingest import REPORT_SCHEMA, IngestError, ingest_export, tally
+from glitchrun.campaign.ingest import REPORT_SCHEMA, SURVEY_SCHEMA, IngestError, ingest_export, tally
 from glitchrun.campaign.state import CampaignState
+from glitchrun.campaign.subjects import SubjectFields
 from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.crowd.consensus import GravitySpyConsensus, MajorityVote
-from glitchrun.zooniverse.exports import read_classification_export
+from glitchrun.zooniverse.exports import export_chunks
 
 CONFIG = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "config.yaml")
+GRAVITY_SPY_FIELDS = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "subjects" /
+                                                           "gravityspy.yaml"))
 
 CLASSES = ["Blip", "Koi_Fish", "Tomte", "Whistle"]
 HEADER = ["classification_id", "user_name", "user_id", "user_ip", "workflow_id", "workflow_name", "workflow_version",
@@ -24,13 +28,21 @@ HEADER = ["classification_id", "user_name", "user_id", "user_ip", "workflow_id",
 QUESTION = "Which glitch class is this?"
 
 
-def export_csv(path: Path, votes: list[tuple], workflow_id: int = 2, version: str = "1.1") -> Path:
+def glitchrun_subject(subject: str) -> dict:
+    """A subject as a glitchrun round uploads it: the learner's top class hidden (and the simulated truth)."""
+    return {"#predicted_class": "Blip", "#probability": 0.4, "#truth": "Whistle"}
+
+
+def export_csv(path: Path, votes: list[tuple], workflow_id: int = 2, version: str = "1.1",
+               metadata_of: Callable[[str], dict] = glitchrun_subject, experts: tuple[str, ...] = ()) -> Path:
     """A workflow classification export as Zooniverse writes it (panoptes-api.md 9.2; panoptes
-    lib/formatter/csv/annotation_for_csv.rb for the annotations).
+    lib/formatter/csv/classification.rb, lib/formatter/csv/annotation_for_csv.rb for the annotations).
 
     ``votes``: (user, subject id, answer[, workflow version[, workflow id]]); a user named ``anon...`` is not
     logged in: no user_id, ``user_name`` ``not-logged-in-<ip hash>``, only ``user_ip`` tells it apart. The
     answer is an answer label or index under ``T0``, or a whole annotations list (a list of dicts).
+    ``metadata_of(subject)`` is the subject's metadata; ``experts`` classify in gold-standard mode
+    (``gold_standard`` true, ``expert`` the project role, as panoptes lib/classification_lifecycle.rb marks them).
     """
     with open(path, "w", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")
@@ -41,18 +53,25 @@ def export_csv(path: Path, votes: list[tuple], workflow_id: int = 2, version: st
             anonymous = user.startswith("anon")
             raw = isinstance(value, list) and value and isinstance(value[0], dict)
             annotations = value if raw else [{"task": "T0", "task_label": QUESTION, "value": value}]
-            subject_data = {subject: {"retired": None, "#predicted_class": "Blip", "#probability": 0.4, "#truth": "Whistle"}}
+            subject_data = {subject: {"retired": None, **metadata_of(subject)}}
             metadata = {"source": "api", "session": f"s{n}", "started_at": "2024-05-01T12:00:00.000Z",
                         "finished_at": "2024-05-01T12:00:06.000Z", "user_language": "en", "utc_offset": "0",
                         "live_project": True, "user_agent": "Mozilla/5.0",
                         "subject_selection_state": {"retired": False}}
             ip_hash = f"{abs(hash(user)) % 10**8:08x}"
+            expert = user in experts
             writer.writerow([
                 n, f"not-logged-in-{ip_hash}" if anonymous else user, "" if anonymous else abs(hash(user)) % 1000,
-                ip_hash, row_workflow, "Glitch classification", row_version, "2024-05-01 12:00:06 UTC", "", "",
+                ip_hash, row_workflow, "Glitch classification", row_version, "2024-05-01 12:00:06 UTC",
+                "true" if expert else "", "expert" if expert else "",
                 json.dumps(metadata), json.dumps(annotations), json.dumps(subject_data), subject,
             ])
     return path
+
+
+def chunks(path: Path, chunk_bytes: int | None = None):
+    """The export's validated chunks, as job=ingest reads them."""
+    return export_chunks(path, "classifications", **({"chunk_bytes": chunk_bytes} if chunk_bytes else {}))
 
 
 def survey(*choices: str, task: str = "T0") -> list[dict]:
@@ -76,7 +95,7 @@ def state(tmp_path: Path) -> CampaignState:
 
 
 def test_labels_are_added_for_accepted_subjects_only(tmp_path: Path, state: CampaignState):
-    export = read_classification_export(export_csv(tmp_path / "export.csv", [
+    export = chunks(export_csv(tmp_path / "export.csv", [
         ("alice", "11", "Blip"), ("bob", "11", "Blip"), ("carol", "11", "Tomte"),  # 2 of 3: accepted
         ("alice", "12", "Whistle"), ("bob", "12", 3), ("carol", "12", "Whistle"),  # index form counts too
         ("alice", "13", "Blip"), ("bob", "13", "Tomte"), ("carol", "13", "Whistle"),  # no majority
@@ -95,7 +114,7 @@ def test_a_volunteers_repeat_classifications_count_once(tmp_path: Path, state: C
     rows = [("alice", "11", "Tomte"), ("alice", "11", "Blip"), ("alice", "11", "Blip"), ("bob", "11", "Blip"),
             ("carol", "11", "Blip"), ("anon1", "12", "Koi_Fish"), ("anon1", "12", "Koi_Fish"), ("anon2", "12", "Tomte"),
             ("anon3", "12", "Tomte"), ("anon3", "12", "Koi_Fish")]
-    export = read_classification_export(export_csv(tmp_path / "export.csv", rows))
+    export = chunks(export_csv(tmp_path / "export.csv", rows))
     result = tally(export, state, MajorityVote(min_votes=2, agreement=0.5), CLASSES)
     report = REPORT_SCHEMA.validate(result.report).set_index("subject_id")
     assert report.loc["11", ["data.blip", "data.tomte", "votes"]].tolist() == [2, 1, 3]
@@ -113,13 +132,13 @@ def test_a_label_is_recorded_for_the_round_that_queried_its_candidate(tmp_path: 
     batch = pd.DataFrame({"candidate_id": ["c1"], "strategy": ["uncertainty"], "score": [0.5],
                           "predicted_class": ["Blip"], "probability": [0.5]})
     state.start_round(1, "round-1", "run", batch)
-    export = read_classification_export(export_csv(tmp_path / "export.csv", [("alice", "11", "Blip"), ("alice", "12", "Tomte")]))
+    export = chunks(export_csv(tmp_path / "export.csv", [("alice", "11", "Blip"), ("alice", "12", "Tomte")]))
     ingest_export(export, state, MajorityVote(min_votes=1), CLASSES, round=2)
     assert state.labels().loc[["c1", "c2"], "round"].tolist() == [1, 2]
 
 
 def test_report_has_the_aggregation_columns_and_skips_unknown_subjects(tmp_path: Path, state: CampaignState):
-    export = read_classification_export(export_csv(tmp_path / "export.csv", [
+    export = chunks(export_csv(tmp_path / "export.csv", [
         ("alice", "11", "Blip"), ("bob", "11", "Blip"), ("alice", "99", "Whistle"), ("bob", "99", "Whistle"),
         ("carol", "12", [{"task": "T0", "task_label": QUESTION, "value": None}]),  # no answer given
     ]))
@@ -139,7 +158,7 @@ def test_report_has_the_aggregation_columns_and_skips_unknown_subjects(tmp_path:
 
 def test_the_ml_prior_hidden_in_subject_metadata_reaches_the_consensus(tmp_path: Path, state: CampaignState):
     """Each subject says #predicted_class Blip at 0.4 (and #truth Whistle, which must not be used)."""
-    export = read_classification_export(export_csv(tmp_path / "export.csv", [("alice", "11", "Blip"), ("bob", "11", "Tomte")]))
+    export = chunks(export_csv(tmp_path / "export.csv", [("alice", "11", "Blip"), ("bob", "11", "Tomte")]))
     decided = tally(export, state, GravitySpyConsensus(min_votes=2, agreement=0.5), CLASSES).report.set_index("subject_id")
     assert decided.loc["11", "consensus_label"] == "Blip"
 
@@ -152,25 +171,24 @@ def test_the_ml_prior_hidden_in_subject_metadata_reaches_the_consensus(tmp_path:
 def test_a_malformed_export_changes_nothing_and_says_why(tmp_path: Path, state: CampaignState, bad, why: str):
     before = state.labels()
     rows = [("alice", "11", "Blip"), ("bob", "11", "Blip"), ("carol", "12", bad)]
-    export = read_classification_export(export_csv(tmp_path / "export.csv", rows))
+    export = chunks(export_csv(tmp_path / "export.csv", rows))
     with pytest.raises(IngestError, match=r"line 4, column .annotations. \(classification 3\): " + why) as err:
         ingest_export(export, state, MajorityVote(min_votes=1), CLASSES, round=1)
     assert len(str(err.value)) < 250
     pd.testing.assert_frame_equal(state.labels(), before)
 
 
-def test_an_export_of_several_workflows_is_refused_unless_the_campaign_knows_its_own(tmp_path: Path,
-                                                                                     state: CampaignState):
-    first = read_classification_export(export_csv(tmp_path / "a.csv", [("alice", "11", "Blip")], workflow_id=2))
-    second = read_classification_export(export_csv(tmp_path / "b.csv", [("bob", "11", "Whistle")], workflow_id=3))
-    both = pd.concat([first, second], ignore_index=True)
-    with pytest.raises(IngestError, match=r"mixes workflows \['2', '3'\]"):
-        ingest_export(both, state, MajorityVote(min_votes=1), CLASSES)
+def test_an_export_of_several_workflows_is_refused_unless_one_is_picked(tmp_path: Path, state: CampaignState):
+    path = export_csv(tmp_path / "project.csv", [("alice", "11", "Blip", "1.1", 2), ("bob", "11", "Whistle", "1.1", 3),
+                                                 ("carol", "11", "Whistle", "1.1", 3)])
+    with pytest.raises(IngestError, match=r"mixes workflows 2 \(1\), 3 \(2\); pick one with job.workflows=\[2\]"):
+        ingest_export(chunks(path), state, MajorityVote(min_votes=1), CLASSES)
     assert "c1" not in state.labels().index
-    task = TaskSpec.from_config({"classes": CLASSES}, workflow_id=2)
-    result = tally(both, state, MajorityVote(min_votes=1), CLASSES, task=task)
-    assert result.skipped == {"other workflows": 1} and result.labels()["label"].tolist() == ["Blip"]
-    assert "1 of other workflows not counted" in result.summary()
+    for task, workflows in ((TaskSpec.from_config({"classes": CLASSES}, workflow_id=2), None),  # the campaign's own
+                            (TaskSpec.from_config({"classes": CLASSES}), [2])):  # job.workflows=[2]
+        result = tally(chunks(path), state, MajorityVote(min_votes=1), CLASSES, task=task, workflows=workflows)
+        assert result.skipped == {"other workflows": 2} and result.labels()["label"].tolist() == ["Blip"]
+        assert "2 of other workflows not counted" in result.summary()
 
 
 # -- real projects: versions, task keys, survey tasks, other task types (#14) ------------------------------
@@ -180,7 +198,7 @@ def test_classifications_of_an_older_version_where_t0_asked_another_question_are
     rows = [("alice", "11", "Yes", "1.1"), ("bob", "11", "No", "1.4"), ("carol", "12", "Yes", "1.4"),
             ("alice", "11", "Whistle", "2.1"), ("bob", "11", "Whistle", "2.3"), ("carol", "11", "Blip", "2.3"),
             ("alice", "12", "Tomte", "2.3"), ("bob", "12", "Tomte", "2.3")]
-    export = read_classification_export(export_csv(tmp_path / "export.csv", rows))
+    export = chunks(export_csv(tmp_path / "export.csv", rows))
     # default: the latest major version of the export counts, every minor version of it
     result = tally(export, state, MajorityVote(min_votes=2, agreement=0.6), CLASSES)
     assert result.skipped == {"other versions": 3}
@@ -206,7 +224,7 @@ def test_a_class_question_under_t1_is_found_by_its_answers(tmp_path: Path, state
 
     rows = [("alice", "11", classification("Yes", "Koi_Fish")), ("bob", "11", classification("Yes", "Koi_Fish")),
             ("carol", "12", classification("No")), ("alice", "12", classification("Yes", "Blip"))]
-    export = read_classification_export(export_csv(tmp_path / "export.csv", rows))
+    export = chunks(export_csv(tmp_path / "export.csv", rows))
     result = tally(export, state, MajorityVote(min_votes=1), CLASSES)
     report = REPORT_SCHEMA.validate(result.report).set_index("subject_id")
     assert report["task"].unique().tolist() == ["T1"]
@@ -224,7 +242,7 @@ def test_a_gravity_spy_survey_task_maps_choices_to_classes(tmp_path: Path, state
             ("carol", "12", survey("POWERLINE60HZ"), "3.1"),
             ("anon2", "13", survey("BLIP", "WHISTLE"), "3.1"),  # two classes: no vote
             ("dave", "13", survey("NONEOFTHEABOVE"), "3.1"), ("erin", "13", survey(), "3.1")]  # nothing marked
-    export = read_classification_export(export_csv(tmp_path / "export.csv", rows))
+    export = chunks(export_csv(tmp_path / "export.csv", rows))
     task = TaskSpec.from_config(gravity_spy_workflow(task_type="survey"))
     classes = list(CONFIG.campaign.workflow.classes)
     result = tally(export, state, MajorityVote(min_votes=2, agreement=0.6), classes, task=task)
@@ -258,7 +276,7 @@ def test_a_drawing_task_is_refused_in_one_short_line(tmp_path: Path, state: Camp
     path = {"pathX": [float(i) for i in range(5000)], "pathY": [float(i) for i in range(5000)]}
     mark = {"frame": 0, **path, "details": [], "toolType": "freehandLine", "toolIndex": 0, "tool_label": None}
     drawing = [{"task": "T0", "task_label": "Trace the glitch", "value": [mark]}]
-    export = read_classification_export(export_csv(tmp_path / "export.csv", [("alice", "11", drawing)] * 3))
+    export = chunks(export_csv(tmp_path / "export.csv", [("alice", "11", drawing)] * 3))
     before = state.labels()
     with pytest.raises(IngestError) as found:  # the task key is not known: no task answers with the classes
         ingest_export(export, state, MajorityVote(min_votes=1), CLASSES)
@@ -305,7 +323,7 @@ def test_ingest_job_refuses_a_malformed_csv_and_changes_nothing(tmp_path: Path, 
 
 
 def test_an_export_without_classifications_gives_an_empty_report(tmp_path: Path, state: CampaignState):
-    export = read_classification_export(export_csv(tmp_path / "export.csv", []))
+    export = chunks(export_csv(tmp_path / "export.csv", []))
     result = tally(export, state, MajorityVote(min_votes=1), CLASSES)
     assert result.report.empty and result.labels().empty and result.skipped == {}
     columns = list(REPORT_SCHEMA.validate(result.report).columns)
