@@ -144,7 +144,6 @@ def test_a_survey_workflow_has_gravity_spy_choices_and_is_not_made_twice(init, l
     ("campaign.workflow.task_type=dropdown", "task_type must be single or survey"),
     ("~campaign.workflow.choices", "choices is empty"),
     ("campaign.workflow.classes=[Blip,Whistle,Glitchy]", r"classes \['Glitchy'\] have no choice"),
-    ("campaign.workflow.choices.BLIP.class=null", r"choices \['BLIP'\] have no class"),
 ])
 def test_a_bad_survey_config_creates_nothing(init, local_backend, bad: str, why: str):
     with pytest.raises(ValueError, match=why):
