@@ -390,6 +390,11 @@ def workflow_tasks(reader: ExportReader, votes: Mapping[str, np.ndarray], task: 
         rows = votes["workflow"] == reader.workflows.index[workflow]
         spec = task.for_workflow(workflow, set(versions[np.unique(votes["version"][rows])]))
         counted = rows & counted_versions(spec, reader, votes)
+        if rows.any() and not counted.any():
+            found = Counter(versions[votes["version"][rows]]).most_common(MAX_LISTED)
+            raise IngestError(f"{source}: no classification of workflow {workflow} is of version "
+                              f"{' or '.join(spec.versions or ())} (campaign.workflow.versions); its versions "
+                              f"(classifications): {', '.join(f'{v} ({n})' for v, n in found)}")
         answers = np.bincount(votes["answer"][counted], minlength=len(reader.answers.values))
         try:
             tasks[workflow] = spec.with_key((reader.answers.values[a], int(n)) for a, n in enumerate(answers) if n)
@@ -418,15 +423,9 @@ def count(reader: ExportReader, votes: Mapping[str, np.ndarray], tasks: Mapping[
     skipped: Counter[str] = Counter()
     unanswered = 0
     workflow_codes = reader.workflows.index
-    versions = np.asarray(reader.versions.values, dtype=object)
     for workflow, spec in tasks.items():
         rows = votes["workflow"] == workflow_codes[workflow]
         in_version = rows & counted_versions(spec, reader, votes)
-        if rows.any() and not in_version.any():
-            found = Counter(versions[votes["version"][rows]]).most_common(MAX_LISTED)
-            raise IngestError(f"{source}: no classification of workflow {workflow} is of version "
-                              f"{' or '.join(spec.versions or ())} (campaign.workflow.versions); its versions "
-                              f"(classifications): {', '.join(f'{v} ({n})' for v, n in found)}")
         skipped[OTHER_VERSIONS] += int(rows.sum() - in_version.sum())
         options, classes_of, errors, other_type = read_answers(spec, reader.answers.values)
         answer = votes["answer"][in_version]
