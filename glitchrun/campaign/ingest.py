@@ -79,7 +79,7 @@ from glitchrun.campaign.subjects import SubjectFields, label_classes, squeezed
 from glitchrun.campaign.tasks import OTHER_VERSIONS, OTHER_WORKFLOWS, SURVEY, AnswerError, Answers, IngestError, \
     TaskSpec, answers_of
 from glitchrun.crowd.consensus import ACCEPTED
-from glitchrun.csvio import LINES
+from glitchrun.csvio import LINES, CsvError, listed
 from glitchrun.zooniverse.exports import parse_json_codes
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class Codes:
     def encode(self, cells: pd.Series) -> np.ndarray:
         """The code of each cell (a chunk's distinct values looked up once)."""
         local, uniques = pd.factorize(cells)
-        return np.array([self.code(u) for u in uniques], dtype=np.int64)[local] if len(cells) else \
+        return np.array([self.code(u) for u in uniques.tolist()], dtype=np.int64)[local] if len(cells) else \
             np.zeros(0, dtype=np.int64)
 
 
@@ -172,6 +172,9 @@ class ExportReader:
     subjects gives one per subject); nothing is decided before ``finish``."""
 
     COLUMNS = ("classification_id", "workflow", "version", "volunteer", "subject", "answer", "expert", "line")
+    #: the export's columns it reads
+    READ = ("classification_id", "user_name", "user_id", "user_ip", "workflow_id", "workflow_version", "gold_standard",
+            "expert", "annotations", "subject_data", "subject_ids")
 
     def __init__(self, fields: SubjectFields, classes: Sequence[str], known: Mapping[str, str],
                  workflows: Sequence[str] | None, source: str) -> None:
@@ -191,11 +194,13 @@ class ExportReader:
         self.rows += len(chunk)
         lines = chunk.attrs.get(LINES)
         lines = np.arange(len(chunk)) + 2 if lines is None else np.asarray(lines)
+        chunk = chunk[list(self.READ)]  # what ingest reads: rows are filtered without copying the rest
         workflow = chunk["workflow_id"].astype("str")
         if self.wanted is not None:
             kept = workflow.isin(self.wanted).to_numpy()
-            self.other_workflows.update(workflow[~kept].value_counts().to_dict())
-            chunk, workflow = chunk[kept], workflow[kept]
+            if not kept.all():
+                self.other_workflows.update(workflow[~kept].value_counts().to_dict())
+                chunk, workflow = chunk[kept], workflow[kept]
         if chunk["subject_ids"].str.contains(";", regex=False).any():  # one vote per subject of a classification
             chunk = chunk.assign(subject_ids=chunk["subject_ids"].str.split(";")).explode("subject_ids")
             workflow = workflow.loc[chunk.index]
@@ -214,9 +219,13 @@ class ExportReader:
 
     def encode_volunteers(self, chunk: pd.DataFrame) -> np.ndarray:
         """Each row's volunteer, by ``volunteer_key`` of each distinct (user_id, user_ip, user_name)."""
-        who = pd.DataFrame({"id": chunk["user_id"], "ip": chunk["user_ip"], "name": chunk["user_name"]})
-        local, distinct = pd.factorize(pd.MultiIndex.from_frame(who))
-        codes = [self.volunteers.code(volunteer_key(user_id, ip, name)) for user_id, ip, name in distinct]
+        who = (chunk["user_id"].astype("str").fillna("") + "\t" + chunk["user_ip"].fillna("") + "\t"
+               + chunk["user_name"].fillna(""))
+        local, distinct = pd.factorize(who)
+        codes = []
+        for text in distinct.tolist():
+            user_id, ip, name = (cell or None for cell in text.split("\t", 2))
+            codes.append(self.volunteers.code(volunteer_key(user_id, ip, name)))
         return np.array(codes, dtype=np.int64)[local]
 
     def encode_subjects(self, chunk: pd.DataFrame, lines: np.ndarray) -> np.ndarray:
@@ -229,7 +238,7 @@ class ExportReader:
             _, first = np.unique(codes[new], return_index=True)
             rows = chunk.iloc[np.flatnonzero(new)[first]]
             data_codes, data = parse_json_codes(rows["subject_data"], dict, "subject_data", self.source, lines)
-            for subject_id, code in zip(rows["subject_ids"], data_codes):
+            for subject_id, code in zip(rows["subject_ids"].tolist(), data_codes.tolist()):
                 self.read_subject(str(subject_id), data[code])
         return codes
 
@@ -248,10 +257,18 @@ class ExportReader:
             subjects.prior_rows.append(distribution)
 
     def finish(self) -> dict[str, np.ndarray]:
-        """Every vote's codes (columns ``COLUMNS``)."""
+        """Every vote's codes (columns ``COLUMNS``). Raises ``CsvError`` for a classification id on two lines
+        (each chunk's schema checks its own rows; this, the whole file's)."""
         if not self.parts:
             return {c: np.zeros(0, dtype=bool if c == "expert" else np.int64) for c in self.COLUMNS}
-        return {c: np.concatenate([p[c] for p in self.parts]) for c in self.COLUMNS}
+        votes = {c: np.concatenate([p[c] for p in self.parts]) for c in self.COLUMNS}
+        rows = np.unique(np.stack([votes["classification_id"], votes["line"]], axis=1), axis=0)
+        ids, counts = np.unique(rows[:, 0], return_counts=True)
+        if (counts > 1).any():
+            twice = rows[np.isin(rows[:, 0], ids[counts > 1]), 1]
+            raise CsvError(f"{self.source}: column 'classification_id' holds an id twice, at "
+                           f"{listed([f'line {line}' for line in np.sort(twice)])}")
+        return votes
 
 
 def volunteer_key(user_id: Any, user_ip: Any, user_name: str) -> str:

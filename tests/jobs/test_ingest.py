@@ -19,6 +19,7 @@ from glitchrun.campaign.state import CampaignState
 from glitchrun.campaign.subjects import SubjectFields
 from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.crowd.consensus import GravitySpyConsensus, MajorityVote
+from glitchrun.csvio import CsvError
 from glitchrun.zooniverse.exports import export_chunks
 
 CONFIG = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "config.yaml")
@@ -528,3 +529,13 @@ def test_the_benchmark_generator_writes_an_export_that_ingests(tmp_path: Path, r
     report = REPORT_SCHEMA.validate(pd.read_csv(run_dir / "agreement_report.csv", dtype={"subject_id": str}))
     assert set(added["source"]) == {"crowd", "expert"} and len(added) > 50
     assert report["candidate_id"].notna().all() and (report["task"] == "T1").all()
+
+
+def test_a_classification_id_repeated_in_another_chunk_is_refused(tmp_path: Path, state: CampaignState):
+    rows = [(f"user{n}", "11", "Blip") for n in range(200)]
+    path = export_csv(tmp_path / "export.csv", rows)
+    lines = path.read_text().splitlines()
+    lines[150] = "3," + lines[150].split(",", 1)[1]  # the id of line 4, in a later chunk
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CsvError, match=r"column 'classification_id' holds an id twice, at line 4, line 151"):
+        tally(chunks(path, chunk_bytes=16_000), state, MajorityVote(min_votes=1), CLASSES)
