@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -360,9 +361,13 @@ def tally(chunks: Iterable[pd.DataFrame], state: CampaignState, consensus: Any, 
     classes = list(classes)
     task = task or TaskSpec.from_config({"classes": classes})
     chosen = workflow_choice(workflows, task)
+    start = time.perf_counter()
     reader = read_export(chunks, fields or SubjectFields(), classes, state.subject_candidates(),
                          None if chosen in (None, ALL) else chosen, source, progress)
     votes = reader.finish()
+    took = time.perf_counter() - start
+    log.info("ingest: read %d classifications of %d subjects in %.1f s (%.0f rows/s)", reader.rows,
+             len(reader.subjects.candidates), took, reader.rows / max(took, 1e-9))
     tasks, notes = workflow_tasks(reader, votes, task, chosen, source)
     counted, skipped, unanswered = count(reader, votes, tasks, classes, source)
     skipped = {**({OTHER_WORKFLOWS: sum(reader.other_workflows.values())} if reader.other_workflows else {}),
@@ -538,10 +543,13 @@ def decide(first: pd.DataFrame, reader: ExportReader, tasks: Mapping[str, TaskSp
     stored = stored_priors(reader, classes, subject_ids)
     prior = stored if recorded is None else recorded.combine_first(stored) if stored is not None else recorded
     kwargs = {"gold": gold} if "gold" in inspect.signature(consensus.aggregate).parameters and len(gold) else {}
+    start = time.perf_counter()
     decided = consensus.aggregate(votes, classes, prior, **kwargs)
+    log.info("ingest: %s on %d votes of %d subjects in %.1f s", type(consensus).__name__, len(votes),
+             votes["subject_id"].nunique(), time.perf_counter() - start)
     tally = VoteCounts(first, tasks, reader)
     candidates = np.asarray(reader.subjects.candidates, dtype=object)
-    subject_candidates = pd.Series(candidates[[reader.subjects.ids.index[s] for s in decided.index]],
+    subject_candidates = pd.Series(candidates[pd.Index(subject_ids).get_indexer(decided.index)],
                                    index=decided.index, dtype=object, name="candidate_id")
     status = decided["status"].where(subject_candidates.notna(), UNKNOWN_SUBJECT)
     status = status.where(~status.index.isin(gold.index), GOLD)
@@ -636,10 +644,12 @@ def prior_frame(distributions: Mapping[str, Mapping[str, float]], classes: Seque
 
 def spread_missing(frame: pd.DataFrame) -> pd.DataFrame:
     """Distributions with missing classes (NaN) given the probability the others leave, evenly; rows sum to 1."""
-    missing = frame.isna()
-    rest = (1.0 - frame.sum(axis=1)).clip(lower=0.0) / missing.sum(axis=1).replace(0, 1)
-    frame = frame.mask(missing, np.broadcast_to(rest.to_numpy()[:, None], frame.shape))
-    return frame.div(frame.sum(axis=1), axis=0)
+    values = frame.to_numpy(dtype=float, copy=True)
+    missing = np.isnan(values)
+    rest = np.clip(1.0 - np.nansum(values, axis=1), 0.0, None) / np.maximum(missing.sum(axis=1), 1)
+    values[missing] = np.broadcast_to(rest[:, None], values.shape)[missing]
+    values /= values.sum(axis=1, keepdims=True)
+    return pd.DataFrame(values, index=frame.index, columns=frame.columns)
 
 
 def slug(value: str) -> str:
