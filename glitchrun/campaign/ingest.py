@@ -165,7 +165,7 @@ class Subjects:
     candidates: list[str | None] = field(default_factory=list)
     gold_labels: dict[int, str] = field(default_factory=dict)  # code -> a gold-standard subject's label as written
     prior_codes: list[int] = field(default_factory=list)
-    prior_rows: list[np.ndarray] = field(default_factory=list)
+    prior_rows: list[np.ndarray] = field(default_factory=list)  # blocks of distributions, rows in prior_codes' order
 
 
 class ExportReader:
@@ -230,32 +230,33 @@ class ExportReader:
         return np.array(codes, dtype=np.int64)[local]
 
     def encode_subjects(self, chunk: pd.DataFrame, lines: np.ndarray) -> np.ndarray:
-        """Each row's subject; a subject seen for the first time has its ``subject_data`` read."""
+        """Each row's subject; the subjects seen for the first time have their ``subject_data`` read."""
         ids = self.subjects.ids
         before = len(ids.values)
         codes = ids.encode(chunk["subject_ids"])
         new = codes >= before
         if new.any():
-            _, first = np.unique(codes[new], return_index=True)
+            _, first = np.unique(codes[new], return_index=True)  # new codes follow the order first seen
             rows = chunk.iloc[np.flatnonzero(new)[first]]
             data_codes, data = parse_json_codes(rows["subject_data"], dict, "subject_data", self.source, lines)
-            for subject_id, code in zip(rows["subject_ids"].tolist(), data_codes.tolist()):
-                self.read_subject(str(subject_id), data[code])
+            self.read_subjects(rows["subject_ids"].astype("str").tolist(), data[data_codes])
         return codes
 
-    def read_subject(self, subject_id: str, subject_data: Any) -> None:
+    def read_subjects(self, subject_ids: list[str], subject_data: np.ndarray) -> None:
+        """What new subjects' metadata says (``SubjectFields``), by subject code."""
         subjects = self.subjects
-        code = len(subjects.candidates)
-        metadata = subject_data.get(subject_id) if isinstance(subject_data, dict) else None
-        metadata = metadata if isinstance(metadata, dict) else {}
-        subjects.candidates.append(self.known.get(subject_id) or self.fields.candidate(metadata))
-        label = self.fields.gold_label(metadata)
-        if label is not None:
-            subjects.gold_labels[code] = label
-        distribution = self.fields.distribution(metadata, self.classes)
-        if distribution is not None:
-            subjects.prior_codes.append(code)
-            subjects.prior_rows.append(distribution)
+        first = len(subjects.candidates)
+        metadatas = [found if isinstance(found, dict) else {} for found in
+                     (data.get(s) if isinstance(data, dict) else None for s, data in zip(subject_ids, subject_data))]
+        subjects.candidates.extend(self.known.get(s) or self.fields.candidate(m) for s, m in zip(subject_ids, metadatas))
+        for at, metadata in enumerate(metadatas):
+            label = self.fields.gold_label(metadata)
+            if label is not None:
+                subjects.gold_labels[first + at] = label
+        found, rows = self.fields.distributions(metadatas, self.classes)
+        if len(found):
+            subjects.prior_codes.extend((found + first).tolist())
+            subjects.prior_rows.append(rows)
 
     def finish(self) -> dict[str, np.ndarray]:
         """Every vote's codes (columns ``COLUMNS``). Raises ``CsvError`` for a classification id on two lines
@@ -284,7 +285,8 @@ def read_export(chunks: Iterable[pd.DataFrame], fields: SubjectFields, classes: 
                 progress: bool = False) -> ExportReader:
     """Read every chunk (a bar by rows on stderr with ``progress``)."""
     reader = ExportReader(fields, classes, known, workflows, source)
-    with tqdm(desc="reading the export", unit=" rows", unit_scale=True, disable=not progress, leave=False) as bar:
+    with tqdm(desc="reading the export", unit=" rows", unit_scale=True, disable=None if progress else True,
+              leave=False) as bar:
         for chunk in chunks:
             reader.add(chunk)
             bar.update(len(chunk))
@@ -402,7 +404,7 @@ def workflow_tasks(reader: ExportReader, votes: Mapping[str, np.ndarray], task: 
     else:
         missing = [w for w in chosen if w not in present]
         if missing:
-            found = ", ".join(f"{w} ({n})" for w, n in reader.other_workflows.items()) or "none"
+            found = ", ".join(f"{w} ({n})" for w, n in reader.other_workflows.items()) or "none, it is empty"
             raise IngestError(f"{source}: no classification of workflow {', '.join(missing)}; the export's workflows "
                               f"(classifications): {found}")
     tasks: dict[str, TaskSpec] = {}
@@ -627,7 +629,8 @@ def stored_priors(reader: ExportReader, classes: Sequence[str], subject_ids: np.
     subjects = reader.subjects
     if not subjects.prior_rows:
         return None
-    frame = pd.DataFrame(np.vstack(subjects.prior_rows), index=subject_ids[subjects.prior_codes], columns=list(classes))
+    frame = pd.DataFrame(np.vstack(subjects.prior_rows), index=subject_ids[subjects.prior_codes],
+                         columns=list(classes))
     return spread_missing(frame)
 
 

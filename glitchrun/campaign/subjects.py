@@ -54,16 +54,37 @@ class SubjectFields:
         return None if value is None or str(value) == "" else str(value)
 
     def distribution(self, metadata: Mapping[str, Any], classes: Sequence[str]) -> np.ndarray | None:
-        """The learner's class distribution stored with the subject, over ``classes`` (NaN for a class it does
-        not give), or None: the posterior field, else glitchrun's top class and its probability."""
-        stored = self.posterior(metadata)
-        if stored is not None:
-            source, target = self.placement(tuple(classes))
-            if len(stored) != len(self.posterior_classes or classes):
-                return None
-            distribution = np.full(len(classes), np.nan)
-            distribution[target] = stored[source]
-            return distribution
+        """The learner's class distribution stored with one subject (``distributions``), or None."""
+        found, rows = self.distributions([metadata], classes)
+        return rows[0] if len(found) else None
+
+    def distributions(self, metadatas: Sequence[Mapping[str, Any]], classes: Sequence[str]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The learner's class distributions stored with subjects: which of ``metadatas`` have one (positions)
+        and those distributions over ``classes`` (rows; NaN for a class it does not give). The posterior field,
+        its numbers in [0, 1] and as many as ``posterior_classes``; else glitchrun's top class and its
+        probability. Read for many subjects at once: an export's million subjects cost one array, not a million."""
+        classes = tuple(classes)
+        width = len(self.posterior_classes or classes)
+        stored = [self.posterior_values(m) for m in metadatas]
+        listed = [at for at, values in enumerate(stored) if values is not None and len(values) == width]
+        numbers = numeric([stored[at] for at in listed], width)
+        inside = ((numbers >= 0.0) & (numbers <= 1.0)).all(axis=1)
+        source, target = self.placement(classes)
+        posterior_rows = np.full((int(inside.sum()), len(classes)), np.nan)
+        posterior_rows[:, target] = numbers[inside][:, source]
+        found = [at for at, ok in zip(listed, inside) if ok]
+        taken = set(found)
+        top = [(at, row) for at, metadata in enumerate(metadatas) if at not in taken
+               for row in [self.top_class(metadata, classes)] if row is not None]
+        rows = np.vstack([posterior_rows, *[row[None, :] for _, row in top]]) if top else posterior_rows
+        positions = np.array(found + [at for at, _ in top], dtype=np.int64)
+        order = np.argsort(positions, kind="stable")
+        return positions[order], rows[order]
+
+    @staticmethod
+    def top_class(metadata: Mapping[str, Any], classes: Sequence[str]) -> np.ndarray | None:
+        """glitchrun's own stored prediction (top class and its probability) as a distribution, or None."""
         predicted = metadata.get(PREDICTED)
         try:
             probability = float(metadata.get(PROBABILITY))
@@ -81,8 +102,8 @@ class SubjectFields:
         pairs = [(i, classes.index(c)) for i, c in enumerate(order) if c in classes]
         return np.array([i for i, _ in pairs], dtype=int), np.array([j for _, j in pairs], dtype=int)
 
-    def posterior(self, metadata: Mapping[str, Any]) -> np.ndarray | None:
-        """The probabilities of the posterior field (the latest dated one), if they read as numbers in [0, 1]."""
+    def posterior_values(self, metadata: Mapping[str, Any]) -> list | None:
+        """What the posterior field (the latest dated one) holds, as a list (its text parsed), or None."""
         if not self.posterior_field:
             return None
         dated = self.posterior_field + "_"
@@ -95,12 +116,7 @@ class SubjectFields:
                 value = loads(value)
             except ValueError:
                 return None
-        try:
-            numbers = np.asarray(value, dtype=float)
-        except (TypeError, ValueError):
-            return None
-        inside = numbers.ndim == 1 and bool(((numbers >= 0.0) & (numbers <= 1.0)).all())
-        return numbers if inside else None
+        return value if isinstance(value, list) else None
 
     def gold_label(self, metadata: Mapping[str, Any]) -> str | None:
         """What a gold-standard subject's label field says (as written), or None for any other subject."""
@@ -110,6 +126,24 @@ class SubjectFields:
             return None
         label = metadata.get(self.gold_label_field)
         return None if label is None or str(label).strip() == "" else str(label)
+
+
+def numeric(rows: Sequence[list], width: int) -> np.ndarray:
+    """Lists of ``width`` values as a float array; a row with a value that is not a number becomes NaNs (and fails
+    any range check)."""
+    if not rows:
+        return np.zeros((0, width))
+    try:
+        return np.array(rows, dtype=float)
+    except (TypeError, ValueError):
+        return np.array([row_numbers(row, width) for row in rows])
+
+
+def row_numbers(row: list, width: int) -> np.ndarray:
+    try:
+        return np.array(row, dtype=float)
+    except (TypeError, ValueError):
+        return np.full(width, np.nan)
 
 
 def squeezed(name: str) -> str:

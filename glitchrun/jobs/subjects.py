@@ -121,15 +121,17 @@ class SubjectsJob:
         metadata = parse_json(chunk["metadata"], dict, "metadata", source, chunk.attrs.get(LINES))
         classes = list(self.workflow.classes)
         subject_ids = chunk["subject_id"].astype("str").to_numpy()
-        candidates, gold, top, probability = [], [], [], []
-        for subject_id, fields in zip(subject_ids, metadata):
-            candidates.append(known.get(subject_id) or self.fields.candidate(fields))
-            label = self.fields.gold_label(fields)
-            gold.append(None if label is None else names.get(squeezed(label)))
-            distribution = self.fields.distribution(fields, classes)
-            best = None if distribution is None or np.isnan(distribution).all() else int(np.nanargmax(distribution))
-            top.append(None if best is None else classes[best])
-            probability.append(np.nan if best is None else float(distribution[best]))
+        metadatas = metadata.tolist()
+        candidates = [known.get(s) or self.fields.candidate(m) for s, m in zip(subject_ids, metadatas)]
+        labels = [self.fields.gold_label(m) for m in metadatas]
+        gold = [None if label is None else names.get(squeezed(label)) for label in labels]
+        top = np.full(len(metadatas), None, dtype=object)
+        probability = np.full(len(metadatas), np.nan)
+        found, rows = self.fields.distributions(metadatas, classes)
+        if len(found):
+            best = np.nanargmax(np.nan_to_num(rows, nan=-1.0), axis=1)
+            top[found] = np.asarray(classes, dtype=object)[best]
+            probability[found] = rows[np.arange(len(found)), best]
         return pd.DataFrame({
             "subject_id": subject_ids, "candidate_id": candidates,
             "workflow_id": chunk["workflow_id"].astype("str").where(chunk["workflow_id"].notna(), None).to_numpy(),
