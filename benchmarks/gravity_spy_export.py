@@ -23,11 +23,11 @@ mode (``gold_standard`` true, ``expert`` ``expert``). ``--mix`` is the share of 
 from __future__ import annotations
 
 import argparse
-import csv
+import functools
 import json
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -104,9 +104,10 @@ class Subjects:
                 weights[POSTERIOR_CLASSES.index(CHOICE_CLASS[choice])] = 8.0
             posterior = rng.dirichlet(weights)
             metadata["#ML_Posterior_20180825"] = str([round(float(p), 6) for p in posterior])
-        body = json.dumps(metadata, separators=(",", ":"))[1:-1]
-        return {"id": subject_id, "choice": choice, "gold": gold, "body": body, "left": int(rng.geometric(1.0 / self.per_subject)),
-                "seen": 0, "by": set()}
+        # the rest of the subject_data cell after its "retired" status, quoted once for all its rows
+        cell = quoted(json.dumps(metadata, separators=(",", ":"))[1:] + "}")[1:]
+        return {"id": subject_id, "choice": choice, "gold": gold, "cell": cell,
+                "left": int(rng.geometric(1.0 / self.per_subject)), "seen": 0, "by": set()}
 
     def pick(self, user: int) -> dict:
         """A subject for ``user``: one they have not classified, as Zooniverse's selection offers (after a few
@@ -123,50 +124,57 @@ class Subjects:
         return subject
 
 
+def quoted(text: str) -> str:
+    """A CSV cell holding ``text`` (JSON): quoted, its quotes doubled, as Zooniverse's export writes it."""
+    return '"' + text.replace('"', '""') + '"'
+
+
 def subject_data(subject: dict, workflow_id: int, now: str) -> str:
-    """``{"<id>": {"retired": <the subject's workflow status>, <metadata>}}`` as the export writes it."""
-    status = {"id": subject["id"] + 10**8, "subject_id": subject["id"], "workflow_id": workflow_id,
-              "classifications_count": subject["seen"], "retired_at": None, "created_at": now, "updated_at": now,
-              "retirement_reason": None}
-    return f'{{"{subject["id"]}":{{"retired":{json.dumps(status, separators=(",", ":"))},{subject["body"]}}}}}'
+    """The ``subject_data`` cell: ``{"<id>": {"retired": <the subject's workflow status>, <metadata>}}``."""
+    status = (f'{{"id":{subject["id"] + 10**8},"subject_id":{subject["id"]},"workflow_id":{workflow_id},'
+              f'"classifications_count":{subject["seen"]},"retired_at":null,"created_at":"{now}",'
+              f'"updated_at":"{now}","retirement_reason":null}}')
+    return quoted(f'{{"{subject["id"]}":{{"retired":{status},')[:-1] + subject["cell"]
 
 
-#: the classification metadata the front end sends, as the export writes it (JSON, keys in this order)
-METADATA = ('{{"source":"api","session":"{session}","viewport":{{"width":1920,"height":969}},'
-            '"started_at":"{started}","user_agent":"{agent}","utc_offset":"14400","finished_at":"{finished}",'
-            '"live_project":true,"interventions":{{"opt_in":true,"messageShown":false}},"user_language":"en",'
-            '"user_group_ids":[],"subject_dimensions":[{{"clientWidth":800,"clientHeight":600,"naturalWidth":800,'
-            '"naturalHeight":600}},null,null,null],"subject_selection_state":{{"retired":false,'
-            '"selected_at":"{started}","already_seen":false,"selection_state":"normal","finished_workflow":false,'
-            '"user_has_finished_workflow":false}},"workflow_version":"{version}","workflow_translation_id":"41263"}}')
+#: the classification metadata the front end sends, as the export writes it (a quoted JSON cell)
+METADATA = quoted('{"source":"api","session":"SESSION","viewport":{"width":1920,"height":969},'
+                  '"started_at":"STARTED","user_agent":"AGENT","utc_offset":"14400","finished_at":"FINISHED",'
+                  '"live_project":true,"interventions":{"opt_in":true,"messageShown":false},"user_language":"en",'
+                  '"user_group_ids":[],"subject_dimensions":[{"clientWidth":800,"clientHeight":600,'
+                  '"naturalWidth":800,"naturalHeight":600},null,null,null],"subject_selection_state":{"retired":false,'
+                  '"selected_at":"STARTED","already_seen":false,"selection_state":"normal","finished_workflow":false,'
+                  '"user_has_finished_workflow":false},"workflow_version":"VERSION","workflow_translation_id":"41263"}'
+                  ).replace("SESSION", "%(session)s").replace("STARTED", "%(started)s").replace("AGENT", "%(agent)s") \
+    .replace("FINISHED", "%(finished)s").replace("VERSION", "%(version)s")
 
 
-def metadata(rng: np.random.Generator, started: datetime, finished: datetime, session: str, version: str) -> str:
-    stamp = "%Y-%m-%dT%H:%M:%S.000Z"
-    return METADATA.format(session=session, started=started.strftime(stamp), finished=finished.strftime(stamp),
-                           agent=AGENTS[int(rng.integers(len(AGENTS)))], version=version)
-
-
-def annotation(task: str, choices: list[str]) -> str:
+@functools.lru_cache(maxsize=None)
+def annotation(task: str, choices: tuple[str, ...]) -> str:
+    """The annotations cell of a survey classification marking ``choices``."""
     value = [{"choice": c, "answers": {}, "filters": {}} for c in choices]
-    return json.dumps([{"task": task, "value": value}], separators=(",", ":"))
+    return quoted(json.dumps([{"task": task, "value": value}], separators=(",", ":")))
 
 
-def answer(rng: np.random.Generator, true: str, options: list[str]) -> list[str]:
-    """What a volunteer marks: the subject's choice at 0.75 (when the level offers it), two choices at 0.02."""
-    draw = rng.random()
-    if draw < 0.005:
-        return []
+def answer(draws: np.ndarray, true: str, options: list[str]) -> tuple[str, ...]:
+    """What a volunteer marks (``draws``: 4 uniform numbers): the subject's choice at 0.75 (when the level offers
+    it, else None of the Above), a random one otherwise; a second one 2 % of the time; nothing 0.5 %."""
+    if draws[0] < 0.005:
+        return ()
     right = true if true in options else "NONEOFTHEABOVE"
-    first = right if rng.random() < 0.75 else options[int(rng.integers(len(options)))]
-    if draw > 0.98:
-        return [first, options[int(rng.integers(len(options)))]]
-    return [first]
+    first = right if draws[1] < 0.75 else options[int(draws[2] * len(options))]
+    return (first, options[int(draws[3] * len(options))]) if draws[0] > 0.98 else (first,)
+
+
+def stamps(seconds: np.ndarray, iso: bool) -> np.ndarray:
+    """Times (s after START) as the export's ``created_at`` text, or as the front end's ISO stamps."""
+    text = np.datetime_as_string(np.datetime64(START.replace(tzinfo=None), "s") + seconds.astype("timedelta64[s]"))
+    return np.char.add(text, ".000Z") if iso else np.char.add(np.char.replace(text, "T", " "), " UTC")
 
 
 def write_export(path: Path, rows: int, per_subject: float = 5.0, mix: float = 0.0, seed: int = 0,
-                 progress: bool = False) -> Path:
-    """Write the export; returns its path."""
+                 progress: bool = False, block: int = 50_000) -> Path:
+    """Write the export (``block`` rows at a time, random draws made for a block at once); returns its path."""
     rng = np.random.default_rng(seed)
     subjects = Subjects(rng, per_subject)
     volunteers = max(rows // CLASSIFICATIONS_PER_VOLUNTEER, 10)
@@ -174,33 +182,42 @@ def write_export(path: Path, rows: int, per_subject: float = 5.0, mix: float = 0
     weights = 1.0 / np.arange(1, volunteers + 1) ** 0.8
     users = rng.permutation(volunteers)[rng.choice(volunteers, size=rows, p=weights / weights.sum())]
     others = [w for w in WORKFLOWS if w != MAIN_WORKFLOW]
-    now = START
+    clock = 0.0
     with open(path, "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(HEADER)
-        for n in range(rows):
-            user = int(users[n])
-            subject = subjects.pick(user)
-            workflow = others[int(rng.integers(len(others)))] if rng.random() < mix else MAIN_WORKFLOW
-            name, version, task, options = WORKFLOWS[workflow]
-            now += timedelta(seconds=float(rng.exponential(2.0)))
-            created = now.strftime("%Y-%m-%d %H:%M:%S UTC")
-            gold_standard = expert = ""
-            if subject["gold"] and rng.random() < 0.3:
-                user, gold_standard, expert = volunteers + int(rng.integers(EXPERTS)), "true", "expert"
-                chosen = [subject["choice"]] if subject["choice"] in options else ["NONEOFTHEABOVE"]
-            else:
-                chosen = answer(rng, subject["choice"], options)
-            ip_hash = f"{(user * 2654435761) % 16**20:020x}"
-            anonymous = user % 5 == 0 and not expert
-            writer.writerow([
-                10**8 + n, f"not-logged-in-{ip_hash}" if anonymous else f"volunteer{user}",
-                "" if anonymous else 1000 + user, ip_hash, workflow, name, version, created, gold_standard, expert,
-                metadata(rng, now - timedelta(seconds=20), now, f"{user:064x}", version), annotation(task, chosen),
-                subject_data(subject, workflow, created), subject["id"],
-            ])
-            if progress and n % 100000 == 0 and n:
-                print(f"{n} rows", file=sys.stderr)
+        out.write(",".join(HEADER) + "\n")
+        for first in range(0, rows, block):
+            n = min(block, rows - first)
+            times = clock + np.cumsum(rng.exponential(2.0, n))
+            clock = float(times[-1])
+            created, finished, started = stamps(times, False), stamps(times, True), stamps(times - 20, True)
+            other = rng.random(n) < mix
+            which = rng.integers(len(others), size=n)
+            draws = rng.random((n, 6))
+            agents = rng.integers(len(AGENTS), size=n)
+            lines = []
+            for at in range(n):
+                user = int(users[first + at])
+                subject = subjects.pick(user)
+                workflow = others[which[at]] if other[at] else MAIN_WORKFLOW
+                name, version, task, options = WORKFLOWS[workflow]
+                gold_standard = expert = ""
+                if subject["gold"] and draws[at, 4] < 0.3:
+                    user, gold_standard, expert = volunteers + int(draws[at, 5] * EXPERTS), "true", "expert"
+                    chosen: tuple[str, ...] = (subject["choice"] if subject["choice"] in options else "NONEOFTHEABOVE",)
+                else:
+                    chosen = answer(draws[at], subject["choice"], options)
+                ip_hash = f"{(user * 2654435761) % 16**20:020x}"
+                anonymous = user % 5 == 0 and not expert
+                metadata = METADATA % {"session": f"{user:064x}", "started": started[at], "finished": finished[at],
+                                       "agent": AGENTS[agents[at]], "version": version}
+                lines.append(",".join([
+                    str(10**8 + first + at), f"not-logged-in-{ip_hash}" if anonymous else f"volunteer{user}",
+                    "" if anonymous else str(1000 + user), ip_hash, str(workflow), name, version, created[at],
+                    gold_standard, expert, metadata, annotation(task, chosen),
+                    subject_data(subject, workflow, created[at]), str(subject["id"])]))
+            out.write("\n".join(lines) + "\n")
+            if progress:
+                print(f"{first + n} rows", file=sys.stderr)
     return path
 
 

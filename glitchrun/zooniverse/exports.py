@@ -219,20 +219,21 @@ def parse_cells(frame: pd.DataFrame, export_type: str, source: str) -> pd.DataFr
     return frame
 
 
-def read_export(path: str | os.PathLike[str], export_type: str) -> pd.DataFrame:
+def read_export(path: str | os.PathLike[str], export_type: str, chunk_bytes: int = CHUNK_BYTES) -> pd.DataFrame:
     """Read and validate a whole export of this type; JSON cells parsed, times as UTC datetimes, booleans as such.
 
     Raises ``CsvError`` naming the file, lines and columns that do not fit Zooniverse's format. For a file too
     large to hold, read ``export_chunks`` one at a time.
     """
-    chunks = export_chunks(path, export_type)
+    chunks = export_chunks(path, export_type, chunk_bytes)
     frames = [parse_cells(chunk, export_type, chunks.source) for chunk in chunks]
     if not frames:  # an export made before anything was classified: its columns, no rows
         empty = validate(pd.DataFrame(columns=chunks.columns, dtype="str"), FORMATS[export_type].schema,
                          source=chunks.source)
         return parse_cells(empty, export_type, chunks.source)
+    lines = np.concatenate([chunk.attrs.pop(LINES) for chunk in frames])  # (pandas compares attrs when it joins)
     frame = pd.concat(frames, ignore_index=True)
-    frame.attrs[LINES] = np.concatenate([chunk.attrs[LINES] for chunk in frames])
+    frame.attrs[LINES] = lines
     return frame
 
 

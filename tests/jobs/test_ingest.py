@@ -20,7 +20,7 @@ from glitchrun.campaign.subjects import SubjectFields
 from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.crowd.consensus import GravitySpyConsensus, MajorityVote
 from glitchrun.csvio import CsvError
-from glitchrun.zooniverse.exports import export_chunks
+from glitchrun.zooniverse.exports import export_chunks, read_export
 
 CONFIG = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "config.yaml")
 GRAVITY_SPY_FIELDS = {k: v for k, v in OmegaConf.to_container(OmegaConf.load(
@@ -505,6 +505,8 @@ def test_a_large_export_read_in_many_chunks_gives_what_one_chunk_gives(tmp_path:
     split = tally(chunks(path, chunk_bytes=16_000), state, consensus, CLASSES)
     assert len(list(chunks(path, chunk_bytes=16_000))) > 5
     pd.testing.assert_frame_equal(split.report, whole.report)
+    pd.testing.assert_frame_equal(read_export(path, "classifications", chunk_bytes=16_000),
+                                  read_export(path, "classifications"))
     assert (split.repeats, split.unanswered, split.skipped) == (whole.repeats, whole.unanswered, whole.skipped)
     # a cell spanning two lines in the first chunk moves every later line by one
     text = path.read_text().replace('""session"": ""s1"",', '""session"": ""s1"",\n', 1)
