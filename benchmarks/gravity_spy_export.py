@@ -95,7 +95,8 @@ class Subjects:
         gold = rng.random() < 0.01
         name = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"), 10))
         metadata = {"date": "20180825", "subject_id": name}
-        metadata.update({f"Filename{n}": f"H1_{name}_spectrogram_{d}.png" for n, d in enumerate((0.5, 1.0, 2.0, 4.0), 1)})
+        metadata.update({f"Filename{n}": f"H1_{name}_spectrogram_{d}.png"
+                         for n, d in enumerate((0.5, 1.0, 2.0, 4.0), 1)})
         if gold:
             metadata.update({"#Type": "Gold", "#Label": label_of(choice).lower()})
         else:

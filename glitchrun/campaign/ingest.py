@@ -248,7 +248,8 @@ class ExportReader:
         first = len(subjects.candidates)
         metadatas = [found if isinstance(found, dict) else {} for found in
                      (data.get(s) if isinstance(data, dict) else None for s, data in zip(subject_ids, subject_data))]
-        subjects.candidates.extend(self.known.get(s) or self.fields.candidate(m) for s, m in zip(subject_ids, metadatas))
+        subjects.candidates.extend(self.known.get(s) or self.fields.candidate(m)
+                                   for s, m in zip(subject_ids, metadatas))
         for at, metadata in enumerate(metadatas):
             label = self.fields.gold_label(metadata)
             if label is not None:
@@ -395,9 +396,10 @@ def workflow_tasks(reader: ExportReader, votes: Mapping[str, np.ndarray], task: 
     present = reader.workflows.values
     if chosen is None:
         if len(present) > 1:
-            counts = Counter(np.asarray(present, dtype=object)[votes["workflow"]])
-            raise IngestError(f"{source}: the export mixes workflows {', '.join(f'{w} ({n})' for w, n in counts.items())}"
-                              f"; pick one with job.workflows=[{present[0]}], or read each with job.workflows=all")
+            counts = np.bincount(votes["workflow"], minlength=len(present))
+            mixed = ", ".join(f"{w} ({n})" for w, n in zip(present, counts))
+            raise IngestError(f"{source}: the export mixes workflows {mixed}; pick one with "
+                              f"job.workflows=[{present[0]}], or read each with job.workflows=all")
         chosen = list(present)
     elif chosen == ALL:
         chosen = list(present)
@@ -415,7 +417,9 @@ def workflow_tasks(reader: ExportReader, votes: Mapping[str, np.ndarray], task: 
         spec = task.for_workflow(workflow, set(versions[np.unique(votes["version"][rows])]))
         counted = rows & counted_versions(spec, reader, votes)
         if rows.any() and not counted.any():
-            found = Counter(versions[votes["version"][rows]]).most_common(MAX_LISTED)
+            per_version = np.bincount(votes["version"][rows], minlength=len(versions))
+            found = sorted(((v, int(n)) for v, n in zip(versions, per_version) if n),
+                           key=lambda version_count: -version_count[1])[:MAX_LISTED]
             raise IngestError(f"{source}: no classification of workflow {workflow} is of version "
                               f"{' or '.join(spec.versions or ())} (campaign.workflow.versions); its versions "
                               f"(classifications): {', '.join(f'{v} ({n})' for v, n in found)}")

@@ -98,7 +98,8 @@ class SubjectsJob:
         path = write_csv(report, self.run_dir / REPORT, REPORT_SCHEMA, what="subjects report")
         subjects = report.drop_duplicates("subject_id")
         retired = report[report["retired_at"].notna()].drop_duplicates(["subject_id", "workflow_id"])
-        reasons = ", ".join(f"{n} {r}" for r, n in retired["retirement_reason"].fillna("unknown").value_counts().items())
+        by_reason = retired["retirement_reason"].fillna("unknown").value_counts()
+        reasons = ", ".join(f"{n} {r}" for r, n in by_reason.items())
         gold = subjects[subjects["gold_label"].notna()]
         log.info("subjects: %d subjects in %d rows, %d of them candidates of the campaign; retired %d "
                  "(subject, workflow) (%s); %d gold-standard subjects; report %s", len(subjects), len(report),

@@ -437,8 +437,8 @@ def test_each_workflow_of_a_project_export_is_read_with_its_own_task(tmp_path: P
 def test_a_filter_that_matches_nothing_says_what_did_not_match(tmp_path: Path, state: CampaignState):
     path = export_csv(tmp_path / "export.csv", [("alice", "11", "Blip", "13.1"), ("bob", "11", "Blip", "13.1")])
     task = TaskSpec.from_config({"classes": CLASSES, "versions": ["13.10"]})
-    with pytest.raises(IngestError, match=r"no classification of workflow 2 is of version 13.10 "
-                                          r"\(campaign.workflow.versions\); its versions \(classifications\): 13.1 \(2\)"):
+    with pytest.raises(IngestError, match=r"no classification of workflow 2 is of version 13.10 \(campaign.workflow"
+                                          r".versions\); its versions \(classifications\): 13.1 \(2\)"):
         tally(chunks(path), state, MajorityVote(min_votes=1), CLASSES, task=task)
     with pytest.raises(IngestError, match=r"no classification of workflow 99; the export's workflows "
                                           r"\(classifications\): 2 \(2\)"):
@@ -474,8 +474,8 @@ def test_gravity_spy_o3_choices_count_for_o3_classes_and_apart_otherwise(tmp_pat
     result = tally(chunks(path), state, MajorityVote(min_votes=2, agreement=0.6), o3_classes, task=task)
     assert result.labels().set_index("candidate_id")["label"].to_dict() == {"c1": "Fast_Scattering", "c2": "Blip"}
     v1 = TaskSpec.from_config(gravity_spy_workflow(task_type="survey"))
-    result = tally(chunks(path), state, MajorityVote(min_votes=2, agreement=0.6), list(CONFIG.campaign.workflow.classes),
-                   task=v1)
+    v1_classes = list(CONFIG.campaign.workflow.classes)
+    result = tally(chunks(path), state, MajorityVote(min_votes=2, agreement=0.6), v1_classes, task=v1)
     assert result.skipped == {"classes outside the campaign": 2}
     assert result.labels()["candidate_id"].tolist() == ["c2"]
 
