@@ -92,15 +92,16 @@ def votes_cast(state: CampaignState, number: int) -> pd.DataFrame:
 
 def round_table(state: CampaignState) -> pd.DataFrame:
     """Every round: subject set, status, size, labelled / disputed / waiting subjects, votes spent."""
+    subjects, sizes = state.subjects(), state.batch_sizes()  # every round's at once: a campaign may have many
+    counts = subjects.groupby(["round", "status"]).size()
+    votes = subjects["votes"].fillna(0).groupby(subjects["round"]).sum()
     rows = []
     for r in state.rounds().itertuples():
-        subjects = round_subjects(state, int(r.number))
-        counts = subjects["status"].value_counts()
-        rows.append({"round": int(r.number), "subject set": f"{r.subject_set_name} ({r.subject_set_id or '-'})",
-                     "status": r.status, "size": len(state.batch(int(r.number))),
-                     LABELLED: int(counts.get(LABELLED, 0)), DISPUTED: int(counts.get(DISPUTED, 0)),
-                     "waiting": int(counts.get(ACTIVE, 0)),
-                     "votes": int(subjects["votes"].fillna(0).sum())})
+        number = int(r.number)
+        rows.append({"round": number, "subject set": f"{r.subject_set_name} ({r.subject_set_id or '-'})",
+                     "status": r.status, "size": sizes.get(number, 0),
+                     LABELLED: int(counts.get((number, LABELLED), 0)), DISPUTED: int(counts.get((number, DISPUTED), 0)),
+                     "waiting": int(counts.get((number, ACTIVE), 0)), "votes": int(votes.get(number, 0))})
     columns = ["round", "subject set", "status", "size", LABELLED, DISPUTED, "waiting", "votes"]
     return pd.DataFrame(rows, columns=columns)
 

@@ -226,6 +226,10 @@ class CampaignState:
             params=(number,),
         )
 
+    def batch_sizes(self) -> dict[int, int]:
+        """How many candidates each round chose."""
+        return dict(self.db.execute("SELECT round, COUNT(*) FROM batch GROUP BY round").fetchall())
+
     def queried(self, except_disputed: bool = False) -> set[str]:
         """Every candidate any round has chosen (never chosen twice), optionally except those whose every
         subject is disputed, which may then be offered again."""
