@@ -9,6 +9,8 @@ directories the state records for its rounds.
 from __future__ import annotations
 
 import io
+import math
+import os
 import threading
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -18,8 +20,9 @@ from types import TracebackType
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from flask import Flask, Response, abort, render_template, send_from_directory
+from flask import Flask, Response, abort, render_template, request, send_from_directory
 from PIL import Image
+from werkzeug.security import safe_join
 
 from glitchrun.page.views import CampaignView, campaign_view, files, plots, size_text
 
@@ -29,6 +32,8 @@ THUMBNAIL_SIZE = 400
 TEXT_SUFFIXES = (".md", ".csv", ".log", ".yaml", ".txt", ".json")
 #: the newest label changes the overview lists
 LABEL_CHANGES_SHOWN = 10
+#: disputed subjects a page shows (each with every Q-scan): an expert's sitting, and a page that stays quick
+DISPUTED_PER_PAGE = 50
 
 
 def create_app(state_dir: str | Path, name: str) -> Flask:
@@ -68,8 +73,15 @@ def create_app(state_dir: str | Path, name: str) -> Flask:
 
     @app.get("/disputed")
     def disputed() -> str:
+        """The disputed subjects, ``DISPUTED_PER_PAGE`` a page (``?page=2``...): each card shows every Q-scan."""
+        number = request.args.get("page", 1, type=int)
         with campaign_view(state_dir) as view:
-            return render("disputed.html", view, cards=view.disputed_cards())
+            first = (max(number, 1) - 1) * DISPUTED_PER_PAGE
+            cards, total = view.disputed_cards(first, DISPUTED_PER_PAGE)
+            pages = max(math.ceil(total / DISPUTED_PER_PAGE), 1)
+            if not 1 <= number <= pages:
+                abort(404, f"there are {pages} pages of disputed subjects")
+            return render("disputed.html", view, cards=cards, total=total, page=number, pages=pages, first=first)
 
     @app.get("/files/<int:number>/<path:name>")
     def run_file(number: int, name: str) -> Response:
@@ -82,11 +94,10 @@ def create_app(state_dir: str | Path, name: str) -> Flask:
     @app.get("/thumbnails/<int:number>/<path:name>")
     def thumbnail(number: int, name: str) -> Response:
         """A Q-scan of round ``number``'s run directory, scaled down to ``THUMBNAIL_SIZE`` (JPEG)."""
-        directory = round_dir(number).resolve()
-        path = (directory / name).resolve()
-        if not path.is_relative_to(directory) or not path.is_file():
+        path = safe_join(str(round_dir(number)), name)  # the rule send_from_directory keeps: inside the directory
+        if path is None or not os.path.isfile(path):
             abort(404)
-        return Response(thumbnail_jpeg(str(path), path.stat().st_mtime_ns), mimetype="image/jpeg",
+        return Response(thumbnail_jpeg(path, os.stat(path).st_mtime_ns), mimetype="image/jpeg",
                         headers={"Cache-Control": "max-age=3600"})
 
     def round_dir(number: int) -> Path:

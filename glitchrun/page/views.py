@@ -123,29 +123,32 @@ class CampaignView:
     # -- subjects --------------------------------------------------------------------------------------
     def batch_cards(self, number: int) -> list[Card]:
         """Round ``number``'s batch in the order it was chosen, uploaded or not."""
-        batch = self.batch(number)
-        subjects = self.state.subjects(round=number).reset_index()
-        rows = batch.merge(subjects, on=["round", KEY], how="left")
-        return self.cards(rows, self.state.classifications(round=number))
+        return self.cards(self.subject_rows("LEFT JOIN", "b.round = ?", (number,)))
 
-    def disputed_cards(self) -> list[Card]:
-        """Every disputed subject of the campaign, the latest round first, each batch in its order."""
-        subjects = self.state.subjects().reset_index()
-        disputed = subjects[subjects["status"] == DISPUTED]
-        rows = self.batch().merge(disputed, on=["round", KEY], how="inner")
-        rows = rows.sort_values("round", ascending=False, kind="stable")
-        return self.cards(rows, self.state.classifications())
+    def disputed_cards(self, first: int, count: int) -> tuple[list[Card], int]:
+        """``count`` of the campaign's disputed subjects from the ``first`` (the latest round first, each batch in its
+        order), and how many there are."""
+        rows = self.subject_rows("JOIN", "s.status = ?", (DISPUTED,), order="b.round DESC, b.rowid",
+                                 limit=(count, first))
+        total = self.state.db.execute("SELECT COUNT(*) FROM subjects WHERE status = ?", (DISPUTED,)).fetchone()[0]
+        return self.cards(rows), int(total)
 
-    def batch(self, number: int | None = None) -> pd.DataFrame:
-        """The ``batch`` table (one round's or all), with the learner's distribution, in the order chosen."""
-        where = "" if number is None else " WHERE round = ?"
-        return pd.read_sql_query("SELECT round, candidate_id, strategy, score, predicted_class, probability, "
-                                 f"distribution FROM batch{where} ORDER BY rowid", self.state.db,
-                                 params=() if number is None else (number,))
+    def subject_rows(self, join: str, where: str, params: tuple, order: str = "b.rowid",
+                     limit: tuple[int, int] | None = None) -> pd.DataFrame:
+        """Batch rows (the learner's prediction, distribution and why it chose the candidate) with their subjects
+        (status, retirement reason): one query, so that a page of a large campaign reads only what it shows."""
+        paging = " LIMIT ? OFFSET ?" if limit else ""
+        return pd.read_sql_query(
+            "SELECT b.round, b.candidate_id, b.strategy, b.score, b.predicted_class, b.probability, b.distribution, "
+            f"s.subject_id, s.status, s.retirement_reason FROM batch b {join} subjects s "
+            f"ON s.round = b.round AND s.candidate_id = b.candidate_id WHERE {where} ORDER BY {order}{paging}",
+            self.state.db, params=(*params, *(limit or ())))
 
-    def cards(self, rows: pd.DataFrame, classifications: pd.DataFrame) -> list[Card]:
-        """Cards of ``rows`` (batch rows joined with their subjects), with the votes among ``classifications``."""
-        answered = classifications[classifications["answer"].notna()]
+    def cards(self, rows: pd.DataFrame) -> list[Card]:
+        """Cards of ``rows`` (``subject_rows``), with their votes and Q-scans."""
+        classifications = [self.state.classifications(round=int(n)) for n in rows["round"].unique()]
+        cast = pd.concat(classifications) if classifications else self.state.classifications(round=0)
+        answered = cast[cast["answer"].notna()]
         votes = answered.drop_duplicates(["subject_id", "volunteer"])  # a volunteer's first answer, as counted
         per_subject: dict[str, dict[str, int]] = {}
         for (subject, answer), n in votes.groupby(["subject_id", "answer"]).size().items():
@@ -156,7 +159,7 @@ class CampaignView:
         images = {n: manifest_images(self.run_dir(n)) for n in rows["round"].unique()}
         cards = []
         for row in rows.itertuples(index=False):
-            subject = row.subject_id if isinstance(row.subject_id, str) else None
+            subject = None if pd.isna(row.subject_id) else str(row.subject_id)
             counts = per_subject.get(subject, {}) if subject is not None else {}
             distribution = json.loads(row.distribution) if isinstance(row.distribution, str) else {}
             status = row.status if subject is not None else NOT_UPLOADED

@@ -331,3 +331,25 @@ def test_a_campaign_not_started_or_whose_run_directories_are_gone(tmp_path: Path
     assert html.cards["1-a"].rows[1:] == [["Blip", "0", "0.40"], ["Koi_Fish", "0", "0.35"], ["Tomte", "0", "0.25"]]
     assert "The run directory is not here" in client.get("/round/1").text
     assert client.get("/files/1/report.md").status_code == 404
+
+
+def test_disputed_subjects_come_fifty_a_page_latest_round_first(tmp_path: Path):
+    state = CampaignState(tmp_path / "campaign")
+    for number, size in ((1, 30), (2, 30)):
+        candidates = [f"r{number}-{i:02d}" for i in range(size)]
+        state.start_round(number, f"set-{number}", str(tmp_path / "gone"), pd.DataFrame({
+            "candidate_id": candidates, "strategy": "margin", "score": 0.0, "predicted_class": "Blip",
+            "probability": 0.5, "distribution": [{"Blip": 0.5, "Tomte": 0.5}] * size}))
+        subjects = {c: f"{number}{i:02d}" for i, c in enumerate(candidates)}
+        state.record_subjects(number, subjects)
+        state.record_pass(pd.DataFrame({"subject_id": list(subjects.values()), "candidate_id": candidates,
+                                        "round": number, "status": "disputed", "retirement_reason": "other",
+                                        "votes": 0, "label": None, "agreement": 0.0, "sent": True}).set_index("subject_id"),
+                          pd.DataFrame(columns=["candidate_id", "old_label", "new_label", "round", "reason"]))
+    state.close()
+    client = create_app(tmp_path / "campaign", "many").test_client()
+    first, second = Html(client.get("/disputed").text), Html(client.get("/disputed?page=2").text)
+    assert "Disputed subjects: 60" in words(first.text) and "Page 1 of 2 (1–50)" in words(first.text)
+    assert list(first.cards) == [f"2-r2-{i:02d}" for i in range(30)] + [f"1-r1-{i:02d}" for i in range(20)]
+    assert list(second.cards) == [f"1-r1-{i:02d}" for i in range(20, 30)]
+    assert client.get("/disputed?page=3").status_code == 404
