@@ -111,6 +111,10 @@ def create_app(state_dir: str | Path, name: str) -> Flask:
     def not_found(error: Any) -> tuple[str, int]:
         return render("missing.html", None, message=getattr(error, "description", "")), 404
 
+    @app.errorhandler(FileNotFoundError)
+    def no_campaign(error: FileNotFoundError) -> tuple[str, int]:  # CampaignState.read_only: no state yet
+        return render("empty.html", None), 404
+
     return app
 
 

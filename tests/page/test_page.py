@@ -317,6 +317,7 @@ def test_the_jobs_serve_the_page_until_stopped(campaign: Path, tmp_path: Path, j
 def test_a_campaign_not_started_or_whose_run_directories_are_gone(tmp_path: Path):
     client = create_app(tmp_path / "none", "nothing-yet").test_client()
     assert "No campaign yet" in client.get("/").text
+    assert client.get("/disputed").status_code == client.get("/round/1").status_code == 404
     state = CampaignState(tmp_path / "moved")
     state.start_round(1, "set-1", str(tmp_path / "gone"), pd.DataFrame({
         "candidate_id": ["a", "b"], "strategy": ["margin", "high_probability"], "score": [0.0, 0.9],
