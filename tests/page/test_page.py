@@ -295,22 +295,27 @@ def test_the_jobs_serve_the_page_until_stopped(campaign: Path, tmp_path: Path, j
     watchdog = threading.Timer(120, process.kill)  # a hung start fails the test instead of blocking it
     watchdog.daemon = True
     watchdog.start()
-    printed, found = [], None
-    for line in process.stdout:  # type: ignore[union-attr]
-        printed.append(line)
-        if found := re.match(r"Campaign page \(read-only\) at (\S+) ", line):
-            break
-    assert found, "".join(printed)
-    html = Html(get(found[1].rstrip("/"), "/").text)
-    assert NAME in html.text and len(html.tables["rounds"]) == 3
-    if "job=status" in job:
-        assert re.search(r"^\s+2\s+loop-2 \(", "".join(printed), re.MULTILINE)  # the status came first
-    assert ("Embedded Panoptes serving at" in "".join(printed)) == ("job.port=0" in job)
-    process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=60)
-    watchdog.cancel()
-    assert process.returncode == 0, rest
-    assert "stopped serving" in rest
+    try:
+        printed, found = [], None
+        for line in process.stdout:  # type: ignore[union-attr]
+            printed.append(line)
+            if found := re.match(r"Campaign page \(read-only\) at (\S+) ", line):
+                break
+        assert found, "".join(printed)
+        html = Html(get(found[1].rstrip("/"), "/").text)
+        assert NAME in html.text and len(html.tables["rounds"]) == 3
+        if "job=status" in job:
+            assert re.search(r"^\s+2\s+loop-2 \(", "".join(printed), re.MULTILINE)  # the status came first
+        assert ("Embedded Panoptes serving at" in "".join(printed)) == ("job.port=0" in job)
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+        assert process.returncode == 0, rest
+        assert "stopped serving" in rest
+    finally:  # a failed check leaves no server behind
+        watchdog.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 # -- without a campaign run here ----------------------------------------------------------------------------
