@@ -26,9 +26,10 @@ A gold-standard classification (``gold_standard`` true; only project experts may
 ``lib/classification_lifecycle.rb`` marks it ``expert`` or ``owner`` in the ``expert`` column) is a known answer,
 not a vote: the experts' class is the subject's gold when they agree, and so is the class a gold-standard subject
 names in its metadata (Gravity Spy's ``#Type``/``#Label``); a subject whose sources disagree has no gold. A subject
-with gold is labelled by it (source ``expert``); the others get the consensus of their volunteers' votes (with
-the learner's stored distribution as prior, and the gold passed to a consensus that takes it), and the subjects
-it accepts are labelled (source ``crowd``), in one transaction.
+with gold (of a campaign class) is labelled by it (source ``expert``) and the gold goes to the consensus
+(``Consensus.aggregate(..., gold=)``: volunteers measured on known answers, acceptance calibrated on them); the
+other subjects get the consensus of their volunteers' votes (the learner's stored distribution as prior), and the
+subjects it accepts are labelled (source ``crowd``), in one transaction.
 
 **Reports.** The agreement report has one row per subject and workflow: glitchrun's own columns
 (``candidate_id``; ``consensus_label``, ``agreement`` and ``votes`` of the subject's consensus over the workflows
@@ -61,7 +62,6 @@ gold-standard (expert) classifications are not volunteers' votes.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections import Counter
@@ -79,13 +79,13 @@ from glitchrun.campaign.state import CampaignState
 from glitchrun.campaign.subjects import SubjectFields, label_classes, squeezed
 from glitchrun.campaign.tasks import OTHER_VERSIONS, OTHER_WORKFLOWS, SURVEY, AnswerError, Answers, IngestError, \
     TaskSpec, answers_of
-from glitchrun.crowd.consensus import ACCEPTED
+from glitchrun.crowd.consensus import ACCEPTED, GOLD
 from glitchrun.csvio import LINES, CsvError, listed
 from glitchrun.zooniverse.exports import parse_json_codes
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_SUBJECT, GOLD = "unknown_subject", "gold"
+UNKNOWN_SUBJECT = "unknown_subject"
 #: classifications not counted as votes, besides other workflows and versions
 EXPERT_ROWS, OTHER_CLASSES = "experts (gold standard)", "classes outside the campaign"
 LABEL_COLUMNS = ["candidate_id", "label", "votes", "agreement", "source"]
@@ -378,7 +378,7 @@ def tally(chunks: Iterable[pd.DataFrame], state: CampaignState, consensus: Any, 
     names = label_classes(choices, classes)
     for option, table in ((o, t.table) for t in tasks.values() for o in t.options):
         names.setdefault(squeezed(option), table[option])
-    gold, gold_notes = gold_labels(reader, counted, names)
+    gold, gold_notes = gold_labels(reader, counted, names, classes)
     volunteer = counted[~counted["expert"]].sort_values("classification_id", kind="stable")
     first = volunteer.drop_duplicates(["subject", "volunteer"])
     subject_ids = np.array(reader.subjects.ids.values, dtype=object)
@@ -511,8 +511,10 @@ def read_answers(spec: TaskSpec, answers: Sequence[Answers]
     return options, labels, errors, other_type
 
 
-def gold_labels(reader: ExportReader, counted: pd.DataFrame, names: Mapping[str, str]) -> tuple[pd.Series, list[str]]:
-    """Each subject's gold (index subject id): its experts' class and its metadata's, when they agree."""
+def gold_labels(reader: ExportReader, counted: pd.DataFrame, names: Mapping[str, str], classes: Sequence[str]
+                ) -> tuple[pd.Series, list[str]]:
+    """Each subject's gold (index subject id): its experts' class and its metadata's, when they agree and are a
+    campaign class."""
     subject_ids = reader.subjects.ids.values
     sources: dict[int, set[str]] = {}
     experts = counted[counted["expert"]]
@@ -534,7 +536,11 @@ def gold_labels(reader: ExportReader, counted: pd.DataFrame, names: Mapping[str,
         notes.append(f"{len(disputed)} subjects have gold answers that disagree (experts, or experts and the "
                      f"subject's metadata): not gold: {', '.join(disputed[:MAX_LISTED])}")
     agreed = {subject_ids[s]: next(iter(found)) for s, found in sources.items() if len(found) == 1}
-    return pd.Series(agreed, dtype=object, name="gold"), notes
+    outside = {s: c for s, c in agreed.items() if c not in classes}
+    if outside:
+        notes.append(f"{len(outside)} gold-standard subjects are of classes outside the campaign "
+                     f"({', '.join(sorted(set(outside.values()))[:5])}): not gold")
+    return pd.Series({s: c for s, c in agreed.items() if s not in outside}, dtype=object, name="gold"), notes
 
 
 def decide(first: pd.DataFrame, reader: ExportReader, tasks: Mapping[str, TaskSpec], state: CampaignState,
@@ -548,9 +554,8 @@ def decide(first: pd.DataFrame, reader: ExportReader, tasks: Mapping[str, TaskSp
     recorded = prior_frame(state.distributions(), classes)
     stored = stored_priors(reader, classes, subject_ids)
     prior = stored if recorded is None else recorded.combine_first(stored) if stored is not None else recorded
-    kwargs = {"gold": gold} if "gold" in inspect.signature(consensus.aggregate).parameters and len(gold) else {}
     start = time.perf_counter()
-    decided = consensus.aggregate(votes, classes, prior, **kwargs)
+    decided = consensus.aggregate(votes, classes, prior, gold=gold)
     log.info("ingest: %s on %d votes of %d subjects in %.1f s", type(consensus).__name__, len(votes),
              votes["subject_id"].nunique(), time.perf_counter() - start)
     tally = VoteCounts(first, tasks, reader)
