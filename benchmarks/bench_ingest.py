@@ -70,8 +70,10 @@ def ingest(path: Path, work: Path) -> tuple[float, float]:
     seconds, peak, code = measured(command, work, log)
     if code != 0:
         raise SystemExit(f"job=ingest failed (exit {code}); see {log}:\n{log.read_text()[-2000:]}")
-    summary = next((line for line in log.read_text().splitlines() if "labels added to the campaign" in line), "")
-    print(f"    {summary.split('ingest: ', 1)[-1][:300]}")
+    lines = log.read_text().splitlines()
+    for phase in ("classifications of", " votes of ", "labels added to the campaign"):  # reading, consensus, summary
+        found = next((line for line in lines if phase in line and "ingest: " in line), "")
+        print(f"    {found.split('ingest: ', 1)[-1][:300]}")
     return seconds, peak
 
 
