@@ -2,14 +2,15 @@
 peak memory), and panoptes_aggregation's extract + reduce on the same 10^5-row file (simulated exports).
 
     python benchmarks/bench_ingest.py --rows 100000 1000000 5000000 --dir /tmp/glitchrun-exports \\
-        [--aggregation-python /path/to/venv/bin/python] [--mix 0.2] [--only-aggregation]
+        [--aggregation-python /path/to/venv/bin/python] [--mix 0.2] [--only-aggregation] [--crowd perfect]
 
 Each size: an export written once by ``benchmarks/gravity_spy_export.py`` into ``--dir`` (kept there for the next
 run, never in the repository), then ``glitchrun job=ingest`` in a fresh process, as a user runs it:
 ``data=gravityspy`` (Gravity Spy's subjects: the glitch id in ``subject_id``, the model's posterior as the
 consensus prior, gold-standard subjects), the survey task, ``job.workflows=[7766]`` of a project export holding
-the lower levels' workflows too (``--mix`` of the rows), the default consensus (``crowd=gravity_spy``), a fresh
-campaign state. Reported: wall time from process start to exit (Hydra start-up included), rows/s, and the peak
+the lower levels' workflows too (``--mix`` of the rows), the default consensus (``crowd=gravity_spy``; ``--crowd
+perfect`` takes its majority vote instead, to see the reading apart from the consensus's EM), a fresh campaign
+state. Reported: wall time from process start to exit (Hydra start-up included), rows/s, and the peak
 resident memory of that process (``wait4``'s ``ru_maxrss``). The machine's load average is printed beside.
 
 panoptes_aggregation (not a glitchrun dependency: it pins pandas < 3, so it runs from its own virtual environment,
@@ -62,10 +63,10 @@ def measured(command: list[str], cwd: Path, log: Path) -> tuple[float, float, in
     return time.perf_counter() - start, usage.ru_maxrss / 1e6, process.returncode
 
 
-def ingest(path: Path, work: Path) -> tuple[float, float]:
-    command = [sys.executable, "-m", "glitchrun", "job=ingest", "data=gravityspy", f"job.export={path}",
-               "campaign.workflow.task_type=survey", f"job.workflows=[{WORKFLOW}]", "job.progress=false",
-               f"paths.outputs={work / 'outputs'}"]
+def ingest(path: Path, work: Path, crowd: str) -> tuple[float, float]:
+    command = [sys.executable, "-m", "glitchrun", "job=ingest", "data=gravityspy", f"crowd={crowd}",
+               f"job.export={path}", "campaign.workflow.task_type=survey", f"job.workflows=[{WORKFLOW}]",
+               "job.progress=false", f"paths.outputs={work / 'outputs'}"]
     log = work / "ingest.log"
     seconds, peak, code = measured(command, work, log)
     if code != 0:
@@ -103,22 +104,23 @@ def main() -> None:
                         help="where the generated exports are kept between runs (not the repository)")
     parser.add_argument("--mix", type=float, default=0.2, help="share of rows from the level 1-3 workflows")
     parser.add_argument("--aggregation-python", help="the python of a venv with panoptes_aggregation installed")
+    parser.add_argument("--crowd", default="gravity_spy", help="the crowd config whose consensus job=ingest uses")
     parser.add_argument("--only-aggregation", action="store_true", help="only the comparison on the first size")
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+    print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the start; crowd={args.crowd}", flush=True)
     results = []
     for rows in args.rows:
         path = export_file(args.dir, rows, args.mix)
         with tempfile.TemporaryDirectory() as work:
             if not args.only_aggregation:
                 load = os.getloadavg()[0]
-                seconds, peak = ingest(path, Path(work))
+                seconds, peak = ingest(path, Path(work), args.crowd)
                 results.append((rows, seconds, peak, load))
                 print(f"  {rows:>9,} rows: job=ingest {seconds:7.1f} s, {rows / seconds:9,.0f} rows/s, peak "
                       f"{peak:.2f} GB (load {load:.1f})", flush=True)
             if args.aggregation_python and rows == args.rows[0]:
-                glitchrun_seconds = results[0][1] if results else ingest(path, Path(work))[0]
+                glitchrun_seconds = results[0][1] if results else ingest(path, Path(work), args.crowd)[0]
                 theirs, their_peak = aggregation(args.aggregation_python, path, Path(work))
                 print(f"  {rows:>9,} rows: panoptes_aggregation extract + reduce {theirs:.1f} s, peak "
                       f"{their_peak:.2f} GB: glitchrun {theirs / glitchrun_seconds:.1f}x faster", flush=True)
