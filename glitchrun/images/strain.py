@@ -138,7 +138,8 @@ def read_strain(paths: Sequence[str | Path], event_time: float, pad: float, *, c
                 format: str | None = None, source: str, name: str) -> StrainSegment:
     """``event_time ± pad`` from ``paths`` (one file or contiguous ones) read by gwpy's ``TimeSeries.read``;
     GWOSC HDF5 files need no ``format`` or ``channel``. A file that does not hold the data (unreadable, too
-    short, no such channel) raises ``ValueError`` naming the files and the span."""
+    short, no such channel) raises ``ValueError`` naming the files and the span. ``name`` is what subjects
+    record as their strain's file (never a local path); log lines name the paths."""
     from gwpy.timeseries import TimeSeries  # gwpy is slow to import; only reads of recorded data need it
 
     files = [str(p) for p in paths]
@@ -155,7 +156,8 @@ def read_strain(paths: Sequence[str | Path], event_time: float, pad: float, *, c
         raise ValueError(f"cannot read {channel or 'the strain'} at {span} from {' '.join(files)}: "
                          f"{' '.join(str(err).split()) or type(err).__name__}") from err
     return StrainSegment(np.asarray(series.value, dtype=np.float64), float(series.sample_rate.to("Hz").value),
-                         float(event_time - series.t0.value), origin=f"{source} {name}", source=source, file=name)
+                         float(event_time - series.t0.value), origin=f"{source} {' '.join(files)}", source=source,
+                         file=name)
 
 
 def existing_file(path: str | os.PathLike[str], what: str) -> Path:
