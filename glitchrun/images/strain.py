@@ -127,11 +127,16 @@ def write_gwosc_hdf5(path: Path, data: np.ndarray, ifo: str, gps_start: int, sam
 
 def is_gwosc_hdf5(path: str | Path) -> bool:
     """Whether ``path`` is an HDF5 file in GWOSC's layout (``strain/Strain``), which gwpy reads only when told
-    its format is ``hdf5.gwosc``."""
+    its format is ``hdf5.gwosc``; ``ValueError`` when its sample spacing gives no sample rate."""
     if Path(path).suffix.lower() not in (".hdf5", ".h5", ".hdf"):
         return False
     with h5py.File(path, "r") as h5f:
-        return "strain/Strain" in h5f
+        if "strain/Strain" not in h5f:
+            return False
+        spacing = number(h5f["strain/Strain"].attrs.get("Xspacing"))
+    if spacing is None or spacing <= 0:
+        raise ValueError(f"its strain/Strain has Xspacing {spacing} s, so no sample rate")
+    return True
 
 
 def read_strain(paths: Sequence[str | Path], event_time: float, pad: float, *, channel: str | None = None,

@@ -7,9 +7,7 @@ The commands run in parallel: each spends ~3 s starting Python, Hydra and the li
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from panoptes_client.panoptes import PanoptesAPIException
 from glitchrun.console import user_message
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
 
-from .helpers import fingerprint
+from .helpers import fingerprint, glitchrun
 
 #: class of mistake -> (command-line arguments, what stderr must say); {dir} is the test's folder, {url} the server's
 CASES = {
@@ -42,12 +40,6 @@ CASES = {
 #: the environment of each case: no credentials at all, or a wrong password
 NO_CREDENTIALS = {"misspelt key", "wrong type", "bad value", "ragged CSV", "broken media", "missing file",
                   "no credentials"}
-
-
-def glitchrun(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PANOPTES_", "GLITCHRUN_"))}
-    return subprocess.run([sys.executable, "-m", "glitchrun", f"paths.outputs={cwd / 'outputs'}", *args],
-                          cwd=cwd, env=clean | env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture
