@@ -73,6 +73,8 @@ def test_each_class_of_user_error_is_one_line_without_a_traceback(inputs: Path) 
         assert "Traceback" not in out.stderr + out.stdout, f"{name}: {out.stderr}"
         assert out.stderr.count(lines[0]) == 1 and lines[0] not in out.stdout, f"{name}: printed twice"
         assert not (inputs / name.replace(" ", "_") / "outputs" / "embedded_panoptes").exists(), name
+    for name in ("misspelt key", "wrong type"):  # refused before Hydra makes a run directory
+        assert not (inputs / name.replace(" ", "_") / "outputs").exists(), name
     # after the config was composed, the traceback is in the run's log, and the second line says where
     log = Path(done["bad value"].stderr.splitlines()[1].split("traceback in ")[1].split(";")[0])
     assert "Traceback" in log.read_text() and "al.batch_size must be at least 1" in log.read_text()
