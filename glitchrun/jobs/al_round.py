@@ -254,7 +254,8 @@ class ActiveLearningRound:
         except Exception as err:
             if stopped.status == "selected":
                 add_note(err, f"round {stopped.number}'s batch was chosen earlier and nothing of it was uploaded: "
-                              "job.rechoose=true chooses a new one (so does a change of al.*, data, learner or strategy)")
+                              "job.rechoose=true chooses a new one (so does a change of al.*, data, learner or "
+                              "strategy)")
             raise
         return self.upload_round(state, stopped, manifest, project, workflow)
 

@@ -268,8 +268,8 @@ class UpdateMetadata:
         frame = read_csv(self.csv, updates_schema(self.key_column, self.dtypes), what="metadata CSV",
                          dtype=str, keep_default_na=False)
         if KEY_FIELD in frame.columns:
-            raise CsvError(f"metadata CSV {self.csv}: column {KEY_FIELD!r} is glitchrun's record of each subject's key, "
-                           "which a re-run finds the subject by; it cannot be updated (remove the column)")
+            raise CsvError(f"metadata CSV {self.csv}: column {KEY_FIELD!r} is glitchrun's record of each subject's "
+                           "key, which a re-run finds the subject by; it cannot be updated (remove the column)")
         if not [c for c in frame.columns if c not in (self.key_column, SUBJECT_ID)]:
             raise ValueError(f"metadata CSV {self.csv}: no metadata columns besides the key column {self.key_column!r}")
         return frame

@@ -63,8 +63,8 @@ DEFECTS = {
                        ["cannot read the strain at GPS", "truncated file"]),
     "GPS time outside the file": (lambda f: FileStrain(pad=7, path=str(f / "good" / NAME)), batch(7, 400),
                                   ["does not cover requested interval", "candidate 'c1'"]),
-    "missing channel": (lambda f: FileStrain(pad=7, path=str(f / "good" / NAME), channel="H1:NO-SUCH-CHANNEL"), batch(7),
-                        ["cannot read H1:NO-SUCH-CHANNEL", "doesn't exist"]),
+    "missing channel": (lambda f: FileStrain(pad=7, path=str(f / "good" / NAME), channel="H1:NO-SUCH-CHANNEL"),
+                        batch(7), ["cannot read H1:NO-SUCH-CHANNEL", "doesn't exist"]),
     "a folder named like a strain file": (lambda f: FileStrain(pad=7, pattern=f"{f}/folder/*"), batch(7),
                                           [f"folder/{NAME}"]),
     "sample rate 0": (lambda f: FileStrain(pad=7, pattern=f"{f}/zero_rate/*"), batch(7),
@@ -88,8 +88,8 @@ def test_a_strain_problem_in_a_worker_comes_back_as_one_line(files: Path, tmp_pa
 
 
 def test_files_strain_reads_gwosc_hdf5_with_its_defaults_and_records_the_file_name(files: Path, tmp_path: Path):
-    images = QScanImages(strain=FileStrain(pad=7, pattern=f"{files}/good/*"), durations=[1.0], size=(160, 120), n_jobs=2,
-                         progress=False)
+    images = QScanImages(strain=FileStrain(pad=7, pattern=f"{files}/good/*"), durations=[1.0], size=(160, 120),
+                         n_jobs=2, progress=False)
     drawn = images.render(batch(7, 21, 35), tmp_path / "out")
     assert list(drawn["strain_source"]) == ["file"] * 3 and list(drawn["strain_file"]) == [NAME] * 3
     assert list(drawn["sample_rate"]) == [4096.0] * 3

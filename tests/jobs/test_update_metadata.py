@@ -214,7 +214,8 @@ def test_glitchruns_own_fields_cannot_be_changed_and_replace_keeps_them(seed_cam
     zoo = seed_campaign(UPLOADED)
     s1, s2, s3 = zoo.subject_ids
     cases = {
-        "own_key": (f"subject_id,{KEY_FIELD}\n{s1},c9\n", f"column '{KEY_FIELD}' is glitchrun's record of each subject's key"),
+        "own_key": (f"subject_id,{KEY_FIELD}\n{s1},c9\n",
+                    f"column '{KEY_FIELD}' is glitchrun's record of each subject's key"),
         "other_candidate": (f"subject_id,candidate_id,ifo\n{s1},c1,L1\n{s2},c1,L1\n",
                             "column 'candidate_id' fails is the key glitchrun finds the subject by, which must not "
                             "change at line 3 (values: 'c1')"),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -108,9 +107,9 @@ def metadata(root: Path, csv: str, *key: str) -> list[str]:
 
 #: case -> (arguments, given the inputs' folder; what the line says; environment)
 CASES = {
-    "truncated HDF5 (worker)": (lambda r: round_on(r, "glitches.csv", "images/strain=files",
-                                                   f"images.strain.path={r / 'truncated' / next(r.glob('*.hdf5')).name}"),
-                                ["cannot read the strain at GPS", "truncated file", "while drawing the Q-scan of candidate"]),
+    "truncated HDF5 (worker)": (
+        lambda r: round_on(r, "glitches.csv", "images/strain=files", f"images.strain.pattern={r / 'truncated'}/*"),
+        ["cannot read the strain at GPS", "truncated file", "while drawing the Q-scan of candidate"]),
     "GPS time outside the file (worker)": (
         lambda r: round_on(r, "outside.csv", "images/strain=files", f"images.strain.path={next(r.glob('*.hdf5'))}"),
         ["does not cover requested interval", "candidate 'c5'"]),
