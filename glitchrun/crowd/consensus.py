@@ -428,6 +428,8 @@ class DawidSkene(Consensus):
                 "gold or an expert", type(self).__name__, len(gold), int(replay["right"].sum()), len(replay),
                 100 * self.agreement)
             return np.inf
+        log.info("%s: calibrated on %d gold subjects, a label needs a posterior of %.4f to be right %.0f %% of the "
+                 "time", type(self).__name__, len(gold), cutoff, 100 * self.agreement)
         return cutoff
 
     def assured_cutoff(self, replay: pd.DataFrame) -> float:
