@@ -14,6 +14,7 @@ This module imports nothing of glitchrun, so every layer may use it.
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -72,3 +73,18 @@ def portable(err: BaseException, note: str | None = None) -> BaseException:
         stand_in.__dict__.update({k: v for k, v in err.__dict__.items() if k in (RAISED_BY_GLITCHRUN, "__notes__")})
         return stand_in
     return err
+
+
+def network_reason(err: BaseException) -> str:
+    """A network failure's own cause in a few words (``ConnectionError: Failed to resolve 'gwosc.org' (...)``),
+    without the layers requests and urllib3 wrap around it (``MaxRetryError``, the connection's repr)."""
+    cause = err
+    while True:
+        inner = getattr(cause, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((arg for arg in cause.args if isinstance(arg, BaseException)), None)
+        if inner is None or inner is cause:
+            break
+        cause = inner
+    text = re.sub(r"^(<[^>]*>|\w+\([^)]*\)): ", "", " ".join(str(cause).split()))
+    return f"{type(err).__name__}: {text or type(cause).__name__}"

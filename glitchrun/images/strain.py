@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from glitchrun.data.loaders import canonical, check_labels_as, existing_path, resolve_path, use_labels_as
+from glitchrun.errors import network_reason
 from glitchrun.images.download import fetch_file, fetch_files
 
 log = logging.getLogger(__name__)
@@ -429,7 +430,7 @@ class GwoscStrain:
         failed = {cid: err for cid, err in located.items() if isinstance(err, Exception)}
         network = [err for err in failed.values() if isinstance(err, (requests.ConnectionError, requests.Timeout))]
         if network and len(failed) == len(records):
-            raise StrainUnreachable(self.host_name, f"{type(network[0]).__name__}: {network[0]}", len(records))
+            raise StrainUnreachable(self.host_name, network_reason(network[0]), len(records))
         warn_failures("GWOSC holds no strain for", failed, len(records))
         wanted = [u for found in located.values() if not isinstance(found, Exception) for u in found]
         fetched = fetch_files(wanted, self.cache_dir, workers=self.workers, retries=self.retries,
