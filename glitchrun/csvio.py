@@ -60,7 +60,8 @@ class RecordCheck:
 
     Trailing cells empty in every row (a spreadsheet's trailing comma, with or without an empty header cell
     above them) are not columns; a column without a name that holds values, and any other row longer or shorter
-    than the header's named columns, are errors, raised together by ``raise_errors`` (unnamed columns first).
+    than the header's named columns, are errors, raised together by ``raise_errors`` (unnamed columns first);
+    a header naming a column twice is refused at once.
     """
 
     def __init__(self, header: Sequence[str], source: str) -> None:
@@ -69,6 +70,12 @@ class RecordCheck:
         named = [c for c, name in enumerate(self.header) if name.strip()]
         #: the columns a row has: the header up to its last named column
         self.width = max(named[-1] + 1 if named else 1, 1)
+        names = [name.strip() for name in self.header[: self.width]]
+        repeated = sorted({name for name in names if name and names.count(name) > 1})
+        if repeated:  # pandas would rename the second one (``candidate_id.1``) and read both
+            at = {name: ", ".join(str(c + 1) for c, other in enumerate(names) if other == name) for name in repeated}
+            where = "; ".join(f"{name!r} in columns {columns}" for name, columns in at.items())
+            raise CsvError(f"{source}: line 1 names a column twice ({where}); give each column one name")
         self.unnamed: dict[int, list[int]] = {}  # column without a name -> lines where it holds a value
         self.long: list[int] = []
         self.short: list[int] = []

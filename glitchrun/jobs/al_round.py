@@ -8,12 +8,15 @@ export, and no dependence on Zooniverse counting classifications (it does not on
 The order keeps Zooniverse safe: everything that can fail on bad input (config, data, learner, query,
 images, manifest, the account's upload limit) runs before the first write, and each step that changes
 something is recorded in the campaign state first, so a re-run after a crash resumes the same round
-instead of starting another.
+instead of starting another. A round that fails before its first write to Zooniverse leaves the campaign
+state as it found it; one stopped later but before any subject was uploaded (status ``selected``) is resumed,
+or chosen again with ``rechoose`` or when the settings that chose its batch changed.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,7 @@ from glitchrun.campaign.state import CampaignState, Round
 from glitchrun.crowd.simulated import FEATURES_KEY, hidden_features
 from glitchrun.csvio import write_csv
 from glitchrun.data.loaders import Candidates
+from glitchrun.errors import add_note
 from glitchrun.images.qscan import STRAIN_COLUMNS
 from glitchrun.learning.learner import make_learner, query
 from glitchrun.learning.strategies import part_counts, pool_measures
@@ -94,6 +98,8 @@ class RoundResult:
     message: str = ""
 
 
+#: a memory address in a repr (``<function mixed at 0x7f...>``): differs between runs of the same settings
+ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 #: campaign-state key: the round has said once that the project is not live
 NOT_LIVE_NOTED = "not_live_noted"
 
@@ -115,6 +121,7 @@ class ActiveLearningRound:
         run_dir: str,
         ask_name: bool | None = None,
         seed: int = 0,
+        rechoose: bool = False,
     ) -> None:
         self.backend = backend
         self.data = data
@@ -137,6 +144,7 @@ class ActiveLearningRound:
         self.run_dir = Path(run_dir)
         self.ask_name = ask_name
         self.seed = seed
+        self.rechoose = rechoose
         self.validate()
 
     def validate(self) -> None:
@@ -174,8 +182,10 @@ class ActiveLearningRound:
                 self.note_not_live(state, project)
                 passed = self.retirement.run(state, str(project.id), workflow)
             if last and last.status in ("selected", "uploading"):
-                log.info("round %d stopped while %s; resuming it", last.number, last.status)
-                return self.upload_round(conn, state, candidates, last, project, workflow)
+                if not self.choose_again(state, last):
+                    log.info("round %d stopped while %s; resuming it", last.number, last.status)
+                    return self.resume_round(state, candidates, last, project, workflow)
+                last = state.last_round()
             if last and last.status == "uploaded":
                 active, total, needed = passed.waiting(last.number, self.retirement.max_votes, self.retirement.min_votes)
                 if active:
@@ -189,10 +199,15 @@ class ActiveLearningRound:
                          settled.get("labelled", 0), settled.get("disputed", 0))
             number = last.number + 1 if last else 1
             name = self.new_set_name(state, number)
-            if number == 1:
-                self.seed_labels(state, candidates)
-            selected = self.select(state, candidates, number, name)
-            return self.upload_round(conn, state, candidates, selected, project, workflow)
+            try:  # until the first write to Zooniverse, a failure leaves the campaign state as it found it
+                if number == 1:
+                    self.seed_labels(state, candidates)
+                selected = self.select(state, candidates, number, name)
+                manifest = self.prepare(state, candidates, selected, project)
+            except BaseException:
+                state.discard_round(number)
+                raise
+            return self.upload_round(state, selected, manifest, project, workflow)
 
     def note_not_live(self, state: CampaignState, project: Any) -> None:
         """Say once per campaign that Zooniverse does not count this project's classifications."""
@@ -202,6 +217,47 @@ class ActiveLearningRound:
                     "retire subjects by count; glitchrun reads the classifications and retires subjects itself "
                     "(at the start of each round, or with job=retire)", project.id)
         state.put(**{NOT_LIVE_NOTED: "1"})
+
+    # -- a round stopped before its upload -------------------------------------------------------------
+    def selection(self) -> dict[str, str]:
+        """The settings that chose a batch, recorded with it: a stopped round whose batch nothing of which
+        was uploaded is chosen again when one of them changed (e.g. a smaller al.batch_size)."""
+        settings = {"al.batch_size": self.batch_size, "al.seed_per_class": self.seed_per_class,
+                    "al.seed_fraction": self.seed_fraction, "seed": self.seed, "data": self.data,
+                    "learner": self.estimator, "strategy": self.strategy,
+                    "campaign.retirement.offer_disputed": self.offer_disputed}
+        return {key: ADDRESS.sub("", repr(value)) for key, value in settings.items()}
+
+    def choose_again(self, state: CampaignState, stopped: Round) -> bool:
+        """Whether to drop a stopped round's batch and choose a new one: only while nothing of it was uploaded
+        (status ``selected``), and only when asked (``job.rechoose=true``) or when the settings that chose it
+        changed; otherwise it is resumed."""
+        if stopped.status != "selected":
+            if self.rechoose:
+                raise ValueError(f"round {stopped.number} began uploading to subject set {stopped.subject_set_id} "
+                                 f"({stopped.subject_set_name!r}), so its batch can only be resumed: run glitchrun "
+                                 "again without job.rechoose=true")
+            return False
+        before = state.round_selection(stopped.number)
+        changed = [key for key, value in self.selection().items() if before is not None and before.get(key) != value]
+        if not (self.rechoose or changed):
+            return False
+        state.discard_round(stopped.number)
+        log.info("round %d: nothing of its batch was uploaded; %s, so its batch is chosen again", stopped.number,
+                 "job.rechoose=true" if self.rechoose else f"{', '.join(changed)} changed since it was chosen")
+        return True
+
+    def resume_round(self, state: CampaignState, candidates: Candidates, stopped: Round, project: Any,
+                     workflow: Any) -> RoundResult:
+        try:
+            manifest = self.prepare(state, candidates, stopped, project)
+        except Exception as err:
+            if stopped.status == "selected":
+                add_note(err, f"round {stopped.number}'s batch was chosen earlier and nothing of it was uploaded: "
+                              "job.rechoose=true chooses a new one (so does a change of al.*, data, learner or "
+                              "strategy)")
+            raise
+        return self.upload_round(state, stopped, manifest, project, workflow)
 
     def check_classes(self, candidates: Candidates) -> None:
         unknown = set(candidates.classes) - set(self.workflow_spec.classes)
@@ -272,7 +328,8 @@ class ActiveLearningRound:
         if known.empty:
             raise ValueError("the campaign's labels match no candidate of this data; is it the campaign's dataset?")
         queried = pd.Index(sorted(state.queried(except_disputed=self.offer_disputed)))
-        pool_ids = candidates.frame.index.difference(known).difference(queried)
+        # rows with a known label are never sent to volunteers: those the seed left out train nothing either
+        pool_ids = candidates.pool().index.difference(known).difference(queried)
         if pool_ids.empty:
             raise ValueError("the candidate pool is empty: every candidate is labelled or already queried")
         y = labels.loc[known, "label"].to_numpy(dtype=object)
@@ -294,7 +351,7 @@ class ActiveLearningRound:
                            self.estimator, self.consensus, list(self.workflow_spec.classes))
         log.info("round %d: chose %d of %d pool candidates (%s)", number, len(batch), len(pool_ids),
                  ", ".join(f"{k}: {v}" for k, v in batch["strategy"].value_counts().items()))
-        return state.start_round(number, name, str(self.run_dir), batch, ml_weight=weight)
+        return state.start_round(number, name, str(self.run_dir), batch, ml_weight=weight, selection=self.selection())
 
     def save_pools(self, labelled: pd.DataFrame, learner: Any, pool_ids: pd.Index, X_pool: np.ndarray) -> np.ndarray:
         """Write the labelled pool, and the unlabelled pool with the learner's predictions; returns those."""
@@ -331,15 +388,19 @@ class ActiveLearningRound:
         log.info("manifest of %d subjects written to %s", len(frame), path)
         return Manifest.from_frame(frame, KEY, self.run_dir, media_columns=media)
 
-    def upload_round(self, conn: Connection, state: CampaignState, candidates: Candidates, selected: Round,
-                     project: Any, workflow: Any) -> RoundResult:
+    def prepare(self, state: CampaignState, candidates: Candidates, selected: Round, project: Any) -> Manifest:
+        """Everything before the first write to Zooniverse: the account's room for the batch, its Q-scans,
+        the manifest."""
         batch = state.batch(selected.number)
         missing = pd.Index(batch[KEY]).difference(candidates.frame.index)
         if not missing.empty:
             raise ValueError(f"round {selected.number} chose candidates the data no longer has: {list(missing[:5])}")
         existing = find_subject_set(project, selected.subject_set_name)
         check_upload_room(len(batch) - (len(subject_set_members(existing.id)) if existing is not None else 0))
-        manifest = self.manifest(candidates, selected, batch)
+        return self.manifest(candidates, selected, batch)
+
+    def upload_round(self, state: CampaignState, selected: Round, manifest: Manifest, project: Any,
+                     workflow: Any) -> RoundResult:
         subject_set, created = ensure_subject_set(project, selected.subject_set_name)
         if created is False and selected.subject_set_id not in (None, str(subject_set.id)):
             raise RuntimeError(f"subject set {selected.subject_set_name!r} is not the one round {selected.number} made")
