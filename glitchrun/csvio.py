@@ -207,12 +207,9 @@ class CsvChunks:
             raise CsvError(f"{self.source}: no such file")
         self.size = self.path.stat().st_size
         self.header, self.extra, self.regular = self.read_header()
+        #: the columns of every chunk: the header's, up to its last named one (a name given twice is refused here)
+        self.columns: list[str] = self.header[: RecordCheck(self.header, self.source).width]
         self.rows = 0  # rows yielded so far
-
-    @property
-    def columns(self) -> list[str]:
-        """The columns of every chunk: the header's, up to its last named one."""
-        return self.header[: RecordCheck(self.header, self.source).width]
 
     def read_header(self) -> tuple[list[str], int, bool]:
         """The header; how many unnamed cells each data row adds (a trailing comma on data rows only); whether

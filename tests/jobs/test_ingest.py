@@ -541,3 +541,11 @@ def test_a_classification_id_repeated_in_another_chunk_is_refused(tmp_path: Path
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(CsvError, match=r"column 'classification_id' holds an id twice, at line 4, line 151"):
         tally(chunks(path, chunk_bytes=16_000), state, MajorityVote(min_votes=1), CLASSES)
+
+
+def test_an_export_naming_a_column_twice_is_refused_before_any_chunk(tmp_path: Path, state: CampaignState):
+    path = export_csv(tmp_path / "export.csv", [("alice", "11", "Blip"), ("bob", "11", "Blip")])
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0].replace("user_ip", "user_name")] + lines[1:]) + "\n")
+    with pytest.raises(CsvError, match=r"line 1 names a column twice \('user_name' in columns 2, 4\)"):
+        tally(chunks(path), state, MajorityVote(min_votes=1), CLASSES)
