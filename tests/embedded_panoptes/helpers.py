@@ -11,6 +11,9 @@ from datetime import datetime, timezone
 from panoptes_client import Panoptes, Project, Subject, SubjectSet, Workflow
 
 CLASSES = ["Blip", "Whistle", "Koi_Fish", "None_of_the_Above"]
+#: what panoptes-client sends with every /api request: the real server routes its API by this Accept value
+#: (``config/routes.rb``), so a raw request without it finds no route (404)
+API = {"Accept": "application/vnd.api+json; version=1"}
 
 
 def png_bytes(seed: int, size: int = 4) -> bytes:
