@@ -45,7 +45,7 @@ from glitchrun.zooniverse.resources import (
     find_subject_set,
     find_workflow,
     link_subject_set,
-    subject_set_members,
+    set_subject_count,
 )
 from glitchrun.zooniverse.uploader import SubjectUploader
 
@@ -338,7 +338,7 @@ class ActiveLearningRound:
         if not missing.empty:
             raise ValueError(f"round {selected.number} chose candidates the data no longer has: {list(missing[:5])}")
         existing = find_subject_set(project, selected.subject_set_name)
-        check_upload_room(len(batch) - (len(subject_set_members(existing.id)) if existing is not None else 0))
+        check_upload_room(len(batch) - (set_subject_count(existing.id) if existing is not None else 0))
         manifest = self.manifest(candidates, selected, batch)
         subject_set, created = ensure_subject_set(project, selected.subject_set_name)
         if created is False and selected.subject_set_id not in (None, str(subject_set.id)):
