@@ -671,7 +671,7 @@ def create_classification(ctx: Ctx) -> Response:
     attrs, links = schemas.validate("classifications", "create", schemas.require(json_body(), "classifications"))
     metadata = attrs["metadata"]
     completed = attrs.get("completed", True)
-    subject_ids = _classified_subjects(ctx, [i for i in to_ids(links["subjects"], "links.subjects")])
+    subject_ids = _classified_subjects(ctx, to_ids(links["subjects"], "links.subjects"))
     workflow = _linked_workflow(ctx, links)
     project_id = to_id(links["project"], "links.project")
     _validate_classification(ctx, attrs, subject_ids, completed, project_id)
@@ -697,8 +697,8 @@ def create_classification(ctx: Ctx) -> Response:
                        [(cid, sid) for sid in dict.fromkeys(subject_ids)])
     # should_count_towards_retirement?: completed, not flagged seen_before by the caller, and (for a logged-in
     # classifier) a subject not classified before; the worker counts it only if the project is live then
-    if completed and metadata.get("seen_before") is not True:
-        counted = [sid for sid in dict.fromkeys(subject_ids) if sid not in seen]
+    counted = [sid for sid in dict.fromkeys(subject_ids) if sid not in seen]
+    if completed and metadata.get("seen_before") is not True and counted:
         schedule(ctx.db, ctx.rules, "count", {"workflow": workflow["id"], "subjects": counted},
                  (visible_at or ctx.rules.clock()) + ctx.rules.worker_delay)
     rows = ctx.db.execute("SELECT * FROM classifications WHERE id = ?", (cid,)).fetchall()

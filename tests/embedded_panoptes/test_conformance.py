@@ -627,3 +627,63 @@ def test_a_token_needs_a_known_client_allowed_the_grant(server: EmbeddedPanoptes
         assert refused.status_code == 422 and refused.content == b""
     assert requests.post(token, data={**form, "client_id": FIRST_PARTY_CLIENT_ID}, timeout=10).status_code == 200
     assert LOCAL_CLIENT_ID == FIRST_PARTY_CLIENT_ID == Panoptes._endpoint_client_ids["default"]
+
+
+def test_an_id_in_a_route_is_digits_only(site: Site) -> None:
+    """lib/routes/json_api_routes.rb ``VALID_IDS`` (``only match integers in route ids``): a comma list in the
+    path matches no route (404 ``Not Found``, as panoptes-client's ``where(id="1,2")`` asks); in the query
+    ``id`` (or ``ids``) takes the list."""
+    listed = site.send("GET", "/subjects/{subject},{other_subject}")
+    assert listed.status_code == 404 and listed.json()["errors"][0]["message"] == "Not Found"
+    assert site.send("PUT", "/subjects/abc", {"subjects": {}}, if_match=None).status_code == 404
+    query = site.send("GET", "/subjects?ids={subject},{other_subject}").json()["subjects"]
+    assert sorted(s["id"] for s in query) == sorted([site.ids["subject"], site.ids["other_subject"]])
+
+
+def test_projects_by_the_callers_roles(site: Site) -> None:
+    """app/controllers/concerns/filter_by_current_user_roles.rb: ``current_user_roles`` keeps the projects where
+    the logged-in caller holds one of the roles (and is taken out of the params: not in the hrefs)."""
+    owned = site.send("GET", "/projects?current_user_roles=owner&page_size=100").json()
+    assert site.ids["project"] in [p["id"] for p in owned["projects"]]
+    assert site.ids["public_project"] not in [p["id"] for p in owned["projects"]]
+    assert owned["meta"]["projects"]["first_href"] == "/projects?page_size=100"
+    tested = site.send("GET", "/projects?current_user_roles=tester", token=site.stranger).json()["projects"]
+    assert [p["id"] for p in tested] == [site.ids["project"]]
+
+
+def test_the_queue_of_a_finished_workflow_and_of_deleted_subjects(owner: Panoptes) -> None:
+    """lib/subjects/selector.rb ``workflow_has_data?``: a finished workflow goes straight to the fallback
+    (``selection_state`` failover_fallback); subjects_controller.rb#queued answers ``Subject.active`` only, so a
+    deleted subject is never offered."""
+    project = make_project()
+    workflow = make_workflow(project)
+    subject_set = make_subject_set(project)
+    subjects = make_subjects(project, 3)
+    subject_set.add(subjects)
+    workflow.add_subject_sets(subject_set)
+    Subject.find(subjects[0].id).delete()
+    offered = owner.get("/subjects/queued", params={"workflow_id": workflow.id})[0]["subjects"]
+    assert sorted(s["id"] for s in offered) == sorted(s.id for s in subjects[1:])
+    assert {s["selection_state"] for s in offered} == {"normal"}
+    workflow.retire_subjects([s.id for s in subjects], reason="other")
+    finished = owner.get("/subjects/queued", params={"workflow_id": workflow.id})[0]["subjects"]
+    assert {(s["selection_state"], s["retired"], s["finished_workflow"]) for s in finished} == {
+        ("failover_fallback", True, True)}
+
+
+def test_links_in_an_update_replace_the_relation(owner: Panoptes) -> None:
+    """lib/json_api_controller/updatable_resource.rb ``build_update_hash``: the links of a PUT are assigned, so a
+    subject set's ``links.subjects`` becomes its members and a subject's ``links.subject_sets`` its sets
+    (subject_policy.rb: only sets the caller may update)."""
+    project = make_project()
+    sets = [make_subject_set(project, f"Set {i}") for i in range(2)]
+    subjects = make_subjects(project, 3)
+    sets[0].add(subjects[:2])
+    _, etag = owner.get(f"/subject_sets/{sets[0].id}")
+    owner.put(f"/subject_sets/{sets[0].id}", json={"subject_sets": {"links": {"subjects": [subjects[2].id]}}},
+              etag=etag)
+    members = owner.get("/set_member_subjects", params={"subject_set_id": sets[0].id})[0]["set_member_subjects"]
+    assert [m["links"]["subject"] for m in members] == [subjects[2].id]
+    _, etag = owner.get(f"/subjects/{subjects[2].id}")
+    owner.put(f"/subjects/{subjects[2].id}", json={"subjects": {"links": {"subject_sets": [sets[1].id]}}}, etag=etag)
+    assert owner.get(f"/subjects/{subjects[2].id}")[0]["subjects"][0]["links"]["subject_sets"] == [sets[1].id]
