@@ -53,9 +53,7 @@ class RetireJob:
         self.state_dir = campaign["state_dir"]
         self.project = ProjectSpec(**campaign["project"])
         self.workflow = WorkflowSpec(**campaign["workflow"])
-        self.retirement = ConsensusRetirement(consensus, campaign["workflow"], campaign["retirement"]["max_votes"],
-                                              self.workflow.retirement_count,
-                                              campaign["retirement"].get("min_next_vote_chance", 0.0))
+        self.retirement = ConsensusRetirement.from_campaign(consensus, campaign)
         self.run_dir = Path(run_dir)
 
     def run(self) -> PassResult:
