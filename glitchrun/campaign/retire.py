@@ -48,7 +48,8 @@ RETIRE_BATCH = 100
 CHANGE_COLUMNS = ["candidate_id", "old_label", "new_label", "round", "reason"]
 
 
-def out_of_fold(estimator: Any, X: np.ndarray, y: np.ndarray, classes: Sequence[str], seed: int = 0) -> np.ndarray | None:
+def out_of_fold(estimator: Any, X: np.ndarray, y: np.ndarray, classes: Sequence[str],
+                seed: int = 0) -> np.ndarray | None:
     """The learner's cross-validated class distributions of the labelled pool (rows of ``y``, columns ``classes``):
     each from a model that never saw that label. None while no class has two labels to cross-validate."""
     if len(y) == 0 or np.unique(np.asarray(y), return_counts=True)[1].max() < 2:
@@ -315,7 +316,8 @@ class ConsensusRetirement:
         """The pass as ``campaign.retirement`` and ``campaign.workflow`` configure it."""
         rules = campaign["retirement"]
         safety_cap = WorkflowSpec(**campaign["workflow"]).retirement_count
-        return cls(consensus, campaign["workflow"], rules["max_votes"], safety_cap, rules.get("min_next_vote_chance", 0.0), rules.get("skill_tolerance", 0.05),
+        return cls(consensus, campaign["workflow"], rules["max_votes"], safety_cap,
+                   rules.get("min_next_vote_chance", 0.0), rules.get("skill_tolerance", 0.05),
                    rules.get("strong_disagreement", 0.0))
 
     @property

@@ -257,7 +257,8 @@ class CampaignState:
 
     def known_answers(self) -> pd.Series:
         """The class of each known-answer subject (index subject_id)."""
-        rows = self.db.execute("SELECT subject_id, gold_label FROM subjects WHERE gold_label IS NOT NULL ORDER BY rowid")
+        rows = self.db.execute("SELECT subject_id, gold_label FROM subjects WHERE gold_label IS NOT NULL "
+                               "ORDER BY rowid")
         return pd.Series(dict(rows.fetchall()), dtype=object).rename_axis("subject_id")
 
     def gold_uses(self) -> pd.Series:

@@ -595,8 +595,8 @@ def create_classification(ctx: Ctx) -> Response:
     live = ctx.db.execute("SELECT live FROM projects WHERE id = ?", (workflow["project_id"],)).fetchone()["live"]
     gold = attrs.get("gold_standard") is True
     # app/counters/subject_workflow_counter.rb: a gold-standard classification never counts towards retirement
-    seen = count_classification(ctx.db, workflow, user_id, subject_ids, stamp=stamp,
-                                counts=bool(live) and completed and metadata.get("seen_before") is not True and not gold)
+    counts = bool(live) and completed and metadata.get("seen_before") is not True and not gold
+    seen = count_classification(ctx.db, workflow, user_id, subject_ids, stamp=stamp, counts=counts)
     stored = {k: v for k, v in metadata.items() if k != "workflow_version"}
     stored["live_project"] = bool(live)
     if user_id is not None:

@@ -107,7 +107,8 @@ def count_classification(
                 (stamp, *key, limit),
             )
     # WorkflowCounter#classifications sums the counts of the non-training sets' subjects only
-    if counted and db.execute(f"SELECT 1 FROM ({COUNTED_SUBJECTS}) WHERE subject_id IN (SELECT value FROM json_each(?))",
+    if counted and db.execute(f"SELECT 1 FROM ({COUNTED_SUBJECTS}) WHERE subject_id IN "
+                              "(SELECT value FROM json_each(?))",
                               (workflow["id"], workflow["id"], id_list(counted))).fetchone():
         for table, ident in (("workflows", workflow["id"]), ("projects", workflow["project_id"])):
             db.execute(f"UPDATE {table} SET classifications_count = classifications_count + 1 WHERE id = ?", (ident,))

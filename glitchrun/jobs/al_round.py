@@ -377,7 +377,8 @@ class ActiveLearningRound:
         log.info("manifest of %d subjects (%d of known class) written to %s", len(frame), int(is_known.sum()), path)
         picked = Manifest.from_frame(frame[~is_known].drop(columns=[TYPE_KEY, LABEL_KEY], errors="ignore"), KEY,
                                      self.run_dir, media_columns=media)
-        marked = Manifest.from_frame(frame[is_known], KEY, self.run_dir, media_columns=media) if is_known.any() else None
+        marked = (Manifest.from_frame(frame[is_known], KEY, self.run_dir, media_columns=media)
+                  if is_known.any() else None)
         return picked, marked
 
     def upload_round(self, conn: Connection, state: CampaignState, candidates: Candidates, selected: Round,
