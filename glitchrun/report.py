@@ -47,8 +47,10 @@ PART_ENDS = {
                           "the highest are chosen, spread out by distance to labelled and chosen candidates"),
     "committee": ("disagreement of a bagged committee", "the highest are chosen"),
 }
-#: thumbnails per contact sheet image, in rows of SHEET_COLUMNS; cell size in inches; sheet resolution
-SHEET_SIZE, SHEET_COLUMNS, CELL, SHEET_DPI = 40, 8, (2.0, 2.0), 80
+#: thumbnails per contact sheet image, in rows of SHEET_COLUMNS; cell size in inches; sheet resolution; the
+#: caption's height above each thumbnail (inches). A cell 480 px wide shows a Gravity Spy Q-scan (800 x 600) at
+#: about 0.57 of its size, its axis labels about 9 px high: legible at the sheet's own size
+SHEET_SIZE, SHEET_COLUMNS, CELL, SHEET_DPI, CAPTION = 16, 4, (4.8, 4.3), 100, 0.62
 QUALITY = "quality_over_rounds.csv"
 KNOWN = "known_answer_accuracy.csv"
 KNOWN_SCHEMA = pa.DataFrameSchema(
@@ -103,15 +105,17 @@ def votes_cast(state: CampaignState, number: int) -> pd.DataFrame:
 
 def round_table(state: CampaignState) -> pd.DataFrame:
     """Every round: subject set, status, size, labelled / disputed / waiting subjects, votes spent."""
+    subjects, sizes = state.subjects(), state.batch_sizes()  # every round's at once: a campaign may have many
+    counts = subjects.groupby(["round", "status"]).size()
+    votes = subjects["votes"].fillna(0).groupby(subjects["round"]).sum()
+    waiting = (subjects["status"].eq(ACTIVE) & subjects["gold_label"].isna()).groupby(subjects["round"]).sum()
     rows = []
     for r in state.rounds().itertuples():
-        subjects = round_subjects(state, int(r.number))
-        counts = subjects["status"].value_counts()
-        rows.append({"round": int(r.number), "subject set": f"{r.subject_set_name} ({r.subject_set_id or '-'})",
-                     "status": r.status, "size": len(state.batch(int(r.number))),
-                     LABELLED: int(counts.get(LABELLED, 0)), DISPUTED: int(counts.get(DISPUTED, 0)),
-                     "waiting": int((subjects["status"].eq(ACTIVE) & subjects["gold_label"].isna()).sum()),
-                     "votes": int(subjects["votes"].fillna(0).sum())})
+        number = int(r.number)
+        rows.append({"round": number, "subject set": f"{r.subject_set_name} ({r.subject_set_id or '-'})",
+                     "status": r.status, "size": sizes.get(number, 0),
+                     LABELLED: int(counts.get((number, LABELLED), 0)), DISPUTED: int(counts.get((number, DISPUTED), 0)),
+                     "waiting": int(waiting.get(number, 0)), "votes": int(votes.get(number, 0))})
     columns = ["round", "subject set", "status", "size", LABELLED, DISPUTED, "waiting", "votes"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -527,10 +531,11 @@ def contact_sheet(path: Path, images: Sequence[Path], captions: Sequence[str], i
     columns, rows = min(n, SHEET_COLUMNS), math.ceil(n / SHEET_COLUMNS)
     fig = Figure(figsize=(columns * CELL[0], rows * CELL[1]))
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.36 / rows, hspace=0.45, wspace=0.04)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - CAPTION / (rows * CELL[1]),
+                        hspace=CAPTION / (CELL[1] - CAPTION), wspace=0.04)
     for ax, image, caption in zip(axes, images, captions):
         ax.imshow(imread(image))
-        ax.set_title(caption, fontsize=6.5)
+        ax.set_title(caption, fontsize=10)
     for ax in axes:
         ax.set_axis_off()
     return save(fig, path, dpi=SHEET_DPI, bbox_inches=None, metadata={"Description": " ".join(ids)})

@@ -15,7 +15,7 @@ from PIL import Image
 
 from glitchrun.campaign.state import CampaignState
 from glitchrun.cli import run
-from glitchrun.report import CELL, SHEET_DPI, tie_note
+from glitchrun.report import CELL, SHEET_COLUMNS, SHEET_DPI, tie_note
 
 BATCH = 6
 #: small and fast: a small pool, one small Q-scan per subject; eight weak volunteers (accuracy 0.6), at most two
@@ -76,10 +76,12 @@ def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality
     sheet = Image.open(round_dir / "plots" / "contact_sheet_1.png")
     assert sheet.text["Description"].split() == list(batch3["candidate_id"])
     cell = (round(CELL[0] * SHEET_DPI), round(CELL[1] * SHEET_DPI))
-    assert sheet.size == (BATCH * cell[0], cell[1])
+    assert sheet.size == (SHEET_COLUMNS * cell[0], 2 * cell[1])  # 6 thumbnails: a row of SHEET_COLUMNS (4), then 2
     pixels = np.asarray(sheet.convert("L"), dtype=float)
     for i in range(BATCH):  # every cell shows an image, not blank paper
-        assert pixels[:, i * cell[0] : (i + 1) * cell[0]].std() > 20
+        row, column = divmod(i, SHEET_COLUMNS)
+        assert pixels[row * cell[1] : (row + 1) * cell[1], column * cell[0] : (column + 1) * cell[0]].std() > 20
+    assert cell[0] >= 0.55 * 800  # a default Q-scan (800 px wide) at more than half its size: its labels legible
     assert "![contact sheet 1](plots/contact_sheet_1.png)" in report
     assert all(f"| {c} |" in report for c in batch3["candidate_id"])
 

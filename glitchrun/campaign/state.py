@@ -19,6 +19,7 @@ earlier versions are brought up to date when opened (``migrate``).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -100,6 +101,18 @@ class CampaignState:
         self.db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions only
         self.db.execute("PRAGMA journal_mode=WAL")
         self.migrate()
+
+    @classmethod
+    def read_only(cls, state_dir: str | os.PathLike[str]) -> CampaignState:
+        """An existing state opened for reading only, for views of the campaign (its page): SQLite refuses every
+        write through this connection, and nothing is created or migrated."""
+        state = cls.__new__(cls)
+        state.state_dir = Path(state_dir)
+        state.path = state.state_dir / "campaign.sqlite"
+        if not state.path.is_file():
+            raise FileNotFoundError(errno.ENOENT, "no campaign state here yet", str(state.path))
+        state.db = sqlite3.connect(f"{state.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        return state
 
     def migrate(self) -> None:
         """Create the tables, and bring a state file of an earlier version up to date in one transaction.
@@ -221,6 +234,10 @@ class CampaignState:
             self.db,
             params=(number,),
         )
+
+    def batch_sizes(self) -> dict[int, int]:
+        """How many candidates each round chose."""
+        return dict(self.db.execute("SELECT round, COUNT(*) FROM batch GROUP BY round").fetchall())
 
     def queried(self, except_disputed: bool = False) -> set[str]:
         """Every candidate any round has chosen (never chosen twice), optionally except those whose every

@@ -224,11 +224,15 @@ class DawidSkene(Consensus):
 
     - each row of a volunteer's matrix has a Dirichlet prior worth ``prior_votes`` votes, centred on a
       volunteer of ``volunteer_accuracy`` whose mistakes spread evenly: a volunteer seen a few times counts
-      as such a volunteer, neither perfect nor useless (Gravity Spy promotes volunteers at 0.7 accuracy);
-    - ``class_prior``: ``"uniform"`` (default) or ``"estimated"`` from the votes (with ``class_prior_votes``
-      pseudo-votes per class). Uniform, as majority vote is: on real crowds, workers who favour one answer
-      inflate an estimated prior, which then pulls every close call their way (on the AdultContent2 crowd it
-      costs 5 points at 2-3 votes); the learner's vote replaces it whenever there is one;
+      as such a volunteer, neither perfect nor useless (Gravity Spy promotes volunteers at 0.7 accuracy).
+      20 votes: with 3 votes a subject on real crowds, a lighter prior lets a volunteer's skill, estimated
+      from a handful of votes, overrule two others too often (temp: 0.7 points below majority vote at 10);
+    - ``class_prior``: ``"uniform"`` (default) or ``"estimated"`` by EM (with ``class_prior_votes`` pseudo-votes
+      per class); the learner's vote replaces it wherever there is one. Uniform is what majority vote assumes.
+      An estimated prior helps only where the votes' spread reflects the classes' (glitchrun's simulated crowd);
+      real workers who favour one answer inflate it, and it then pulls every close call their way: on the public
+      crowds of BENCHMARKS.md ("Consensus on real crowds") it cost 4-14 points against majority vote at 2-3
+      votes (AdultContent2, BarzanMozafari);
     - ``leave_one_out``: each vote is counted, for its volunteer's matrix, against the subject's posterior
       *without* that vote (the other votes judge it, as a gold standard would). Counted against the full
       posterior (the 1979 rule), a vote confirms itself: with 2 or 3 votes a subject the volunteers split
@@ -268,7 +272,7 @@ class DawidSkene(Consensus):
     """
 
     def __init__(self, min_votes: int = 2, agreement: float = 0.9, ml_weight: float = 1.0,
-                 volunteer_accuracy: float = 0.7, prior_votes: float = 10.0, class_prior: str = "uniform",
+                 volunteer_accuracy: float = 0.7, prior_votes: float = 20.0, class_prior: str = "uniform",
                  class_prior_votes: float = 1.0, leave_one_out: bool = True, max_iter: int = 300, tol: float = 1e-5,
                  difficulty: float = 0.0, pool_votes: float | None = None, min_gold: int = 10, gold_folds: int = 5,
                  assurance: float = 0.8) -> None:
@@ -322,8 +326,10 @@ class DawidSkene(Consensus):
                            for v, m in zip(encoded.volunteers, fit.confusion)}
         return pd.DataFrame(fit.posterior, index=pd.Index(encoded.subjects, name="subject_id"), columns=classes)
 
-    def fit(self, encoded: EncodedVotes, ml: np.ndarray, gold_rows: np.ndarray, gold_classes: np.ndarray) -> Fit:
-        """The EM (see the class docstring); ``gold_rows`` of the posterior are held at ``gold_classes``."""
+    def fit(self, encoded: EncodedVotes, ml: np.ndarray, gold_rows: np.ndarray, gold_classes: np.ndarray,
+            start: np.ndarray | None = None) -> Fit:
+        """The EM (see the class docstring); ``gold_rows`` of the posterior are held at ``gold_classes``. It starts
+        from each subject's vote shares, or from ``start`` where that has a row (NaN rows: vote shares)."""
         k = encoded.n_classes
         s, u, c = encoded.subject, encoded.volunteer, encoded.answer
         n_volunteers = len(encoded.volunteers)
@@ -342,9 +348,16 @@ class DawidSkene(Consensus):
         ease = 1.0 - self.difficulty * has_ml[s] * (1.0 - looks[each, c])  # or stayed on c = truth
         diagonal = np.arange(k)
         flipped = np.zeros((len(s), k))  # per vote and true class: share of the vote due to the glitch's difficulty
+        # the matrix cell (volunteer, true class, answer) each vote counts in, per true class; with the difficulty
+        # term, also the cell (volunteer, true class, true class) of a vote the glitch turned away from it
+        answered = ((u[:, None] * k + diagonal) * k + c[:, None]).ravel()
+        cells = np.concatenate([answered, ((u[:, None] * k + diagonal) * k + diagonal).ravel()]) if self.difficulty \
+            else answered
 
         shares = by_subject @ np.eye(k)[c]  # start from each subject's vote shares (majority vote)
         post = shares / shares.sum(axis=1, keepdims=True)
+        if start is not None:
+            post = np.where(np.isnan(start[:, :1]), post, start)
         post[gold_rows] = known
         per_vote = post[s]
         converged, moved = False, np.inf
@@ -357,9 +370,10 @@ class DawidSkene(Consensus):
                 class_prior /= class_prior.sum()
             else:
                 class_prior = uniform
-            cells = np.concatenate([((u[:, None] * k + diagonal) * k + c[:, None]).ravel(),
-                                    ((u[:, None] * k + diagonal) * k + diagonal).ravel()])
-            weights = np.concatenate([(per_vote * (1.0 - flipped)).ravel(), (per_vote * flipped).ravel()])
+            if self.difficulty:
+                weights = np.concatenate([(per_vote * (1.0 - flipped)).ravel(), (per_vote * flipped).ravel()])
+            else:
+                weights = per_vote.ravel()
             counts = np.bincount(cells, weights=weights, minlength=n_volunteers * k * k).reshape(n_volunteers, k, k)
             centre = base
             if self.pool_votes is not None:
@@ -435,15 +449,17 @@ class DawidSkene(Consensus):
 
     def replay_gold(self, classes: list[str], gold: pd.Series) -> pd.DataFrame:
         """Each gold subject's posterior after each of its votes, in the order cast, from a fit that does not
-        know its class (``gold_folds`` folds, seeded by the subject ids): subject_id, votes, confidence, tied,
+        know its class (``gold_folds`` folds, the same for the same gold subjects): subject_id, votes, confidence, tied,
         right. The volunteers' matrices are those of the fold's fit, held fixed along the votes."""
-        encoded, ml, _ = self._last
+        encoded, ml, whole = self._last
         rows, answers = encoded.gold_rows(gold, classes)
         folds = np.random.default_rng(0).permutation(len(rows)) % min(self.gold_folds, len(rows))
         parts = []
         for fold in range(folds.max() + 1):
             hidden = folds == fold
-            fit = self.fit(encoded, ml, rows[~hidden], answers[~hidden])
+            start = whole.posterior.copy()  # the fit with every gold answer is close: start there
+            start[rows[hidden]] = np.nan
+            fit = self.fit(encoded, ml, rows[~hidden], answers[~hidden], start)
             parts.append(truncated_posteriors(encoded, fit, rows[hidden], answers[hidden]))
         return pd.concat(parts, ignore_index=True)
 
@@ -505,7 +521,8 @@ def known_answers(gold: pd.Series | None, votes: pd.DataFrame, classes: Sequence
     if unknown:
         raise ValueError(f"gold answers that are not classes of the workflow: {unknown}")
     gold = gold[~gold.index.duplicated()]
-    return gold[gold.index.isin(votes["subject_id"].astype(str))].rename_axis("subject_id")
+    voted = set(votes["subject_id"].astype(str).to_numpy(dtype=object))
+    return gold[[subject in voted for subject in gold.index]].rename_axis("subject_id")
 
 
 def truncated_posteriors(encoded: EncodedVotes, fit: Fit, rows: np.ndarray, answers: np.ndarray) -> pd.DataFrame:
