@@ -218,9 +218,10 @@ def calibration_plot(path: Path, calibration: pd.DataFrame, cutoff: float, agree
     accepted = frame["accepted"].to_numpy(dtype=float)
     fig = Figure(figsize=(6, 3.6))
     ax = fig.add_subplot()
-    ax.plot(t, frame["right"].to_numpy(dtype=float) / np.maximum(accepted, 1), "o-", markersize=3,
+    marker = 3 if len(frame) <= 60 else 0  # a long replay reads better as lines
+    ax.plot(t, frame["right"].to_numpy(dtype=float) / np.maximum(accepted, 1), "o-", markersize=marker,
             label="accepted labels right")
-    ax.plot(t, accepted / np.maximum(frame["subjects"].to_numpy(dtype=float), 1), "s--", markersize=3,
+    ax.plot(t, accepted / np.maximum(frame["subjects"].to_numpy(dtype=float), 1), "s--", markersize=marker,
             color="tab:grey", label="gold subjects accepted")
     ax.plot([0, 1], [0, 1], ":", color="black", lw=0.8, label="right = cutoff")
     ax.axhline(agreement, color="tab:red", lw=0.8, ls="--", label=f"asked for: {agreement:g}")
@@ -256,7 +257,8 @@ def known_answer_plot(path: Path, table: pd.DataFrame) -> Path:
         ax.annotate(f"{acc:.0%}\n{n} answers\n{m} subjects", (r, acc), textcoords="offset points", xytext=(0, 3),
                     ha="center", fontsize=7)
     ax.set_xticks(table["round"])
-    ax.set_ylim(0, 1.3)
+    ax.set_ylim(0, 1.25)
+    ax.set_yticks(np.linspace(0, 1, 5))
     ax.set_xlabel("round")
     ax.set_ylabel("volunteers' answers right")
     ax.set_title("Known-answer accuracy per round (known-answer and expert-reviewed subjects)", fontsize=9)

@@ -86,9 +86,10 @@ def decide(subjects: pd.DataFrame, decided: pd.DataFrame, max_votes: int,
     ``round``; ``decided``: ``Consensus.aggregate``'s frame; ``next_vote_chance``: the consensus's
     ``next_vote_chance_`` (an active subject with enough votes but no consensus is disputed when it is below
     ``min_next_vote_chance``; NaN never is), except a subject whose votes all agree (``unanimous``: the class
-    they agree on) unless the learner gives that class less than ``strong_disagreement``
-    (``learner_support``); ``gold``: the known class of subjects (known-answer ones, and those an expert
-    classified: an expert's answer is the label).
+    they agree on) unless the learner strongly disagrees: it gives that class less than ``strong_disagreement``
+    (``learner_support``), or it outweighs every vote (the consensus would accept another class: such a subject
+    is disputed, never labelled against all its votes); ``gold``: the known class of subjects (known-answer
+    ones, and those an expert classified: an expert's answer is the label).
     Returns index subject_id with status, retirement_reason (for subjects retired now), votes, label (the
     label it now has, or None), source (crowd or expert), agreement, sent (retired by Zooniverse already) and
     why (for subjects retired now: the cause).
@@ -100,19 +101,20 @@ def decide(subjects: pd.DataFrame, decided: pd.DataFrame, max_votes: int,
     known = subjects["gold_label"].notna() if "gold_label" in subjects else pd.Series(False, index=index)
     gold = (pd.Series(np.nan, index=index, dtype=object) if gold is None else gold.reindex(index)).astype(object)
     expert = gold.notna() & ~known
-    accepted = decided["status"].eq(ACCEPTED) & ~expert
+    agreed = pd.Series(np.nan, index=index, dtype=object) if unanimous is None else unanimous.reindex(index)
+    overruled = agreed.notna() & decided["status"].eq(ACCEPTED) & decided["consensus_label"].ne(agreed)
+    accepted = decided["status"].eq(ACCEPTED) & ~expert & ~overruled
     labelled = accepted | expert
     was_active = subjects["status"].eq(ACTIVE)
     elsewhere = pd.Series(index.isin(list(retired_elsewhere)), index=index)
     chance = (pd.Series(np.nan, index=index) if next_vote_chance is None
               else next_vote_chance.reindex(index).astype(float))
-    agreed = pd.Series(np.nan, index=index, dtype=object) if unanimous is None else unanimous.reindex(index)
     support = (pd.Series(np.nan, index=index) if learner_support is None
                else learner_support.reindex(index).astype(float))
-    vetoed = agreed.notna() & (support < float(strong_disagreement))
+    vetoed = agreed.notna() & ((support < float(strong_disagreement)) | overruled)
     hopeless = (decided["status"].isin([LOW_AGREEMENT, TIE]) & (chance < float(min_next_vote_chance))
                 & (agreed.isna() | vetoed))
-    retire_now = was_active & ~known & (labelled | (votes >= max_votes) | elsewhere | hopeless)
+    retire_now = was_active & ~known & (labelled | (votes >= max_votes) | elsewhere | hopeless | overruled)
     retired = ~was_active | retire_now
     status = pd.Series(np.where(retired, np.where(labelled, LABELLED, DISPUTED), ACTIVE), index=index)
     # a known-answer subject retires once every other subject of its round is settled
@@ -125,7 +127,7 @@ def decide(subjects: pd.DataFrame, decided: pd.DataFrame, max_votes: int,
     label = np.where(status == LABELLED, np.where(expert, gold, decided["consensus_label"]), None)
     why = pd.Series(None, index=index, dtype=object)
     for subject in index[retire_now]:
-        why[subject] = retirement_cause(subject, status[subject], votes[subject], decided.loc[subject], gold[subject],
+        why[subject] = retirement_cause(status[subject], votes[subject], decided.loc[subject], gold[subject],
                                         bool(elsewhere[subject]), bool(vetoed[subject]), agreed[subject],
                                         support[subject], chance[subject], max_votes, min_next_vote_chance)
     return pd.DataFrame({
@@ -140,7 +142,7 @@ def decide(subjects: pd.DataFrame, decided: pd.DataFrame, max_votes: int,
     }, index=index)
 
 
-def retirement_cause(subject: str, status: str, votes: int, decided: pd.Series, gold: Any, elsewhere: bool,
+def retirement_cause(status: str, votes: int, decided: pd.Series, gold: Any, elsewhere: bool,
                      vetoed: bool, agreed: Any, support: float, chance: float, max_votes: int,
                      min_next_vote_chance: float) -> str:
     """Why ``decide`` retires a subject now, in words for the log."""
@@ -156,7 +158,7 @@ def retirement_cause(subject: str, status: str, votes: int, decided: pd.Series, 
         return f"no consensus within the cap of {max_votes} votes"
     if vetoed:
         return (f"all {votes} votes say {agreed}, but the learner strongly disagrees (it gives {agreed} "
-                f"{support:.3f})")
+                f"{support:.3f}; the consensus says {decided['consensus_label']} at {decided['agreement']:.2f})")
     return f"one more vote would settle it with chance {chance:.2f} only (below {min_next_vote_chance})"
 
 
