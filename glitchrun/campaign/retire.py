@@ -6,15 +6,20 @@ with enough volunteer votes: reason ``consensus``, and its candidate gets that l
 reaches ``max_votes`` without consensus retires with reason ``other`` and is **disputed**: no training
 label, listed with its votes for an expert. So is one whose next vote has less than
 ``min_next_vote_chance`` of getting it accepted (the consensus's one-vote look-ahead): votes volunteers
-would spend on a subject they keep splitting on go to subjects one vote can settle. Zooniverse's own
-``classification_count`` retirement stays as a safety cap above ``max_votes``; a subject Zooniverse
-retired first (that cap, or by hand) is settled with the votes it has.
+would spend on a subject they keep splitting on go to subjects one vote can settle, but never a subject
+whose votes all agree unless the learner strongly disagrees. Zooniverse's own ``classification_count``
+retirement stays as a safety cap above ``max_votes``; a subject Zooniverse retired first (that cap, or by
+hand) is settled with the votes it has. Subjects of known class measure the volunteers (gold.py): a
+known-answer subject retires with its round and gives no label; an expert's answer is its subject's label.
 
 One pass (``ConsensusRetirement.run``): resend retirements recorded but not confirmed, sync the new
-classifications, recompute every campaign subject's posterior, record the decisions in the campaign state,
-then ask Zooniverse (``Workflow.retire_subjects``). Labels follow the evidence: a labelled subject whose
-consensus moves to another class gets the new label, one whose support falls below the threshold loses
-it (disputed), a disputed one that reaches consensus gets one; each change is recorded and logged.
+classifications, recompute every campaign subject's posterior with the gold answers, record the decisions
+in the campaign state, then ask Zooniverse (``Workflow.retire_subjects``). Labels change only on new
+evidence (``hold``): a retired subject is decided again only when it has new votes, a new gold answer, or
+its volunteers' estimated skill moved by more than ``skill_tolerance`` since its decision; then a label
+whose consensus moves to another class is replaced, one whose support falls below the cutoff is withdrawn
+(disputed), a disputed subject that reaches consensus gets one; each change is recorded and logged with
+its cause.
 """
 
 from __future__ import annotations

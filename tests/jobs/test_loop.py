@@ -379,11 +379,12 @@ def test_the_crowd_runs_on_the_embedded_backend_only(tmp_path):
 
 
 # -- known answers and expert review -----------------------------------------------------------------------
-#: a weak crowd (some subjects disputed at the cap of 2 votes) with one project expert; a quarter of each batch of
-#: 8 is known-answer subjects (two seed labels a class, so each gets an out-of-fold learner's vote)
+#: a weak crowd with one project expert, and a consensus that asks for 0.99 (no gold subjects enough to calibrate
+#: it yet), so that subjects end disputed at the cap of 2 votes; a quarter of each batch of 8 is known-answer
+#: subjects (two seed labels a class, so each gets an out-of-fold learner's vote)
 KNOWN = [o for o in LOOP if not o.startswith(("al.batch_size", "al.seed_per_class", "crowd.volunteers.accuracy"))] + [
     "al.batch_size=8", "al.seed_per_class=2", "campaign.gold.share=0.25", "crowd.volunteers.accuracy=0.4",
-    "crowd.volunteers.reviewers=1"]
+    "crowd.consensus.agreement=0.99", "crowd.volunteers.reviewers=1"]
 KNOWN_ROUND = [o for o in KNOWN if o != "job.progress=false"]
 
 
