@@ -13,7 +13,8 @@ was before this wave (class prior estimated by EM, ``prior_votes`` 10, never cal
 Per crowd, method and gold: accuracy with each item's first 3 votes and with all of them, and Gravity Spy's
 sequential rule (votes one at a time, up to 10, until the label is accepted at the method's threshold):
 votes per labelled item, share of items accepted, accuracy of the accepted labels, and accuracy of every
-item's final label (the accepted one, or the consensus at its last vote). Means over the gold seeds.
+item's final label (the accepted one, or the consensus at its last vote), all over the judged items (every
+vote of every item counts in the fits). Means over the gold seeds.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ def measure(data: CrowdData, method: Consensus, gold: pd.Series | None, judge: p
         result = method.aggregate(data.first_votes(per_item), data.classes, gold=gold)
         row[column] = accuracy(result["consensus_label"], judge)
     result = sequential_labels(method, data.votes, data.classes, max_votes=MAX_VOTES, gold=gold)
-    result = result.drop(gold.index) if gold is not None else result
+    result = result.loc[result.index.intersection(judge.index)]  # AdultContent2: most items have no expert label
     accepted = result["status"] == ACCEPTED
-    row |= {"votes/label": result["votes"].sum() / max(int(accepted.sum()), 1), "accepted": float(accepted.mean()),
+    row |= {"votes/item": float(result["votes"].mean()), "accepted": float(accepted.mean()),
             "acc accepted": accuracy(result.loc[accepted, "consensus_label"], judge),
             "acc overall": accuracy(result["consensus_label"], judge)}
     return row
@@ -91,6 +92,9 @@ def main() -> None:
                          **pd.DataFrame(seeded).mean().to_dict()})
             print(f"# {data.name}: {name} done in {time.time() - start:.0f} s", flush=True)
     table = pd.DataFrame(rows)
+    # every vote an item took, per accepted label (of the seeds' means: a seed that accepts almost nothing
+    # must not swamp the others)
+    table.insert(5, "votes/label", table["votes/item"] / table["accepted"])
     print(table.to_markdown(index=False, floatfmt=".3f"))
     print()
     mine, majority = table[table["method"] == "crowd=gravity_spy"], table[table["method"] == "majority vote"]

@@ -248,11 +248,11 @@ class DawidSkene(Consensus):
     subjects, ``aggregate`` therefore learns what a posterior is worth from the gold subjects themselves,
     cross-validated (``gold_folds`` folds: each fold's subjects are judged by a fit that does not know their
     class, never by one that does). Each gold subject's posterior is replayed after each of its votes, in the
-    order cast, and a Platt map P(right) = expit(a logit(posterior) + b) is fitted to whether its top class
-    was right (``calibration_map_``). A label is accepted where that chance reaches ``agreement``: ``cutoff_``
-    is the posterior at which it does, above ``agreement`` for an overconfident crowd, below it for a timid
-    one. Where the posterior does not tell right labels from wrong ones (a <= 0), nothing is accepted and a
-    warning says so: the subjects wait for more votes, gold or an expert. ``calibration_`` holds the
+    order cast, and a beta-calibration map P(right) = expit(a ln p - b ln(1 - p) + c) is fitted to whether its
+    top class was right (``calibration_map_``, see ``beta_calibration``). A label is accepted where that chance
+    reaches ``agreement`` with ``assurance`` (bootstrap over the gold subjects): ``cutoff_`` is the posterior
+    at which it does, above ``agreement`` for an overconfident crowd, below it for a timid one. Where no
+    posterior reaches it, nothing is accepted and a warning says so: the subjects wait for more votes, gold or an expert. ``calibration_`` holds the
     sequential rule replayed on the gold subjects at every cutoff (for the report's calibration plot).
     Without enough gold, ``agreement`` is the cutoff, as the posterior says.
 
@@ -414,6 +414,8 @@ class DawidSkene(Consensus):
         self.calibration_map_ = np.array([1.0, 1.0, 0.0])
         self.calibrated_ = False
         if len(gold) < self.min_gold:
+            log.info("%s: %d gold subjects with votes, fewer than min_gold (%d): a label needs the posterior %.2f, "
+                     "not calibrated on known answers", type(self).__name__, len(gold), self.min_gold, self.agreement)
             return self.agreement
         replay = self.replay_gold(classes, gold)
         replay = replay[(replay["votes"] >= self.min_votes) & ~replay["tied"]]
@@ -428,10 +430,12 @@ class DawidSkene(Consensus):
                 "gold or an expert", type(self).__name__, len(gold), int(replay["right"].sum()), len(replay),
                 100 * self.agreement)
             return np.inf
+        log.info("%s: calibrated on %d gold subjects, a label needs a posterior of %.4f to be right %.0f %% of the "
+                 "time", type(self).__name__, len(gold), cutoff, 100 * self.agreement)
         return cutoff
 
     def assured_cutoff(self, replay: pd.DataFrame) -> float:
-        """The cutoff of the Platt map, made safe against a small gold set: the ``assurance`` quantile of the
+        """The cutoff of the beta-calibration map, made safe against a small gold set: the ``assurance`` quantile of the
         cutoffs of ``BOOTSTRAP`` maps fitted to gold subjects drawn with replacement (a subject's posteriors
         along its votes go together)."""
         subjects = replay["subject_id"].to_numpy()
