@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
 from PIL import Image
 
 from glitchrun.campaign.state import CampaignState
 from glitchrun.cli import run
-from glitchrun.report import CELL, SHEET_COLUMNS, SHEET_DPI, tie_note
+from glitchrun.crowd.datasets import shared_crowds
+from glitchrun.report import CELL, SHEET_COLUMNS, SHEET_DPI, calibration_plot, tie_note
 
 BATCH = 6
 #: small and fast: a small pool, one small Q-scan per subject; eight weak volunteers (accuracy 0.6), at most two
@@ -138,3 +140,21 @@ def test_tied_picks_are_explained():
     assert note.endswith("; 30 pool candidates share it, and those chosen among them were drawn at random (seeded).")
     assert tie_note("margin", np.array([0.0, 0.2]), pool) == ""
     assert tie_note("uncertainty", np.array([0.5, 0.5]), pool).endswith("; no other pool candidate has it.")
+
+
+def test_the_calibration_plot_shows_the_acceptance_on_a_real_crowds_gold(shared_data: Path, tmp_path: Path):
+    """The report's calibration plot on gold: the consensus of crowd=gravity_spy on real votes (RTE, an expert label
+    per item) with a seeded tenth of the items as known answers; the replay it plots is the one the cutoff came
+    from, and at the cutoff used the accepted gold labels are right at least as often as asked."""
+    data = next(d for d in shared_crowds(shared_data / "crowds") if d.name == "rte")
+    gold, _ = data.split_gold(0.1, seed=0)
+    with initialize_config_module(version_base="1.3", config_module="glitchrun.conf"):
+        consensus = instantiate(compose("config", overrides=["crowd=gravity_spy"]).crowd.consensus)
+    consensus.aggregate(data.votes, data.classes, None, gold=gold)
+    assert consensus.calibrated_ and len(consensus.calibration_)
+    frame = consensus.calibration_
+    at_cutoff = frame[frame["cutoff"] >= consensus.cutoff_].sort_values("cutoff").iloc[0]
+    assert at_cutoff["right"] >= consensus.agreement * at_cutoff["accepted"] - 1e-9
+    path = calibration_plot(tmp_path / "gold_calibration.png", frame, float(consensus.cutoff_), consensus.agreement,
+                            True)
+    assert path.read_bytes().startswith(b"\x89PNG")

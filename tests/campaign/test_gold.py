@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
 
 from glitchrun.campaign.gold import choose_known, gold_answers, known_count
-from glitchrun.campaign.retire import new_evidence
+from glitchrun.campaign.retire import decide, new_evidence, unanimity
+from glitchrun.campaign.state import ACTIVE, DISPUTED, LABELLED
 
 
 @pytest.mark.parametrize(("share", "batch", "known"), [(0.1, 20, 2), (0.1, 4, 0), (0.25, 8, 2), (0.9, 2, 1), (0, 5, 0)])
@@ -48,3 +51,40 @@ def test_new_evidence_is_new_votes_a_new_gold_answer_or_skill_moved_beyond_the_t
     assert new_evidence(basis, {**basis, "gold": "Blip"}, 0.05) == "an expert's answer (Blip)"
     moved = new_evidence(basis, {**basis, "skill": {"v0": 0.58, "v1": 0.65}}, 0.05)
     assert moved == "its volunteers' estimated skill moved by up to 0.12 (tolerance 0.05)"
+
+
+def shipped_pass(votes: list[tuple[str, str, str]], gold: dict[str, str] | None = None) -> pd.DataFrame:
+    """The retire pass's decision on subjects s1 and s2 with the shipped consensus and retirement settings
+    (conf/config.yaml, crowd=gravity_spy) over the Gravity Spy classes, without a learner's vote."""
+    with initialize_config_module(version_base="1.3", config_module="glitchrun.conf"):
+        cfg = compose("config")
+    classes, rules = list(cfg.campaign.workflow.classes), cfg.campaign.retirement
+    consensus = instantiate(cfg.crowd.consensus)
+    frame = pd.DataFrame(votes, columns=["subject_id", "volunteer", "label"])
+    decided = consensus.aggregate(frame, classes, None, gold=None if gold is None else pd.Series(gold))
+    agreed, support = unanimity(frame, None)
+    subjects = pd.DataFrame({"status": ACTIVE}, index=["s1", "s2"])
+    return decide(subjects, decided, int(rules.max_votes), None, consensus.next_vote_chance_,
+                  float(rules.min_next_vote_chance), None, agreed, support, float(rules.strong_disagreement))
+
+
+SPLIT_AND_UNANIMOUS = [("s1", "a", "Blip"), ("s1", "b", "Blip"), ("s2", "c", "Koi_Fish"), ("s2", "d", "Repeating_Blips")]
+
+
+def test_two_of_two_unanimous_votes_make_a_label_and_one_each_of_two_classes_does_not():
+    """The cases of issue #21: 2 of 2 for Blip was disputed, "Koi_Fish 1, Repeating_Blips 1" became a label."""
+    after = shipped_pass(SPLIT_AND_UNANIMOUS)
+    assert after.loc["s1", ["status", "label"]].tolist() == [LABELLED, "Blip"]
+    assert after.loc["s2", "status"] != LABELLED and pd.isna(after.loc["s2", "label"])
+
+
+def test_two_of_two_from_volunteers_measured_poor_wait_for_a_vote_instead_of_a_dispute():
+    """a and b said Blip on twelve known Tomte answers: their 2 of 2 falls short of the cutoff and one more vote
+    looks hopeless to the look-ahead, yet votes that all agree are not disputed early (the split s2 is); a third
+    Blip, by a volunteer right on every known answer, makes the label."""
+    known = [(f"g{i}", who, "Blip" if who in "ab" else "Tomte") for i in range(12) for who in "abcd"]
+    gold = {f"g{i}": "Tomte" for i in range(12)}
+    waiting = shipped_pass(SPLIT_AND_UNANIMOUS + known, gold)
+    assert waiting.loc[["s1", "s2"], "status"].tolist() == [ACTIVE, DISPUTED]
+    third = shipped_pass(SPLIT_AND_UNANIMOUS + known + [("s1", "c", "Blip")], gold)
+    assert third.loc["s1", ["status", "label"]].tolist() == [LABELLED, "Blip"]
