@@ -102,9 +102,16 @@ class Settings:
 
 
 def check(cfg: DictConfig) -> None:
-    """Raise ``ConfigError`` naming every unknown key and every value of the wrong type in ``cfg``."""
+    """Raise ``ConfigError`` naming every unknown key and every value of the wrong type in ``cfg``.
+
+    The plain settings are checked first, and a mistake there is reported before the components' modules
+    are imported to read their signatures (seconds: scikit-learn, matplotlib, gwpy).
+    """
     problems: Problems = {}
-    fields(cfg, Settings, "", problems, partial=True, ignore={"hydra"})
+    components = {str(key) for key in cfg if is_target(cfg, str(key))}
+    fields(cfg, Settings, "", problems, partial=True, ignore={"hydra", *components})
+    if not problems:
+        fields(cfg, Settings, "", problems, partial=True, ignore={"hydra"})
     if problems:
         found = list(problems.values())
         more = f" (and {len(found) - MAX_LISTED} more)" if len(found) > MAX_LISTED else ""

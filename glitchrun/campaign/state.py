@@ -2,7 +2,8 @@
 
 It lives in SQLite under ``campaign.state_dir`` (outside any run directory). Every state change is one
 transaction, so a crash leaves either the old or the new state, and a re-run can tell where a round
-stopped: ``selected`` (batch chosen) -> ``uploading`` (subject set made) -> ``uploaded`` -> ``labelled``.
+stopped: ``selected`` (batch chosen) -> ``uploading`` (subject set made) -> ``uploaded`` -> ``labelled``; a
+``selected`` round, nothing of which was uploaded, may be discarded to choose its batch again.
 A file lock held for the whole round keeps two rounds of one campaign from running at once.
 
 Each subject is ``active`` until glitchrun retires it: ``labelled`` (its consensus passed the threshold, or
@@ -36,7 +37,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rounds (
     number INTEGER PRIMARY KEY, status TEXT NOT NULL, subject_set_name TEXT NOT NULL,
-    subject_set_id TEXT, run_dir TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, ml_weight REAL);
+    subject_set_id TEXT, run_dir TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, ml_weight REAL,
+    selection TEXT);
 CREATE TABLE IF NOT EXISTS batch (
     round INTEGER NOT NULL REFERENCES rounds(number), candidate_id TEXT NOT NULL, strategy TEXT NOT NULL,
     score REAL, predicted_class TEXT, probability REAL, distribution TEXT, PRIMARY KEY (round, candidate_id));
@@ -58,7 +60,7 @@ CREATE TABLE IF NOT EXISTS label_changes (
 
 #: columns added since the first state files, by table: ``migrate`` adds them to an older file
 ADDED_COLUMNS = {
-    "rounds": {"ml_weight": "REAL"},
+    "rounds": {"ml_weight": "REAL", "selection": "TEXT"},
     "batch": {"distribution": "TEXT"},
     "subjects": {"status": "TEXT NOT NULL DEFAULT 'active'", "votes": "INTEGER NOT NULL DEFAULT 0",
                  "retirement_reason": "TEXT", "retired_at": "TEXT", "retire_sent": "INTEGER NOT NULL DEFAULT 0",
@@ -190,18 +192,19 @@ class CampaignState:
         return pd.read_sql_query("SELECT * FROM rounds ORDER BY number", self.db)
 
     def start_round(self, number: int, subject_set_name: str, run_dir: str, batch: pd.DataFrame,
-                    ml_weight: float | None = None) -> Round:
+                    ml_weight: float | None = None, selection: dict[str, str] | None = None) -> Round:
         """Record a new round and its chosen batch together (columns of the ``batch`` table; ``distribution``,
-        the learner's whole class distribution {class: p} per candidate, is optional), and the weight the
-        consensus gives the learner's vote from now on."""
+        the learner's whole class distribution {class: p} per candidate, is optional), the weight the
+        consensus gives the learner's vote from now on, and the settings that chose the batch."""
         distributions = batch["distribution"] if "distribution" in batch else pd.Series(None, index=batch.index)
         rows = zip(batch["candidate_id"], batch["strategy"], batch["score"], batch["predicted_class"],
                    batch["probability"], distributions)
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO rounds (number, status, subject_set_name, subject_set_id, run_dir, created_at, updated_at, "
-                "ml_weight) VALUES (?, 'selected', ?, NULL, ?, ?, ?, ?)",
-                (number, subject_set_name, run_dir, now(), now(), ml_weight),
+                "ml_weight, selection) VALUES (?, 'selected', ?, NULL, ?, ?, ?, ?, ?)",
+                (number, subject_set_name, run_dir, now(), now(), ml_weight,
+                 None if selection is None else json.dumps(selection, sort_keys=True)),
             )
             db.executemany(
                 "INSERT INTO batch (round, candidate_id, strategy, score, predicted_class, probability, distribution) "
@@ -210,6 +213,22 @@ class CampaignState:
                  for c, s, sc, p, pr, d in rows],
             )
         return Round(number, "selected", subject_set_name, None, run_dir)
+
+    def round_selection(self, number: int) -> dict[str, str] | None:
+        """The settings that chose the round's batch (None for a round recorded before they were kept)."""
+        row = self.db.execute("SELECT selection FROM rounds WHERE number = ?", (number,)).fetchone()
+        return None if row is None or row[0] is None else json.loads(row[0])
+
+    def discard_round(self, number: int) -> None:
+        """Forget a round that uploaded nothing (status ``selected``), with its batch, and for round 1 the seed
+        labels it started from; a round that began uploading is kept. Nothing else changes."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM rounds WHERE number = ? AND status != 'selected'", (number,)).fetchone():
+                return
+            db.execute("DELETE FROM batch WHERE round = ?", (number,))
+            db.execute("DELETE FROM rounds WHERE number = ?", (number,))
+            if number == 1:
+                db.execute("DELETE FROM labels WHERE round = 0 AND source IN ('data', 'seed')")
 
     def update_round(self, number: int, status: str, subject_set_id: str | None = None) -> None:
         """Move a round on; its ``run_dir`` stays the run that chose its batch (where its query report is)."""

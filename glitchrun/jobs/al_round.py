@@ -8,12 +8,15 @@ export, and no dependence on Zooniverse counting classifications (it does not on
 The order keeps Zooniverse safe: everything that can fail on bad input (config, data, learner, query,
 images, manifest, the account's upload limit) runs before the first write, and each step that changes
 something is recorded in the campaign state first, so a re-run after a crash resumes the same round
-instead of starting another.
+instead of starting another. A round that fails before its first write to Zooniverse leaves the campaign
+state as it found it; one stopped later but before any subject was uploaded (status ``selected``) is resumed,
+or chosen again with ``rechoose`` or when the settings that chose its batch changed.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +41,7 @@ from glitchrun.campaign.state import CampaignState, Round
 from glitchrun.crowd.simulated import FEATURES_KEY, hidden_features
 from glitchrun.csvio import write_csv
 from glitchrun.data.loaders import Candidates
+from glitchrun.errors import add_note
 from glitchrun.images.qscan import STRAIN_COLUMNS
 from glitchrun.learning.learner import make_learner, query
 from glitchrun.learning.strategies import part_counts, pool_measures
@@ -107,6 +111,8 @@ class RoundResult:
     message: str = ""
 
 
+#: a memory address in a repr (``<function mixed at 0x7f...>``): differs between runs of the same settings
+ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 #: campaign-state key: the round has said once that the project is not live
 NOT_LIVE_NOTED = "not_live_noted"
 
@@ -128,6 +134,7 @@ class ActiveLearningRound:
         run_dir: str,
         ask_name: bool | None = None,
         seed: int = 0,
+        rechoose: bool = False,
     ) -> None:
         self.backend = backend
         self.data = data
@@ -149,6 +156,7 @@ class ActiveLearningRound:
         self.run_dir = Path(run_dir)
         self.ask_name = ask_name
         self.seed = seed
+        self.rechoose = rechoose
         self.validate()
 
     def validate(self) -> None:
@@ -187,8 +195,10 @@ class ActiveLearningRound:
                 self.note_not_live(state, project)
                 passed = self.retirement.run(state, str(project.id), workflow)
             if last and last.status in ("selected", "uploading"):
-                log.info("round %d stopped while %s; resuming it", last.number, last.status)
-                return self.upload_round(conn, state, candidates, last, project, workflow)
+                if not self.choose_again(state, last):
+                    log.info("round %d stopped while %s; resuming it", last.number, last.status)
+                    return self.resume_round(state, candidates, last, project, workflow)
+                last = state.last_round()
             if last and last.status == "uploaded":
                 active, total, needed = passed.waiting(last.number, self.retirement.max_votes, self.retirement.min_votes)
                 if active:
@@ -202,10 +212,15 @@ class ActiveLearningRound:
                          settled.get("labelled", 0), settled.get("disputed", 0))
             number = last.number + 1 if last else 1
             name = self.new_set_name(state, number)
-            if number == 1:
-                self.seed_labels(state, candidates)
-            selected = self.select(state, candidates, number, name)
-            return self.upload_round(conn, state, candidates, selected, project, workflow)
+            try:  # until the first write to Zooniverse, a failure leaves the campaign state as it found it
+                if number == 1:
+                    self.seed_labels(state, candidates)
+                selected = self.select(state, candidates, number, name)
+                manifests = self.prepare(state, candidates, selected, project)
+            except BaseException:
+                state.discard_round(number)
+                raise
+            return self.upload_round(state, selected, manifests, project, workflow)
 
     def note_not_live(self, state: CampaignState, project: Any) -> None:
         """Say once per campaign that Zooniverse does not count this project's classifications."""
@@ -215,6 +230,47 @@ class ActiveLearningRound:
                     "retire subjects by count; glitchrun reads the classifications and retires subjects itself "
                     "(at the start of each round, or with job=retire)", project.id)
         state.put(**{NOT_LIVE_NOTED: "1"})
+
+    # -- a round stopped before its upload -------------------------------------------------------------
+    def selection(self) -> dict[str, str]:
+        """The settings that chose a batch, recorded with it: a stopped round whose batch nothing of which
+        was uploaded is chosen again when one of them changed (e.g. a smaller al.batch_size)."""
+        settings = {"al.batch_size": self.batch_size, "al.seed_per_class": self.seed_per_class,
+                    "al.seed_fraction": self.seed_fraction, "seed": self.seed, "data": self.data,
+                    "learner": self.estimator, "strategy": self.strategy,
+                    "campaign.retirement.offer_disputed": self.offer_disputed, "campaign.gold.share": self.known_share}
+        return {key: ADDRESS.sub("", repr(value)) for key, value in settings.items()}
+
+    def choose_again(self, state: CampaignState, stopped: Round) -> bool:
+        """Whether to drop a stopped round's batch and choose a new one: only while nothing of it was uploaded
+        (status ``selected``), and only when asked (``job.rechoose=true``) or when the settings that chose it
+        changed; otherwise it is resumed."""
+        if stopped.status != "selected":
+            if self.rechoose:
+                raise ValueError(f"round {stopped.number} began uploading to subject set {stopped.subject_set_id} "
+                                 f"({stopped.subject_set_name!r}), so its batch can only be resumed: run glitchrun "
+                                 "again without job.rechoose=true")
+            return False
+        before = state.round_selection(stopped.number)
+        changed = [key for key, value in self.selection().items() if before is not None and before.get(key) != value]
+        if not (self.rechoose or changed):
+            return False
+        state.discard_round(stopped.number)
+        log.info("round %d: nothing of its batch was uploaded; %s, so its batch is chosen again", stopped.number,
+                 "job.rechoose=true" if self.rechoose else f"{', '.join(changed)} changed since it was chosen")
+        return True
+
+    def resume_round(self, state: CampaignState, candidates: Candidates, stopped: Round, project: Any,
+                     workflow: Any) -> RoundResult:
+        try:
+            manifests = self.prepare(state, candidates, stopped, project)
+        except Exception as err:
+            if stopped.status == "selected":
+                add_note(err, f"round {stopped.number}'s batch was chosen earlier and nothing of it was uploaded: "
+                              "job.rechoose=true chooses a new one (so does a change of al.*, data, learner or "
+                              "strategy)")
+            raise
+        return self.upload_round(state, stopped, manifests, project, workflow)
 
     def check_classes(self, candidates: Candidates) -> None:
         unknown = set(candidates.classes) - set(self.workflow_spec.classes)
@@ -285,7 +341,8 @@ class ActiveLearningRound:
         if known.empty:
             raise ValueError("the campaign's labels match no candidate of this data; is it the campaign's dataset?")
         queried = pd.Index(sorted(state.queried(except_disputed=self.offer_disputed)))
-        pool_ids = candidates.frame.index.difference(known).difference(queried)
+        # rows with a known label are never sent to volunteers: those the seed left out train nothing either
+        pool_ids = candidates.pool().index.difference(known).difference(queried)
         if pool_ids.empty:
             raise ValueError("the candidate pool is empty: every candidate is labelled or already queried")
         y = labels.loc[known, "label"].to_numpy(dtype=object)
@@ -316,7 +373,7 @@ class ActiveLearningRound:
                            self.estimator, self.consensus, list(self.workflow_spec.classes))
         log.info("round %d: chose %d of %d pool candidates (%s)", number, len(batch), len(pool_ids),
                  ", ".join(f"{k}: {v}" for k, v in batch["strategy"].value_counts().items()))
-        return state.start_round(number, name, str(self.run_dir), batch, ml_weight=weight)
+        return state.start_round(number, name, str(self.run_dir), batch, ml_weight=weight, selection=self.selection())
 
     def known_answers(self, state: CampaignState, labels: pd.DataFrame, known: pd.Index,
                       oof: np.ndarray | None) -> pd.Series:
@@ -381,18 +438,28 @@ class ActiveLearningRound:
                   if is_known.any() else None)
         return picked, marked
 
-    def upload_round(self, conn: Connection, state: CampaignState, candidates: Candidates, selected: Round,
-                     project: Any, workflow: Any) -> RoundResult:
+    def known_of(self, state: CampaignState, selected: Round) -> pd.Series:
+        """The round's known-answer subjects (candidate id -> class), as its batch recorded them."""
+        batch = state.batch(selected.number)
+        return state.labels()["label"].reindex(batch.loc[batch["strategy"] == STRATEGY, KEY]).dropna()
+
+    def prepare(self, state: CampaignState, candidates: Candidates, selected: Round,
+                project: Any) -> tuple[Manifest, Manifest | None]:
+        """Everything before the first write to Zooniverse: the account's room for the batch, its Q-scans,
+        the manifest (the learner's picks, and the known-answer subjects if any)."""
         batch = state.batch(selected.number)
         missing = pd.Index(batch[KEY]).difference(candidates.frame.index)
         if not missing.empty:
             raise ValueError(f"round {selected.number} chose candidates the data no longer has: {list(missing[:5])}")
-        labels = state.labels()["label"]
-        known = labels.reindex(batch.loc[batch["strategy"] == STRATEGY, KEY]).dropna()
+        known = self.known_of(state, selected)
         names = [selected.subject_set_name] + ([known_set_name(selected.subject_set_name)] if len(known) else [])
         existing = [find_subject_set(project, name) for name in names]
         check_upload_room(len(batch) - sum(len(subject_set_members(s.id)) for s in existing if s is not None))
-        picked, marked = self.manifest(candidates, selected, batch, known)
+        return self.manifest(candidates, selected, batch, known)
+
+    def upload_round(self, state: CampaignState, selected: Round, manifests: tuple[Manifest, Manifest | None],
+                     project: Any, workflow: Any) -> RoundResult:
+        picked, marked = manifests
         subject_set, created = ensure_subject_set(project, selected.subject_set_name)
         if created is False and selected.subject_set_id not in (None, str(subject_set.id)):
             raise RuntimeError(f"subject set {selected.subject_set_name!r} is not the one round {selected.number} made")
@@ -400,9 +467,10 @@ class ActiveLearningRound:
         outcome = self.uploader.upload(picked, str(project.id), str(subject_set.id), self.run_dir)
         state.record_subjects(selected.number, outcome.subject_ids)
         if marked is not None:  # the known answers: a training set of the workflow, shown at the configured share
-            known_set, _ = ensure_subject_set(project, names[1])
+            known_set, _ = ensure_subject_set(project, known_set_name(selected.subject_set_name))
             answered = self.uploader.upload(marked, str(project.id), str(known_set.id), self.run_dir / "known_answers")
-            state.record_subjects(selected.number, answered.subject_ids, known=known.to_dict())
+            known = self.known_of(state, selected).to_dict()
+            state.record_subjects(selected.number, answered.subject_ids, known=known)
             outcome = merged(outcome, answered)
         if not outcome.ok:
             raise RoundFailed(

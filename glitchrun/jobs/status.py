@@ -88,7 +88,8 @@ class StatusJob:
         last = rounds.iloc[-1]
         number, status = int(last["round"]), last["status"]
         if status in ("selected", "uploading"):
-            return command(), f"round {number} stopped while {status}; running again resumes its upload"
+            rechoose = "; job.rechoose=true chooses its batch again" if status == "selected" else ""
+            return command(), f"round {number} stopped while {status}; running again resumes its upload{rechoose}"
         if status == "uploaded" and last["waiting"] > 0:
             volunteers = (f"; on the embedded Panoptes, `{command('job=crowd')}` simulates them" if self.simulated
                           else "")
