@@ -17,7 +17,8 @@ again a trailing window: the cursor only moves to the highest id created ``WINDO
 the newest classification seen (both times the server's own ``created_at``, so no clock is compared with
 another). An id older than that was inserted before anything still uncommitted, so nothing below the
 cursor can still appear. The cost is reading the classifications of the last ``WINDOW`` seconds of
-activity once more per pass; storage ignores the repeats.
+activity once more per pass; storage ignores the repeats. A classification by an account holding the
+project's expert role is stored as an expert's (gold.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 from panoptes_client import Panoptes, Workflow
 
+from glitchrun.campaign.gold import expert_accounts
 from glitchrun.campaign.ingest import volunteer_key
 from glitchrun.campaign.state import CampaignState
 from glitchrun.campaign.tasks import AnswerError, TaskSpec
@@ -80,6 +82,7 @@ def sync_classifications(state: CampaignState, project_id: str, workflow: Workfl
     newest = created(state.get(NEWEST))
     rounds = {s: int(r) for s, r in state.subjects()["round"].items()}
     read_at: list[tuple[int, datetime | None]] = []
+    experts = expert_accounts(project_id)
     rows: list[tuple] = []
     read = stored = other = unreadable = 0
     for raw in project_classifications(project_id, start):
@@ -99,8 +102,10 @@ def sync_classifications(state: CampaignState, project_id: str, workflow: Workfl
                 log.warning("classification %s: %s; stored without an answer", raw["id"], err)
                 label, unreadable = None, unreadable + 1
             volunteer = volunteer_key(links.get("user"), None, f"anonymous-{raw['id']}")
+            expert = int(str(links.get("user")) in experts)
             rows += [(int(raw["id"]), str(subject), volunteer, str(workflow.id), str(metadata.get("workflow_version")),
-                      str(raw.get("created_at")), label, rounds.get(str(subject))) for subject in links.get("subjects", [])]
+                      str(raw.get("created_at")), label, rounds.get(str(subject)), expert)
+                     for subject in links.get("subjects", [])]
         if len(rows) >= CHUNK:
             stored += state.add_classifications(rows, start)
             rows = []

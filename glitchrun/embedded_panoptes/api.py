@@ -42,6 +42,7 @@ from glitchrun.embedded_panoptes.resources import (
     WORKFLOW_DEFAULTS,
     WORKFLOWS,
     Kind,
+    list_gold_standard,
     list_project_classifications,
     list_resources,
     subject_limit,
@@ -664,6 +665,18 @@ def _classified_subjects(ctx: Ctx, ids: list[int]) -> list[int]:
                         f"{'id' if len(missing) == 1 else 'ids'} {', '.join(map(str, missing))}.")
 
 
+def _expert_level(ctx: Ctx, project_id: int) -> str | None:
+    """``Project#expert_classifier_level``: the first of ``Project::EXPERT_ROLES`` the caller holds on the project,
+    recorded on a gold-standard classification of subjects new to them (``lib/classification_lifecycle.rb``
+    ``#mark_expert_classifier``; the export's ``expert`` column)."""
+    if ctx.viewer is None:
+        return None
+    row = ctx.db.execute("SELECT owner_id, (SELECT roles FROM project_roles WHERE project_id = p.id AND user_id = ?) "
+                         "FROM projects p WHERE id = ?", (ctx.viewer["id"], project_id)).fetchone()
+    held = set(json.loads(row[1] or "[]")) | ({"owner"} if row[0] == ctx.viewer["id"] else set())
+    return next((role for role in policies.EXPERT_ROLES if role in held), None)
+
+
 def create_classification(ctx: Ctx) -> Response:
     """POST /classifications (anonymous allowed): store it, then count it (``ClassificationLifecycle``, a
     worker job: at once on a quiet server, later on a busy one). It becomes visible to other requests at
@@ -679,6 +692,7 @@ def create_classification(ctx: Ctx) -> Response:
     stamp = now()
     seen = seen_subjects(ctx.db, workflow["id"], user_id, subject_ids)
     live = ctx.db.execute("SELECT live FROM projects WHERE id = ?", (workflow["project_id"],)).fetchone()["live"]
+    gold = attrs.get("gold_standard") is True
     stored = {k: v for k, v in metadata.items() if k != "workflow_version"}
     stored["live_project"] = bool(live)  # lib/classification_lifecycle.rb stores it either way
     if user_id is not None:
@@ -690,15 +704,17 @@ def create_classification(ctx: Ctx) -> Response:
         "project_id": project_id, "workflow_id": workflow["id"], "user_id": user_id,
         "user_ip": request.remote_addr or "", "completed": int(completed),
         "gold_standard": None if attrs.get("gold_standard") is None else int(attrs["gold_standard"]),
+        "expert_classifier": _expert_level(ctx, project_id) if gold and not seen else None,
         "workflow_version": str(metadata["workflow_version"]), "annotations": dumps(attrs["annotations"]),
         "metadata": dumps(stored), "created_at": stamp, "updated_at": stamp, "visible_at": visible_at,
     })
     ctx.db.executemany("INSERT INTO classification_subjects (classification_id, subject_id) VALUES (?, ?)",
                        [(cid, sid) for sid in dict.fromkeys(subject_ids)])
     # should_count_towards_retirement?: completed, not flagged seen_before by the caller, and (for a logged-in
-    # classifier) a subject not classified before; the worker counts it only if the project is live then
+    # classifier) a subject not classified before; the worker counts it only if the project is live then;
+    # app/counters/subject_workflow_counter.rb: a gold-standard classification never counts towards retirement
     counted = [sid for sid in dict.fromkeys(subject_ids) if sid not in seen]
-    if completed and metadata.get("seen_before") is not True and counted:
+    if completed and metadata.get("seen_before") is not True and not gold and counted:
         schedule(ctx.db, ctx.rules, "count", {"workflow": workflow["id"], "subjects": counted},
                  (visible_at or ctx.rules.clock()) + ctx.rules.worker_delay)
     rows = ctx.db.execute("SELECT * FROM classifications WHERE id = ?", (cid,)).fetchall()
@@ -842,6 +858,7 @@ def register(app: Flask, store: Store, viewer_of: Callable[[sqlite3.Connection],
 
     # before the <id:path_ids> routes of the kinds, as in the real routes.rb (collection routes first)
     route("/classifications/project", list_project_classifications, "GET")
+    route("/classifications/gold_standard", list_gold_standard, "GET")
     route("/subjects/queued", queued, "GET")
     for kind in KINDS:
         route(f"/{kind.key}", partial(list_resources, kind=kind), "GET")

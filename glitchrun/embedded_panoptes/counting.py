@@ -21,9 +21,12 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from glitchrun.embedded_panoptes.store import id_list
+from glitchrun.embedded_panoptes.training import TRAINING_SETS
 
-#: the subject sets whose subjects a workflow counts (``WorkflowCounter``: its linked sets)
-WORKFLOW_SETS = "SELECT subject_set_id FROM workflow_subject_sets WHERE workflow_id = ?"
+#: the subject sets whose subjects a workflow counts (``WorkflowCounter``: its linked sets that are not training
+#: sets, training.py; params: workflow id, workflow id)
+WORKFLOW_SETS = ("SELECT subject_set_id FROM workflow_subject_sets WHERE workflow_id = ? "
+                 f"AND subject_set_id NOT IN ({TRAINING_SETS})")
 #: the subjects a workflow can show: members of the subject sets linked to it
 WORKFLOW_SUBJECTS = (
     "SELECT sms.subject_id FROM set_member_subjects sms "
@@ -40,14 +43,14 @@ class Counts(NamedTuple):
 
 def workflow_counts(db: sqlite3.Connection, workflow_id: int) -> Counts:
     """``subjects_count``, ``retired_set_member_subjects_count`` and ``classifications_count`` of a workflow:
-    ``WorkflowCounter`` sums over the memberships of the workflow's sets."""
+    ``WorkflowCounter`` sums over the memberships of the workflow's sets, its training sets left out."""
     subjects = db.execute(f"SELECT COUNT(*) FROM set_member_subjects WHERE subject_set_id IN ({WORKFLOW_SETS})",
-                          (workflow_id,)).fetchone()[0]
+                          (workflow_id, workflow_id)).fetchone()[0]
     retired, classifications = db.execute(
         "SELECT COUNT(sws.retired_at), COALESCE(SUM(sws.classifications_count), 0) "
         "FROM subject_workflow_statuses sws JOIN set_member_subjects sms ON sms.subject_id = sws.subject_id "
         f"WHERE sws.workflow_id = ? AND sms.subject_set_id IN ({WORKFLOW_SETS})",
-        (workflow_id, workflow_id),
+        (workflow_id, workflow_id, workflow_id),
     ).fetchone()
     return Counts(subjects, retired, classifications)
 

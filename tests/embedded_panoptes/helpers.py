@@ -82,6 +82,16 @@ def make_subjects(project: Project, count: int, images: int = 1, start: int = 0)
     return subjects
 
 
+def make_campaign(project: Project, count: int) -> tuple[Workflow, SubjectSet, list[Subject]]:
+    """A workflow of the project with one subject set of ``count`` new subjects linked to it."""
+    workflow = make_workflow(project)
+    subject_set = make_subject_set(project)
+    subjects = make_subjects(project, count)
+    subject_set.add(subjects)
+    workflow.add_subject_sets(subject_set)
+    return workflow, subject_set, subjects
+
+
 def classify(client: Panoptes, workflow: Workflow, subject_id: str, answer: int) -> dict:
     """POST one single-question classification as ``client`` (anonymous or logged in)."""
     moment = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

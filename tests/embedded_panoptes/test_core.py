@@ -14,6 +14,7 @@ from glitchrun.embedded_panoptes import EmbeddedPanoptes
 from .helpers import (
     API,
     CLASSES,
+    make_campaign,
     make_project,
     make_subject_set,
     make_subjects,
@@ -103,11 +104,7 @@ def test_ids_as_comma_lists_with_spaces_and_repeated_keys(owner: Panoptes) -> No
 
 def test_metadata_update_needs_if_match_and_unlinking_removes_a_member(owner: Panoptes) -> None:
     project = make_project()
-    workflow = make_workflow(project)
-    subject_set = make_subject_set(project)
-    subjects = make_subjects(project, 3)
-    subject_set.add(subjects)
-    workflow.add_subject_sets(subject_set)
+    workflow, subject_set, subjects = make_campaign(project, 3)
 
     subject = Subject.find(subjects[0].id)
     subject.metadata["!checked"] = "yes"
