@@ -286,14 +286,16 @@ class ActiveLearningRound:
             "predicted_class": chosen.predicted.astype(str),
             "probability": chosen.probability.astype(float),
             "distribution": [dict(zip(map(str, chosen.classes), map(float, row))) for row in chosen.proba],
+            "tie_break": chosen.drawn,
         })
         weight = fitted_ml_weight(self.estimator, candidates.features(known), y, self.workflow_spec.classes, self.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         pool_predicted = self.save_pools(labels.loc[known], learner, pool_ids, X_pool)
         write_round_report(self.run_dir, state, candidates, number, name, batch, pool_predicted, chosen.all_scores,
                            self.estimator, self.consensus, list(self.workflow_spec.classes))
-        log.info("round %d: chose %d of %d pool candidates (%s)", number, len(batch), len(pool_ids),
-                 ", ".join(f"{k}: {v}" for k, v in batch["strategy"].value_counts().items()))
+        log.info("round %d: chose %d of %d pool candidates (%s; %d by random tie-break)", number, len(batch),
+                 len(pool_ids), ", ".join(f"{k}: {v}" for k, v in batch["strategy"].value_counts().items()),
+                 batch["tie_break"].sum())
         return state.start_round(number, name, str(self.run_dir), batch, ml_weight=weight)
 
     def save_pools(self, labelled: pd.DataFrame, learner: Any, pool_ids: pd.Index, X_pool: np.ndarray) -> np.ndarray:
