@@ -115,6 +115,7 @@ class ActiveLearningRound:
         run_dir: str,
         ask_name: bool | None = None,
         seed: int = 0,
+        warm_start: Any = None,
     ) -> None:
         self.backend = backend
         self.data = data
@@ -137,6 +138,7 @@ class ActiveLearningRound:
         self.run_dir = Path(run_dir)
         self.ask_name = ask_name
         self.seed = seed
+        self.warm_start = warm_start  # e.g. glitchrun.learning.warm_start.SyntheticWarmStart; None = cold start
         self.validate()
 
     def validate(self) -> None:
@@ -276,7 +278,9 @@ class ActiveLearningRound:
         if pool_ids.empty:
             raise ValueError("the candidate pool is empty: every candidate is labelled or already queried")
         y = labels.loc[known, "label"].to_numpy(dtype=object)
-        learner = make_learner(self.estimator, candidates.features(known), y)
+        estimator = self.estimator if self.warm_start is None else self.warm_start.around(
+            self.estimator, candidates, labels.loc[known][labels.loc[known, "round"] == 0]["label"])
+        learner = make_learner(estimator, candidates.features(known), y)
         X_pool = candidates.features(pool_ids)
         chosen = query(learner, self.strategy, X_pool, self.batch_size)
         batch = pd.DataFrame({
@@ -292,7 +296,7 @@ class ActiveLearningRound:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         pool_predicted = self.save_pools(labels.loc[known], learner, pool_ids, X_pool)
         write_round_report(self.run_dir, state, candidates, number, name, batch, pool_predicted, chosen.all_scores,
-                           self.estimator, self.consensus, list(self.workflow_spec.classes))
+                           estimator, self.consensus, list(self.workflow_spec.classes))
         log.info("round %d: chose %d of %d pool candidates (%s; %d by random tie-break)", number, len(batch),
                  len(pool_ids), ", ".join(f"{k}: {v}" for k, v in batch["strategy"].value_counts().items()),
                  batch["tie_break"].sum())
