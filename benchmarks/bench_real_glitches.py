@@ -55,14 +55,14 @@ STRATEGIES = ["uncertainty", "margin", "entropy", "mixed", "high_probability", "
 
 
 def label_efficiency(sample: str, seeds: list[int], strategies: list[str], batch: int,
-                     test_fraction: float) -> pd.DataFrame:
+                     test_fraction: float, warm_overrides: list[str] = ()) -> pd.DataFrame:
     """Every run's learning curve, with columns group (strategy), start (cold / warm) and run (seed)."""
     path, classes = SAMPLES[sample]
     candidates = with_truth(GravitySpyData(path, classes=classes, labels_as="truth").load())
     truth = candidates.frame["truth"]
     curves = []
     for seed in seeds:
-        cfg = config("random", seed, "warm_start=synthetic")
+        cfg = config("random", seed, "warm_start=synthetic", *warm_overrides)
         test = held_out(truth, test_fraction, seed)
         pool = candidates.frame.index.difference(test)
         pool = pool[np.random.default_rng(seed).permutation(len(pool))]  # a pool position says nothing of the class
@@ -160,6 +160,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5)
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--warm", nargs="+", default=[], help="overrides of the warm start, e.g. warm_start.candidates=100")
     parser.add_argument("--transfer", action="store_true", help="the refit generator on held-out O1 rows instead")
     parser.add_argument("--curves", type=Path, help="also write every learning curve to this CSV")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "images" / "real_glitches.png")
@@ -168,7 +169,8 @@ def main() -> None:
         transfer(args.seeds)
         return
     for sample in args.samples:
-        curves = label_efficiency(sample, args.seeds, args.strategies, args.batch, args.test_fraction)
+        curves = label_efficiency(sample, args.seeds, args.strategies, args.batch, args.test_fraction,
+                                  args.warm)
         if args.curves:
             curves.to_csv(args.curves.with_name(f"{args.curves.stem}_{sample}.csv"), index=False)
         report(curves, f"{sample}: {len(args.seeds)} seeds, batches of {args.batch}", args.target)
