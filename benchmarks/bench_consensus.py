@@ -69,13 +69,13 @@ def top_class_only(proba: pd.DataFrame) -> pd.DataFrame:
 def methods(model: DawidSkene, weight: float) -> dict[str, tuple[Consensus, str | None]]:
     """name -> (consensus, which prior): the crowd's configured model with and without the learner."""
     kept = {k: getattr(model, k) for k in ("min_votes", "agreement", "volunteer_accuracy", "prior_votes",
-                                           "class_prior_votes", "leave_one_out", "max_iter", "tol")}
+                                           "class_prior", "class_prior_votes", "leave_one_out", "max_iter", "tol")}
     like = type(model)
     return {
         "majority vote": (MajorityVote(min_votes=model.min_votes, agreement=model.agreement), None),
         "Dawid-Skene, plain ML EM (crowd-kit's)": (
-            DawidSkene(min_votes=model.min_votes, agreement=model.agreement, prior_votes=0, class_prior_votes=0,
-                       leave_one_out=False, max_iter=300), None),
+            DawidSkene(min_votes=model.min_votes, agreement=model.agreement, prior_votes=0, class_prior="estimated",
+                       class_prior_votes=0, leave_one_out=False, max_iter=300), None),
         f"{like.__name__}, no ML prior": (like(**kept), None),
         f"{like.__name__} + ML top class (ingest.ml_prior), w=1": (like(**kept), "top"),
         f"{like.__name__} + whole ML distribution, w=1": (like(**kept), "full"),

@@ -16,7 +16,7 @@ import os
 import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, Literal, Union
 
@@ -59,6 +59,15 @@ class RetirementSettings:
     max_votes: int
     offer_disputed: bool = False
     min_next_vote_chance: float = 0.0
+    strong_disagreement: float = 0.0
+    skill_tolerance: float = 0.05
+
+
+@dataclass
+class GoldSettings:
+    """``campaign.gold``: known-answer subjects in every batch (glitchrun/campaign/gold.py)."""
+
+    share: float = 0.0
 
 
 @dataclass
@@ -70,6 +79,7 @@ class CampaignSettings:
     project: ProjectSpec
     workflow: WorkflowSpec
     retirement: RetirementSettings
+    gold: GoldSettings = field(default_factory=GoldSettings)
 
 
 @dataclass
@@ -92,9 +102,16 @@ class Settings:
 
 
 def check(cfg: DictConfig) -> None:
-    """Raise ``ConfigError`` naming every unknown key and every value of the wrong type in ``cfg``."""
+    """Raise ``ConfigError`` naming every unknown key and every value of the wrong type in ``cfg``.
+
+    The plain settings are checked first, and a mistake there is reported before the components' modules
+    are imported to read their signatures (seconds: scikit-learn, matplotlib, gwpy).
+    """
     problems: Problems = {}
-    fields(cfg, Settings, "", problems, partial=True, ignore={"hydra"})
+    components = {str(key) for key in cfg if is_target(cfg, str(key))}
+    fields(cfg, Settings, "", problems, partial=True, ignore={"hydra", *components})
+    if not problems:
+        fields(cfg, Settings, "", problems, partial=True, ignore={"hydra"})
     if problems:
         found = list(problems.values())
         more = f" (and {len(found) - MAX_LISTED} more)" if len(found) > MAX_LISTED else ""

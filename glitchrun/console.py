@@ -16,11 +16,13 @@ import os
 import shutil
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import hydra
 import requests
@@ -38,11 +40,13 @@ from panoptes_client.panoptes import PanoptesAPIException
 
 import glitchrun
 from glitchrun.config import parameters, unknown_key
+from glitchrun.errors import is_check, raised_in
+from glitchrun.errors import message as one_line
 
 DEBUG_ENV = "GLITCHRUN_DEBUG"
 #: exit codes: a mistake the user can fix, and Ctrl-C
 USER_ERROR, INTERRUPTED = 2, 130
-PACKAGE_DIR = Path(glitchrun.__file__).resolve().parent
+HYDRA_DIR = Path(hydra.__file__).resolve().parent
 OVERRIDE_GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
 
 
@@ -84,12 +88,12 @@ def command(hydra_main: Callable[[], Any], argv: list[str] | None = None) -> Non
         print("glitchrun: interrupted", file=sys.stderr)
         sys.exit(INTERRUPTED)
     except Exception as err:  # before the job ran: composing the config
-        message = user_message(err)
-        if message is None:
+        said = user_message(err) or hydra_refused(err)
+        if said is None:
             raise
         if debugging():
             traceback.print_exception(err)
-        sys.exit(report(message))
+        sys.exit(report(said))
 
 
 def report(message: str, log_file: str | None = None) -> int:
@@ -100,14 +104,42 @@ def report(message: str, log_file: str | None = None) -> int:
     return USER_ERROR
 
 
+class TerminalFormatter(logging.Formatter):
+    """One short line per event at the terminal: the message, after ``warning:`` or ``error:`` for those (the
+    run's ``glitchrun.log`` keeps the time and the logger of each)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"{record.levelname.lower()}: {text}" if record.levelno >= logging.WARNING else text
+
+
+class RepeatedWarnings(logging.Filter):
+    """Lets the first of identical warnings through and counts the others, for one line at the end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: Counter[str] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        self.seen[text] += 1
+        return self.seen[text] == 1
+
+    def summary(self) -> list[str]:
+        return [f"the warning {text.splitlines()[0]!r} was given {count} times (logged once)"
+                for text, count in self.seen.items() if count > 1]
+
+
 @contextmanager
 def job_console() -> Iterator[None]:
-    """Around the job, in its run: warnings go to the log file only; a failure's traceback goes there too,
-    and a user's mistake leaves as ``Reported``."""
+    """Around the job, in its run: warnings go to the log file only, each distinct one once with its count; a
+    failure's traceback goes there too, and a user's mistake leaves as ``Reported``."""
     files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
     logging.captureWarnings(True)
     warnings_log = logging.getLogger("py.warnings")
     warnings_log.handlers, warnings_log.propagate = list(files), False
+    repeated = RepeatedWarnings()
+    warnings_log.addFilter(repeated)
     try:
         yield
     except Exception as err:
@@ -118,6 +150,10 @@ def job_console() -> Iterator[None]:
         if message is None:
             raise
         raise Reported(message, files[0].baseFilename if files else None) from err
+    finally:
+        warnings_log.removeFilter(repeated)
+        for line in repeated.summary():
+            warnings_log.warning(line)
 
 
 def user_message(err: BaseException) -> str | None:
@@ -129,29 +165,31 @@ def user_message(err: BaseException) -> str | None:
     if isinstance(err, PanoptesAPIException):
         return f"Zooniverse refused the request: {one_line(err)}"
     if isinstance(err, (requests.ConnectionError, requests.Timeout)):
-        url = err.request.url if err.request is not None else "the server"
-        return f"cannot reach {url} ({type(err).__name__}); check the network and backend.endpoint"
+        return unreachable_message(err)
     if isinstance(err, (HydraException, OmegaConfBaseException)):
         return one_line(err)
     if isinstance(err, OSError) and err.filename is not None:
         return f"{err.strerror or one_line(err)}: {err.filename}"
-    if isinstance(err, (ValueError, RuntimeError, OSError)) and raised_by_glitchrun(err):
+    if is_check(err):
         return one_line(err)
     return None
 
 
-def one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
+def unreachable_message(err: requests.RequestException) -> str:
+    """A network failure: which host, and how to work without it (the embedded Zooniverse)."""
+    url = err.request.url if err.request is not None else None
+    host = urlsplit(url).netloc if url else "the server"
+    return (f"cannot reach {host} ({type(err).__name__} on {url or 'a request'}); check the network and "
+            "backend.endpoint, or work offline on the embedded Zooniverse (backend=local)")
 
 
-def raised_by_glitchrun(err: BaseException) -> bool:
-    """Whether glitchrun's own code raised ``err`` (a check's message), not a library below it (a bug)."""
-    tb = err.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE_DIR)
+def hydra_refused(err: BaseException) -> str | None:
+    """A composition error Hydra raises as a plain exception (not one of its own types): one line."""
+    if not isinstance(err, ValueError) or not raised_in(err, HYDRA_DIR):
+        return None
+    hint = ("; to drop a config group an experiment chose, delete it: '~group' (e.g. '~images/strain')"
+            if "Got NoneType" in str(err) else "")
+    return f"cannot compose the config: {one_line(err)}{hint}"
 
 
 def composition_message(err: HydraException) -> str:

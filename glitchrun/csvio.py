@@ -70,6 +70,12 @@ def structure(text: str, source: str, keep_blank: bool) -> tuple[int, list[int]]
     while width > 1 and not header[width - 1].strip() and all(len(r) < width or not r[width - 1].strip()
                                                                for _, r in rows):
         width -= 1
+    names = [name.strip() for name in header[:width]]
+    repeated = sorted({name for name in names if name and names.count(name) > 1})
+    if repeated:  # pandas would rename the second one (``candidate_id.1``) and read both
+        at = {name: ", ".join(str(c + 1) for c, other in enumerate(names) if other == name) for name in repeated}
+        where = "; ".join(f"{name!r} in columns {columns}" for name, columns in at.items())
+        raise CsvError(f"{source}: line 1 names a column twice ({where}); give each column one name")
     for column in [c for c, name in enumerate(header[:width]) if not name.strip()]:
         filled = [line for line, record in rows if column < len(record) and record[column].strip()]
         if filled:

@@ -1,8 +1,10 @@
-"""A Hydra callback that refuses credentials typed as command-line overrides.
+"""Hydra callbacks that stop a run before Hydra makes its run directory: credentials typed as command-line
+overrides, and a config glitchrun cannot run with.
 
 Hydra saves every override into ``.hydra/{config,hydra,overrides}.yaml`` before the job runs, so a
 password given as ``+password=...`` would sit in plain text in the run directory. Credentials belong in
-the environment; this stops such a run before Hydra writes anything. It exits the process (``Reported``, a
+the environment; this stops such a run before Hydra writes anything. A misspelt key or a value of the wrong
+type is refused as early, so it leaves no run directory behind. Both exit the process (``Reported``, a
 SystemExit: one line, exit code 2) rather than raising an error, because Hydra turns a callback's exceptions
 into mere warnings.
 """
@@ -15,6 +17,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from glitchrun import config as typed_config
 from glitchrun.console import Reported
 
 #: last component of an override key that names a credential (``backend.token_lifetime`` does not)
@@ -44,3 +47,14 @@ class RefuseCredentialOverrides(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.check(config)
+
+
+class CheckConfig(Callback):
+    """Check names and types (``glitchrun.config.check``) before the run directory exists; the job checks
+    again for callers that compose the config themselves. A sweep's jobs are checked in the job."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            typed_config.check(config)
+        except typed_config.ConfigError as err:
+            raise Reported(str(err)) from err

@@ -130,6 +130,41 @@ def test_third_party_warnings_go_to_the_log_file_not_the_terminal(tmp_path: Path
     assert "deprecation notice" not in seen.err + seen.out
 
 
+def test_a_repeated_warning_is_logged_once_with_its_count(tmp_path: Path):
+    root = logging.getLogger()
+    handler = logging.FileHandler(tmp_path / "glitchrun.log")
+    root.addHandler(handler)
+    try:
+        with console.job_console():
+            for _ in range(500):
+                warnings.warn_explicit("y could represent a regression problem", UserWarning, "multiclass.py", 213)
+            warnings.warn("another one", UserWarning)
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        logging.captureWarnings(False)
+    log = (tmp_path / "glitchrun.log").read_text()
+    assert log.count("y could represent a regression problem") == 2  # the warning, then its count
+    assert "'multiclass.py:213: UserWarning: y could represent a regression problem' was given 500 times" in log
+    assert log.count("UserWarning: another one") == 1
+
+
+@pytest.mark.slow
+def test_the_terminal_shows_one_short_line_per_event_and_the_log_keeps_the_times(tmp_path: Path):
+    out = run_glitchrun(["data.n=3000", "al.batch_size=4", "images.size=[160,120]", "images.durations=[1.0]"],
+                        tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    terminal = (out.stdout + out.stderr).splitlines()
+    assert any(line.startswith("round 1 uploaded: subject set 1") for line in terminal), terminal
+    assert not [line for line in terminal if line.startswith("[")], "a Hydra prefix on the terminal"
+    assert not [line for line in terminal if "Q-scans:" in line or "upload:" in line], "a progress bar off a terminal"
+    log = next((tmp_path / "outputs" / "runs").glob("*/*/glitchrun.log")).read_text().splitlines()
+    assert all(line.startswith("[20") for line in log if "][" in line[:40])
+    assert [line for line in log if "][glitchrun.jobs.al_round][INFO] - round 1 uploaded" in line]
+    repeated = [line for line in log if "number of unique classes is greater than 50%" in line]
+    assert len(repeated) == 2 and "times (logged once)" in repeated[1], repeated  # scikit-learn's, hundreds of times
+
+
 def test_console_script_from_a_wheel_outside_the_source_tree(tmp_path: Path):
     """A non-editable install (a wheel) still finds conf/, from any working directory."""
     dist = tmp_path / "dist"

@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
 from PIL import Image
 
 from glitchrun.campaign.state import CampaignState
 from glitchrun.cli import run
-from glitchrun.report import CELL, SHEET_DPI, tie_note
+from glitchrun.crowd.datasets import shared_crowds
+from glitchrun.report import CELL, SHEET_COLUMNS, SHEET_DPI, calibration_plot, tie_note
 
 BATCH = 6
 #: small and fast: a small pool, one small Q-scan per subject; eight weak volunteers (accuracy 0.6), at most two
@@ -45,10 +47,12 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def state_counts(campaign: Path, number: int) -> dict[str, int]:
-    """A round's subjects by outcome, as the campaign state holds them."""
+    """A round's subjects by outcome, as the campaign state holds them (its known-answer subjects apart)."""
     with closing(CampaignState(campaign)) as state:
-        size, status = len(state.batch(number)), state.subjects(round=number)["status"].value_counts()
-    return {"size": size, **{s: int(status.get(s, 0)) for s in ("labelled", "disputed", "active")}}
+        size, subjects = len(state.batch(number)), state.subjects(round=number)
+    status = subjects.loc[subjects["gold_label"].isna(), "status"].value_counts()
+    return {"size": size, "known": int(subjects["gold_label"].notna().sum()),
+            **{s: int(status.get(s, 0)) for s in ("labelled", "disputed", "active")}}
 
 
 def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality_curve(campaign: Path):
@@ -61,7 +65,8 @@ def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality
         labels, batch3, subjects = state.labels(), state.batch(3), state.subjects(round=2)
         cast, all_votes = state.classifications(round=2), state.votes()
     assert (f"Round 2 showed {counts['size']} subjects: **{counts['labelled']} labelled**, "
-            f"**{counts['disputed']} disputed** (no consensus within the vote cap, or out of reach of one more vote: no label), 0 still active; "
+            f"**{counts['disputed']} disputed** (no consensus within the vote cap, or out of reach of one more vote: no label), 0 still active, "
+            f"{counts['known']} known-answer subjects; "
             f"{subjects['votes'].sum()} votes.") in report
     for subject, row in subjects[subjects["status"] == "disputed"].iterrows():  # each with its votes
         answers = cast.loc[cast["subject_id"] == subject, "answer"].value_counts()
@@ -69,17 +74,20 @@ def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality
     truth = re.search(r"In this simulation, \*\*(\d+) of (\d+)\*\* new labels", report)
     assert truth and int(truth[2]) == counts["labelled"]
     assert (round_dir / "plots" / "agreement.png").read_bytes().startswith(b"\x89PNG")
-    assert f"Volunteer skill as GravitySpyConsensus estimates it from all {len(all_votes)} votes so far" in report
+    assert f"Each volunteer's skill as GravitySpyConsensus estimates it from all {len(all_votes)} votes so far" in report
+    assert counts["known"] == 1 and "**1 known-answer subjects**" in report  # a tenth of the batch of 6, rounded
     assert (round_dir / "plots" / "volunteer_skill.png").read_bytes().startswith(b"\x89PNG")
 
     # the contact sheet: one captioned thumbnail per batch subject, in batch order
     sheet = Image.open(round_dir / "plots" / "contact_sheet_1.png")
     assert sheet.text["Description"].split() == list(batch3["candidate_id"])
     cell = (round(CELL[0] * SHEET_DPI), round(CELL[1] * SHEET_DPI))
-    assert sheet.size == (BATCH * cell[0], cell[1])
+    assert sheet.size == (SHEET_COLUMNS * cell[0], 2 * cell[1])  # 6 thumbnails: a row of SHEET_COLUMNS (4), then 2
     pixels = np.asarray(sheet.convert("L"), dtype=float)
     for i in range(BATCH):  # every cell shows an image, not blank paper
-        assert pixels[:, i * cell[0] : (i + 1) * cell[0]].std() > 20
+        row, column = divmod(i, SHEET_COLUMNS)
+        assert pixels[row * cell[1] : (row + 1) * cell[1], column * cell[0] : (column + 1) * cell[0]].std() > 20
+    assert cell[0] >= 0.55 * 800  # a default Q-scan (800 px wide) at more than half its size: its labels legible
     assert "![contact sheet 1](plots/contact_sheet_1.png)" in report
     assert all(f"| {c} |" in report for c in batch3["candidate_id"])
 
@@ -92,7 +100,7 @@ def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality
     assert curve["macro_f1"].between(0, 1).all()
     assert "![quality over rounds](plots/quality.png)" in report and (round_dir / "plots" / "quality.png").exists()
     # one query-score plot per scored strategy part, saying which end is chosen
-    for part in set(batch3["strategy"]):
+    for part in set(batch3["strategy"]) - {"known_answer"}:
         assert (round_dir / "plots" / f"query_scores_{part}.png").exists()
     assert "**margin** (gap between the two most probable classes): the lowest are chosen." in report
 
@@ -112,7 +120,8 @@ def test_status_prints_the_counts_the_campaign_state_holds(campaign: Path, tmp_p
     total = re.search(r"^total\s+(\d+)\s+(\d+)\s+(\d+)$", printed, re.MULTILINE)
     assert total and [int(n) for n in total.groups()] == [by_source["crowd"], by_source["seed"], len(labels)]
     assert status.labels.loc["Blip", "total"] == int((labels["label"] == "Blip").sum())
-    assert f"{BATCH} subjects of round 3 are still with volunteers; on the embedded Panoptes, `glitchrun job=crowd`" in (
+    waiting = state_counts(campaign, 3)["active"]
+    assert f"{waiting} subjects of round 3 are still with volunteers; on the embedded Panoptes, `glitchrun job=crowd`" in (
         printed)
     written = (tmp_path / "status" / "status.md").read_text()
     assert "## Rounds" in written and (tmp_path / "status" / "labels_over_rounds.png").exists()
@@ -135,3 +144,21 @@ def test_tied_picks_are_explained_and_random_tie_breaks_counted():
         " Random tie-breaks: 0 of its 2 picks.")
     assert tie_note("uncertainty", np.array([0.5, 0.5]), pool, np.zeros(2, dtype=bool)).endswith(
         "; no other pool candidate has it.")
+
+
+def test_the_calibration_plot_shows_the_acceptance_on_a_real_crowds_gold(shared_data: Path, tmp_path: Path):
+    """The report's calibration plot on gold: the consensus of crowd=gravity_spy on real votes (RTE, an expert label
+    per item) with a seeded tenth of the items as known answers; the replay it plots is the one the cutoff came
+    from, and at the cutoff used the accepted gold labels are right at least as often as asked."""
+    data = next(d for d in shared_crowds(shared_data / "crowds") if d.name == "rte")
+    gold, _ = data.split_gold(0.1, seed=0)
+    with initialize_config_module(version_base="1.3", config_module="glitchrun.conf"):
+        consensus = instantiate(compose("config", overrides=["crowd=gravity_spy"]).crowd.consensus)
+    consensus.aggregate(data.votes, data.classes, None, gold=gold)
+    assert consensus.calibrated_ and len(consensus.calibration_)
+    frame = consensus.calibration_
+    at_cutoff = frame[frame["cutoff"] >= consensus.cutoff_].sort_values("cutoff").iloc[0]
+    assert at_cutoff["right"] >= consensus.agreement * at_cutoff["accepted"] - 1e-9
+    path = calibration_plot(tmp_path / "gold_calibration.png", frame, float(consensus.cutoff_), consensus.agreement,
+                            True)
+    assert path.read_bytes().startswith(b"\x89PNG")

@@ -8,6 +8,7 @@ Zooniverse gives a project's owners its classifications page by page in id order
 in the same transaction as the rows it covers, and each classification is stored once under its id, so
 a sync repeated after a crash, a retry or an overlapping page never counts a vote twice. No export is
 needed, and a project that is not live (whose classifications Zooniverse does not count) is read the same.
+A classification by an account holding the project's expert role is stored as an expert's (gold.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from panoptes_client import Panoptes, Workflow
 
+from glitchrun.campaign.gold import expert_accounts
 from glitchrun.campaign.ingest import volunteer_key
 from glitchrun.campaign.state import CampaignState
 from glitchrun.campaign.tasks import AnswerError, TaskSpec
@@ -59,6 +61,7 @@ def sync_classifications(state: CampaignState, project_id: str, workflow: Workfl
     the versions that count: ``TaskSpec.skip_reason``); each classification's round is that of its subject."""
     start = cursor = int(state.get(CURSOR) or 0)
     rounds = {s: int(r) for s, r in state.subjects()["round"].items()}
+    experts = expert_accounts(project_id)
     rows: list[tuple] = []
     read = stored = other = unreadable = 0
     for raw in project_classifications(project_id, cursor):
@@ -75,8 +78,10 @@ def sync_classifications(state: CampaignState, project_id: str, workflow: Workfl
                 log.warning("classification %s: %s; stored without an answer", raw["id"], err)
                 label, unreadable = None, unreadable + 1
             volunteer = volunteer_key(links.get("user"), None, f"anonymous-{raw['id']}")
+            expert = int(str(links.get("user")) in experts)
             rows += [(int(raw["id"]), str(subject), volunteer, str(workflow.id), str(metadata.get("workflow_version")),
-                      str(raw.get("created_at")), label, rounds.get(str(subject))) for subject in links.get("subjects", [])]
+                      str(raw.get("created_at")), label, rounds.get(str(subject)), expert)
+                     for subject in links.get("subjects", [])]
         if len(rows) >= CHUNK:
             stored += state.add_classifications(rows, cursor)
             rows = []

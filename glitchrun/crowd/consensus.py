@@ -8,10 +8,11 @@ crowd label cannot enter the training set just because the retirement count was 
 
 Interface (used by the campaign loop, ``glitchrun.campaign``, and the round report):
 
-- ``Consensus.aggregate(votes, classes, prior=None) -> DataFrame``: one row per voted subject (index
-  ``subject_id``) with ``consensus_label``, ``agreement``, ``votes`` (volunteer votes) and ``status``
-  (``ACCEPTED``, ``TOO_FEW_VOTES``, ``LOW_AGREEMENT``, ``TIE``). ``Consensus.posterior(votes, classes,
-  prior=None)`` gives the whole posterior (subjects x classes, rows summing to 1).
+- ``Consensus.aggregate(votes, classes, prior=None, gold=None) -> DataFrame``: one row per voted subject
+  (index ``subject_id``) with ``consensus_label``, ``agreement``, ``votes`` (volunteer votes) and ``status``
+  (``ACCEPTED``, ``TOO_FEW_VOTES``, ``LOW_AGREEMENT``, ``TIE``, or ``GOLD`` for a subject whose class is
+  known). ``Consensus.posterior(votes, classes, prior=None, gold=None)`` gives the whole posterior (subjects
+  x classes, rows summing to 1; a gold subject's row is its known class).
 - ``votes``: columns ``subject_id``, ``volunteer``, ``label``; one vote per volunteer and subject
   (``glitchrun.campaign.ingest`` removes repeats), in the order they were cast.
 - ``prior``: the learner's whole predicted class distribution per subject (index subject_id, columns the
@@ -21,39 +22,61 @@ Interface (used by the campaign loop, ``glitchrun.campaign``, and the round repo
   counts volunteers only. ``fit_ml_weight(proba, y, classes)`` fits ``ml_weight`` by maximum likelihood on
   cross-validated probabilities of the labelled pool, so an overconfident learner is tempered before it
   can outvote the volunteers; set it on the consensus object (``consensus.ml_weight = w``) each round.
+- ``gold``: known answers (Series subject_id -> class): gold-standard subjects, or subjects an expert
+  classified. The volunteers are measured on them, and the model-based methods calibrate on them which
+  posterior a label needs (``cutoff_``): cross-validated, a label accepted at threshold ``agreement`` is
+  right at least that often on the gold subjects, or none is accepted and a warning says so.
+- After ``aggregate``: ``cutoff_`` (the posterior a label needed), ``volunteer_skill_`` (per volunteer:
+  votes, gold answers, gold answers right, estimated skill), ``next_vote_chance_`` (Series by subject: the
+  chance that one more vote, from a volunteer typical of the crowd, gets the subject accepted; NaN for
+  majority vote, which has no model of the volunteers; the retire pass disputes a subject early when it is
+  too low, ``min_next_vote_chance``), and for the model-based methods ``calibration_`` and ``calibrated_``.
 - After ``posterior``/``aggregate`` the model-based methods expose ``confusion_`` (volunteer ->
   DataFrame, true class rows x answer columns, P(answer | true class)), ``class_prior_`` (Series),
   ``n_iter_`` and ``converged_``.
-- After ``aggregate``, ``next_vote_chance_`` (Series by subject): the chance that one more vote, from a
-  volunteer typical of the crowd, gets the subject accepted (NaN for majority vote, which has no model of
-  the volunteers); the retire pass disputes a subject early when it is too low (``min_next_vote_chance``).
-- ``sequential_labels(consensus, votes, classes, prior=None, max_votes=...)``: Gravity Spy's retirement
-  rule offline: each subject takes its votes one at a time, in order, until it is accepted (posterior at
-  the threshold with at least ``min_votes`` volunteer votes) or reaches ``max_votes``.
+- ``sequential_labels(consensus, votes, classes, prior=None, max_votes=..., gold=None)``: Gravity Spy's
+  retirement rule offline: each subject takes its votes one at a time, in order, until it is accepted
+  (posterior at the cutoff with at least ``min_votes`` volunteer votes) or reaches ``max_votes``.
 
 The model-based methods (``DawidSkene`` and ``GravitySpyConsensus``, the same EM under Gravity Spy's name)
 give each volunteer a confusion matrix with a Dirichlet prior worth ``prior_votes`` votes, centred on a
 volunteer of ``volunteer_accuracy`` (so one seen a few times counts as such a volunteer, neither perfect nor
-useless), estimate the class prior with ``class_prior_votes`` pseudo-votes per class, judge each vote by the
-other votes on its subject (``leave_one_out``, which keeps them calibrated with 2 or 3 votes), and stop when
-no posterior moves by more than ``tol``. Figures: BENCHMARKS.md, "Consensus".
+useless), learn it from gold answers where there are any and otherwise from the other votes on each subject
+(``leave_one_out``, which keeps them calibrated with 2 or 3 votes), take a uniform class prior where the
+learner gives no vote, and stop when no posterior moves by more than ``tol``. Figures: BENCHMARKS.md,
+"Consensus" (simulated crowds) and "Consensus on real crowds".
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.optimize import minimize_scalar
-from scipy.special import logsumexp
+from scipy.optimize import minimize, minimize_scalar
+from scipy.special import expit, logit, logsumexp
 
 log = logging.getLogger(__name__)
 
-#: why a subject did or did not get a label (the ``status`` column of ``Consensus.aggregate``)
-ACCEPTED, TOO_FEW_VOTES, LOW_AGREEMENT, TIE = "accepted", "too_few_votes", "low_agreement", "tie"
+#: why a subject did or did not get a label (the ``status`` column of ``Consensus.aggregate``); a gold subject's
+#: class is known, not voted
+ACCEPTED, TOO_FEW_VOTES, LOW_AGREEMENT, TIE, GOLD = "accepted", "too_few_votes", "low_agreement", "tie", "gold"
+#: a volunteer's record (``volunteer_skill_``, index volunteer)
+SKILL_COLUMNS = ["votes", "gold_answers", "gold_right", "skill"]
+#: the sequential rule replayed on gold subjects (``calibration_``): per posterior cutoff, gold subjects accepted and
+#: right at their first crossing, of all replayed
+CALIBRATION_COLUMNS = ["cutoff", "accepted", "right", "subjects"]
+#: how the model-based methods set the class prior where the learner gives no vote
+CLASS_PRIORS = ("uniform", "estimated")
+#: weight of the ridge that keeps the calibration map near the identity (see ``platt_map``)
+CALIBRATION_RIDGE = 1.0
+#: bootstrap samples of the gold subjects behind ``DawidSkene.assured_cutoff``
+BOOTSTRAP = 200
+#: at most this many cutoffs are replayed (quantiles of the gold posteriors when there are more)
+MAX_CUTOFFS = 400
 #: the least probability the learner's vote gives a class (before ``ml_weight``): a random forest says 0 often
 PRIOR_FLOOR = 1e-3
 
@@ -72,31 +95,41 @@ class Consensus:
         self.agreement = float(agreement)
         self.ml_weight = float(ml_weight)
 
-    def posterior(self, votes: pd.DataFrame, classes: Sequence[str], prior: pd.DataFrame | None = None
-                  ) -> pd.DataFrame:
-        """Probability of each class (columns, in ``classes`` order) for each voted subject (index)."""
+    def posterior(self, votes: pd.DataFrame, classes: Sequence[str], prior: pd.DataFrame | None = None,
+                  gold: pd.Series | None = None) -> pd.DataFrame:
+        """Probability of each class (columns, in ``classes`` order) for each voted subject (index); a gold
+        subject's row is its known class."""
         raise NotImplementedError
 
-    def aggregate(self, votes: pd.DataFrame, classes: Sequence[str], prior: pd.DataFrame | None = None) -> pd.DataFrame:
-        """One row per voted subject (index ``subject_id``): consensus_label, agreement, votes, status."""
+    def aggregate(self, votes: pd.DataFrame, classes: Sequence[str], prior: pd.DataFrame | None = None,
+                  gold: pd.Series | None = None) -> pd.DataFrame:
+        """One row per voted subject (index ``subject_id``): consensus_label, agreement, votes, status.
+
+        ``gold`` (subject_id -> known class): subjects whose class is known; they get status ``gold`` and their
+        known class, and their votes measure the volunteers who cast them (``volunteer_skill_``)."""
         classes = list(classes)
         unknown = sorted(set(votes["label"]) - set(classes))
         if unknown:
             raise ValueError(f"votes for answers that are not classes of the workflow: {unknown}")
+        gold = known_answers(gold, votes, classes)
+        self.cutoff_ = self.agreement
         if votes.empty:
             self.next_vote_chance_ = pd.Series(dtype=float)
+            self.volunteer_skill_ = pd.DataFrame(columns=SKILL_COLUMNS, index=pd.Index([], name="volunteer"))
             return pd.DataFrame(columns=["consensus_label", "agreement", "votes", "status"],
                                 index=pd.Index([], name="subject_id", dtype=str))
-        posterior = self.posterior(votes, classes, prior).reindex(columns=classes, fill_value=0.0)
+        posterior = self.posterior(votes, classes, prior, gold).reindex(columns=classes, fill_value=0.0)
+        self.cutoff_ = self.acceptance_cutoff(votes, classes, prior, gold)
         counts = votes.groupby("subject_id").size().reindex(posterior.index)
         top = posterior.max(axis=1)
         tied = posterior.eq(top, axis=0).sum(axis=1) > 1
         status = np.select(
-            [counts < self.min_votes, tied, top < self.agreement],
-            [TOO_FEW_VOTES, TIE, LOW_AGREEMENT],
+            [posterior.index.isin(gold.index), counts < self.min_votes, tied, top < self.cutoff_],
+            [GOLD, TOO_FEW_VOTES, TIE, LOW_AGREEMENT],
             default=ACCEPTED,
         )
         self.next_vote_chance_ = self.next_vote_chance(posterior, counts)
+        self.volunteer_skill_ = self.skill(votes, posterior, gold)
         result = pd.DataFrame({
             "consensus_label": posterior.idxmax(axis=1).astype(str),
             "agreement": top.astype(float),
@@ -106,36 +139,122 @@ class Consensus:
         result.index.name = "subject_id"
         return result
 
+    def acceptance_cutoff(self, votes: pd.DataFrame, classes: list[str], prior: pd.DataFrame | None,
+                          gold: pd.Series) -> float:
+        """The posterior a label needs to be accepted: the configured ``agreement`` (a method that can
+        calibrate it on gold answers does)."""
+        return self.agreement
+
     def next_vote_chance(self, posterior: pd.DataFrame, counts: pd.Series) -> pd.Series:
         """Chance that one more vote gets each subject accepted; NaN: this method cannot tell."""
         return pd.Series(np.nan, index=posterior.index)
+
+    def skill(self, votes: pd.DataFrame, posterior: pd.DataFrame, gold: pd.Series) -> pd.DataFrame:
+        """Each volunteer's measured record (``SKILL_COLUMNS``): votes, gold answers and how many were right,
+        and ``skill``, the share of their votes that agree with the consensus (gold subjects: the known class)."""
+        label = posterior.idxmax(axis=1)
+        label.loc[gold.index] = gold
+        right = votes["label"].to_numpy() == label.reindex(votes["subject_id"]).to_numpy()
+        on_gold = votes["subject_id"].isin(gold.index).to_numpy()
+        frame = pd.DataFrame({"volunteer": votes["volunteer"].astype(str).to_numpy(), "right": right,
+                              "gold": on_gold, "gold_right": on_gold & right})
+        table = frame.groupby("volunteer").agg(votes=("right", "size"), gold_answers=("gold", "sum"),
+                                               gold_right=("gold_right", "sum"), skill=("right", "mean"))
+        return table[SKILL_COLUMNS]
 
 
 class MajorityVote(Consensus):
     """The most-voted class; ``agreement`` is its share of the subject's votes (the learner does not vote)."""
 
-    def posterior(self, votes: pd.DataFrame, classes: Sequence[str], prior: pd.DataFrame | None = None
-                  ) -> pd.DataFrame:
+    def posterior(self, votes: pd.DataFrame, classes: Sequence[str], prior: pd.DataFrame | None = None,
+                  gold: pd.Series | None = None) -> pd.DataFrame:
         counts = pd.crosstab(votes["subject_id"], votes["label"])
-        return counts.div(counts.sum(axis=1), axis=0)
+        shares = counts.div(counts.sum(axis=1), axis=0).reindex(columns=list(classes), fill_value=0.0)
+        if gold is not None and len(gold):
+            shares.loc[gold.index] = np.eye(len(classes))[pd.Index(list(classes)).get_indexer(gold)]
+        return shares
+
+
+@dataclass(frozen=True)
+class EncodedVotes:
+    """Votes as index arrays, the form the EM works on."""
+
+    subjects: np.ndarray  # subject ids (sorted); rows of the posterior
+    volunteers: np.ndarray  # volunteer ids (sorted)
+    subject: np.ndarray  # per vote: row of its subject
+    volunteer: np.ndarray  # per vote: index of its volunteer
+    answer: np.ndarray  # per vote: index of its class
+    rank: np.ndarray  # per vote: 0 for a subject's first vote, 1 for its second, ...
+    n_classes: int
+
+    @classmethod
+    def of(cls, votes: pd.DataFrame, classes: Sequence[str]) -> EncodedVotes:
+        subjects, subject = np.unique(votes["subject_id"].astype(str).to_numpy(), return_inverse=True)
+        volunteers, volunteer = np.unique(votes["volunteer"].astype(str).to_numpy(), return_inverse=True)
+        answer = pd.Index(list(classes)).get_indexer(votes["label"])
+        rank = pd.Series(subject).groupby(subject).cumcount().to_numpy()
+        return cls(subjects, volunteers, subject, volunteer, answer, rank, len(classes))
+
+    def gold_rows(self, gold: pd.Series, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(rows of the gold subjects, index of their known class)."""
+        rows = pd.Index(self.subjects).get_indexer(gold.index.astype(str))
+        return rows[rows >= 0], pd.Index(list(classes)).get_indexer(gold.to_numpy())[rows >= 0]
+
+
+@dataclass
+class Fit:
+    """One EM fit: the posterior per subject and what it was made of."""
+
+    posterior: np.ndarray  # subjects x classes
+    confusion: np.ndarray  # volunteers x true class x answer
+    class_prior: np.ndarray
+    log_vote: np.ndarray  # per vote and true class: log P(this answer | true class)
+    log_start: np.ndarray  # per subject: the learner's weighted vote (or the class prior), in logs
+    n_iter: int
+    converged: bool
+    moved: float
 
 
 class DawidSkene(Consensus):
-    """Dawid & Skene (1979): every volunteer has a confusion matrix P(answer | true class), learned with the
-    class prior from the votes by EM; a subject's posterior is the class prior (or the learner's vote) times
-    the likelihood of each of its answers.
+    """Dawid & Skene (1979): every volunteer has a confusion matrix P(answer | true class), learned from the
+    votes by EM; a subject's posterior is the learner's vote (or the class prior) times the likelihood of
+    each of its answers.
 
     Fitted as a MAP estimate, for few votes per volunteer and subject:
 
     - each row of a volunteer's matrix has a Dirichlet prior worth ``prior_votes`` votes, centred on a
       volunteer of ``volunteer_accuracy`` whose mistakes spread evenly: a volunteer seen a few times counts
-      as such a volunteer, neither perfect nor useless (Gravity Spy promotes volunteers at 0.7 accuracy);
-    - the class prior has ``class_prior_votes`` pseudo-votes per class;
+      as such a volunteer, neither perfect nor useless (Gravity Spy promotes volunteers at 0.7 accuracy).
+      20 votes: with 3 votes a subject on real crowds, a lighter prior lets a volunteer's skill, estimated
+      from a handful of votes, overrule two others too often (temp: 0.7 points below majority vote at 10);
+    - ``class_prior``: ``"uniform"`` (default) or ``"estimated"`` by EM (with ``class_prior_votes`` pseudo-votes
+      per class); the learner's vote replaces it wherever there is one. Uniform is what majority vote assumes.
+      An estimated prior helps only where the votes' spread reflects the classes' (glitchrun's simulated crowd);
+      real workers who favour one answer inflate it, and it then pulls every close call their way: on the public
+      crowds of BENCHMARKS.md ("Consensus on real crowds") it cost 4-14 points against majority vote at 2-3
+      votes (AdultContent2, BarzanMozafari);
     - ``leave_one_out``: each vote is counted, for its volunteer's matrix, against the subject's posterior
       *without* that vote (the other votes judge it, as a gold standard would). Counted against the full
       posterior (the 1979 rule), a vote confirms itself: with 2 or 3 votes a subject the volunteers split
       on is accepted at a posterior near 1 and the method is overconfident;
+    - **gold** (``gold``: subject_id -> known class): a gold subject's class is not inferred but known, so each
+      vote on it counts fully, right or wrong, in its volunteer's matrix: volunteers are measured on known
+      answers as well as by EM;
     - iterations stop when no posterior moves by more than ``tol`` (``n_iter_``, ``converged_``).
+
+    **Acceptance calibrated on gold.** The posterior of a real crowd is not calibrated: workers share
+    mistakes on hard items, which the model reads as independent evidence (on public crowds with expert
+    labels, labels accepted at 0.9 were right 58-87 % of the time). With at least ``min_gold`` voted gold
+    subjects, ``aggregate`` therefore learns what a posterior is worth from the gold subjects themselves,
+    cross-validated (``gold_folds`` folds: each fold's subjects are judged by a fit that does not know their
+    class, never by one that does). Each gold subject's posterior is replayed after each of its votes, in the
+    order cast, and a beta-calibration map P(right) = expit(a ln p - b ln(1 - p) + c) is fitted to whether its
+    top class was right (``calibration_map_``, see ``beta_calibration``). A label is accepted where that chance
+    reaches ``agreement`` with ``assurance`` (bootstrap over the gold subjects): ``cutoff_`` is the posterior
+    at which it does, above ``agreement`` for an overconfident crowd, below it for a timid one. Where no
+    posterior reaches it, nothing is accepted and a warning says so: the subjects wait for more votes, gold or an expert. ``calibration_`` holds the
+    sequential rule replayed on the gold subjects at every cutoff (for the report's calibration plot).
+    Without enough gold, ``agreement`` is the cutoff, as the posterior says.
 
     Two opt-in terms for a crowd that errs on ambiguous glitches (off by default; BENCHMARKS.md, "Campaign
     loop", for what they buy and cost):
@@ -148,14 +267,15 @@ class DawidSkene(Consensus):
       ``pool_votes`` pseudo-votes per row of the even one) instead of on evenly spread mistakes, so the
       look-alike classes the whole crowd confuses are learned once, from every vote.
 
-    ``prior_votes=0, class_prior_votes=0, leave_one_out=False`` is the plain maximum-likelihood EM
-    (crowd-kit's ``DawidSkene``, which a test compares it with).
+    ``prior_votes=0, class_prior="estimated", class_prior_votes=0, leave_one_out=False`` is the plain
+    maximum-likelihood EM (crowd-kit's ``DawidSkene``, which a test compares it with).
     """
 
     def __init__(self, min_votes: int = 2, agreement: float = 0.9, ml_weight: float = 1.0,
-                 volunteer_accuracy: float = 0.7, prior_votes: float = 10.0, class_prior_votes: float = 1.0,
-                 leave_one_out: bool = True, max_iter: int = 300, tol: float = 1e-5, difficulty: float = 0.0,
-                 pool_votes: float | None = None) -> None:
+                 volunteer_accuracy: float = 0.7, prior_votes: float = 20.0, class_prior: str = "uniform",
+                 class_prior_votes: float = 1.0, leave_one_out: bool = True, max_iter: int = 300, tol: float = 1e-5,
+                 difficulty: float = 0.0, pool_votes: float | None = None, min_gold: int = 10, gold_folds: int = 5,
+                 assurance: float = 0.8) -> None:
         super().__init__(min_votes, agreement, ml_weight)
         if not 0.0 <= float(difficulty) <= 1.0:
             raise ValueError(f"consensus difficulty must be in [0, 1], got {difficulty}")
@@ -163,33 +283,63 @@ class DawidSkene(Consensus):
             raise ValueError(f"consensus pool_votes must be at least 0, got {pool_votes}")
         if not 0.0 < float(volunteer_accuracy) < 1.0:
             raise ValueError(f"volunteer_accuracy must be in (0, 1), got {volunteer_accuracy}")
+        if class_prior not in CLASS_PRIORS:
+            raise ValueError(f"consensus class_prior must be one of {CLASS_PRIORS}, got {class_prior!r}")
         if float(prior_votes) < 0 or float(class_prior_votes) < 0:
             raise ValueError(f"prior_votes and class_prior_votes must be at least 0, got {prior_votes}, "
                              f"{class_prior_votes}")
         if int(max_iter) < 1 or not float(tol) > 0:
             raise ValueError(f"max_iter must be at least 1 and tol positive, got {max_iter}, {tol}")
+        if int(min_gold) < 2 or int(gold_folds) < 2:
+            raise ValueError(f"consensus min_gold and gold_folds must be at least 2, got {min_gold}, {gold_folds}")
         self.volunteer_accuracy = float(volunteer_accuracy)
         self.prior_votes = float(prior_votes)
+        self.class_prior = class_prior
         self.class_prior_votes = float(class_prior_votes)
         self.leave_one_out = bool(leave_one_out)
         self.max_iter = int(max_iter)
         self.tol = float(tol)
         self.difficulty = float(difficulty)
         self.pool_votes = None if pool_votes is None else float(pool_votes)
+        self.min_gold = int(min_gold)
+        self.gold_folds = int(gold_folds)
+        if not 0.0 <= float(assurance) < 1.0:
+            raise ValueError(f"consensus assurance must be in [0, 1), got {assurance}")
+        self.assurance = float(assurance)
 
-    def posterior(self, votes: pd.DataFrame, classes: Sequence[str], prior: pd.DataFrame | None = None
-                  ) -> pd.DataFrame:
+    def posterior(self, votes: pd.DataFrame, classes: Sequence[str], prior: pd.DataFrame | None = None,
+                  gold: pd.Series | None = None) -> pd.DataFrame:
         classes = list(classes)
-        k = len(classes)
-        subjects, s = np.unique(votes["subject_id"].astype(str).to_numpy(), return_inverse=True)
-        volunteers, u = np.unique(votes["volunteer"].astype(str).to_numpy(), return_inverse=True)
-        c = pd.Index(classes).get_indexer(votes["label"])
-        by_subject = sparse.csr_matrix((np.ones(len(s)), (s, np.arange(len(s)))), shape=(len(subjects), len(s)))
-        ml = self.ml_log_prior(subjects, classes, prior)
+        gold = known_answers(gold, votes, classes)
+        encoded = EncodedVotes.of(votes, classes)
+        ml = self.ml_log_prior(encoded.subjects, classes, prior)
+        fit = self.fit(encoded, ml, *encoded.gold_rows(gold, classes))
+        if not fit.converged:
+            log.warning("%s: EM stopped after %d iterations with posteriors still moving by %.2g (tol %.2g)",
+                        type(self).__name__, self.max_iter, fit.moved, self.tol)
+        self._last = (encoded, ml, fit)
+        self.n_iter_, self.converged_ = fit.n_iter, fit.converged
+        self.class_prior_ = pd.Series(fit.class_prior, index=classes, name="class_prior")
+        self.volunteer_votes_ = pd.Series(np.bincount(encoded.volunteer, minlength=len(encoded.volunteers)),
+                                          index=encoded.volunteers)
+        self.confusion_ = {v: pd.DataFrame(m, index=pd.Index(classes, name="true"), columns=classes)
+                           for v, m in zip(encoded.volunteers, fit.confusion)}
+        return pd.DataFrame(fit.posterior, index=pd.Index(encoded.subjects, name="subject_id"), columns=classes)
+
+    def fit(self, encoded: EncodedVotes, ml: np.ndarray, gold_rows: np.ndarray, gold_classes: np.ndarray,
+            start: np.ndarray | None = None) -> Fit:
+        """The EM (see the class docstring); ``gold_rows`` of the posterior are held at ``gold_classes``. It starts
+        from each subject's vote shares, or from ``start`` where that has a row (NaN rows: vote shares)."""
+        k = encoded.n_classes
+        s, u, c = encoded.subject, encoded.volunteer, encoded.answer
+        n_volunteers = len(encoded.volunteers)
+        by_subject = sparse.csr_matrix((np.ones(len(s)), (s, np.arange(len(s)))), shape=(len(encoded.subjects), len(s)))
         has_ml = ~np.isnan(ml[:, 0])
         floor = 1e-10  # only reached without pseudo-votes (the plain maximum-likelihood EM)
         off = (1.0 - self.volunteer_accuracy) / (k - 1) if k > 1 else 0.0
         base = np.where(np.eye(k, dtype=bool), self.volunteer_accuracy, off)
+        known = np.eye(k)[gold_classes]
+        on_gold = np.isin(s, gold_rows)
 
         # the glitch's look-alikes as the learner sees them (its weighted vote), per vote; none without a learner
         each = np.arange(len(s))
@@ -198,21 +348,33 @@ class DawidSkene(Consensus):
         ease = 1.0 - self.difficulty * has_ml[s] * (1.0 - looks[each, c])  # or stayed on c = truth
         diagonal = np.arange(k)
         flipped = np.zeros((len(s), k))  # per vote and true class: share of the vote due to the glitch's difficulty
+        # the matrix cell (volunteer, true class, answer) each vote counts in, per true class; with the difficulty
+        # term, also the cell (volunteer, true class, true class) of a vote the glitch turned away from it
+        answered = ((u[:, None] * k + diagonal) * k + c[:, None]).ravel()
+        cells = np.concatenate([answered, ((u[:, None] * k + diagonal) * k + diagonal).ravel()]) if self.difficulty \
+            else answered
 
         shares = by_subject @ np.eye(k)[c]  # start from each subject's vote shares (majority vote)
         post = shares / shares.sum(axis=1, keepdims=True)
+        if start is not None:
+            post = np.where(np.isnan(start[:, :1]), post, start)
+        post[gold_rows] = known
         per_vote = post[s]
-        self.converged_ = False
-        for self.n_iter_ in range(1, self.max_iter + 1):
+        converged, moved = False, np.inf
+        uniform = np.full(k, 1.0 / k)
+        for n_iter in range(1, self.max_iter + 1):
             # M-step: class prior and each volunteer's matrix (Dirichlet MAP estimates); a vote the glitch's
             # difficulty turned away from the true class counts as a right one of its volunteer
-            class_prior = np.clip(post.sum(axis=0) + self.class_prior_votes, floor, None)
-            class_prior /= class_prior.sum()
-            cells = np.concatenate([((u[:, None] * k + diagonal) * k + c[:, None]).ravel(),
-                                    ((u[:, None] * k + diagonal) * k + diagonal).ravel()])
-            weights = np.concatenate([(per_vote * (1.0 - flipped)).ravel(), (per_vote * flipped).ravel()])
-            counts = np.bincount(cells, weights=weights, minlength=len(volunteers) * k * k).reshape(
-                len(volunteers), k, k)
+            if self.class_prior == "estimated":
+                class_prior = np.clip(post.sum(axis=0) + self.class_prior_votes, floor, None)
+                class_prior /= class_prior.sum()
+            else:
+                class_prior = uniform
+            if self.difficulty:
+                weights = np.concatenate([(per_vote * (1.0 - flipped)).ravel(), (per_vote * flipped).ravel()])
+            else:
+                weights = per_vote.ravel()
+            counts = np.bincount(cells, weights=weights, minlength=n_volunteers * k * k).reshape(n_volunteers, k, k)
             centre = base
             if self.pool_votes is not None:
                 centre = counts.sum(axis=0) + self.pool_votes * base
@@ -229,28 +391,87 @@ class DawidSkene(Consensus):
                 likelihood[each, c] = right[each, c] * ease
                 flipped = turned / likelihood
             log_vote = np.log(likelihood)
-            log_post = np.where(has_ml[:, None], ml, np.log(class_prior)) + by_subject @ log_vote
+            log_start = np.where(has_ml[:, None], ml, np.log(class_prior))
+            log_post = log_start + by_subject @ log_vote
             new = softmax(log_post)
-            moved = np.abs(new - post).max()
+            new[gold_rows] = known
+            moved = float(np.abs(new - post).max())
             post = new
             per_vote = softmax(log_post[s] - log_vote) if self.leave_one_out else post[s]
+            per_vote[on_gold] = post[s[on_gold]]  # a gold subject's class is known: no vote is left out of it
             if moved < self.tol:
-                self.converged_ = True
+                converged = True
                 break
-        if not self.converged_:
-            log.warning("%s: EM stopped after %d iterations with posteriors still moving by %.2g (tol %.2g)",
-                        type(self).__name__, self.max_iter, moved, self.tol)
-        self.class_prior_ = pd.Series(class_prior, index=classes, name="class_prior")
-        self.volunteer_votes_ = pd.Series(np.bincount(u, minlength=len(volunteers)), index=volunteers)
-        self.confusion_ = {v: pd.DataFrame(m, index=pd.Index(classes, name="true"), columns=classes)
-                           for v, m in zip(volunteers, confusion)}
-        return pd.DataFrame(post, index=pd.Index(subjects, name="subject_id"), columns=classes)
+        return Fit(post, confusion, class_prior, log_vote, log_start, n_iter, converged, moved)
+
+    # -- acceptance calibrated on gold --------------------------------------------------------------------
+    def acceptance_cutoff(self, votes: pd.DataFrame, classes: list[str], prior: pd.DataFrame | None,
+                          gold: pd.Series) -> float:
+        """The posterior a label needs so that, on gold subjects judged by a fit that did not know them, a label
+        accepted there is right at least ``agreement`` of the time (see the class docstring); without
+        ``min_gold`` voted gold subjects, ``agreement``. Sets ``calibration_``, ``calibration_map_``, ``calibrated_``."""
+        self.calibration_ = pd.DataFrame(columns=CALIBRATION_COLUMNS)
+        self.calibration_map_ = np.array([1.0, 1.0, 0.0])
+        self.calibrated_ = False
+        if len(gold) < self.min_gold:
+            log.info("%s: %d gold subjects with votes, fewer than min_gold (%d): a label needs the posterior %.2f, "
+                     "not calibrated on known answers", type(self).__name__, len(gold), self.min_gold, self.agreement)
+            return self.agreement
+        replay = self.replay_gold(classes, gold)
+        replay = replay[(replay["votes"] >= self.min_votes) & ~replay["tied"]]
+        self.calibration_ = first_crossings(replay, self.min_votes)
+        self.calibration_map_ = beta_calibration(replay["confidence"].to_numpy(), replay["right"].to_numpy())
+        self.calibrated_ = True
+        cutoff = self.assured_cutoff(replay)
+        if cutoff >= 1.0 - 1e-12:
+            log.warning(
+                "%s: on %d gold subjects (%d of %d posteriors right) the posterior does not single out labels "
+                "that are right %.0f %% of the time; none is accepted: the crowd's subjects wait for more votes, "
+                "gold or an expert", type(self).__name__, len(gold), int(replay["right"].sum()), len(replay),
+                100 * self.agreement)
+            return np.inf
+        log.info("%s: calibrated on %d gold subjects, a label needs a posterior of %.4f to be right %.0f %% of the "
+                 "time", type(self).__name__, len(gold), cutoff, 100 * self.agreement)
+        return cutoff
+
+    def assured_cutoff(self, replay: pd.DataFrame) -> float:
+        """The cutoff of the beta-calibration map, made safe against a small gold set: the ``assurance`` quantile of the
+        cutoffs of ``BOOTSTRAP`` maps fitted to gold subjects drawn with replacement (a subject's posteriors
+        along its votes go together)."""
+        subjects = replay["subject_id"].to_numpy()
+        names, index = np.unique(subjects, return_inverse=True)
+        members = [np.flatnonzero(index == i) for i in range(len(names))]
+        confidence, right = replay["confidence"].to_numpy(), replay["right"].to_numpy()
+        rng = np.random.default_rng(0)
+        cutoffs = []
+        for _ in range(BOOTSTRAP if self.assurance > 0 else 0):
+            rows = np.concatenate([members[i] for i in rng.integers(len(names), size=len(names))])
+            cutoffs.append(calibration_cutoff(beta_calibration(confidence[rows], right[rows]), self.agreement))
+        if not cutoffs:
+            return calibration_cutoff(self.calibration_map_, self.agreement)
+        return float(np.quantile(cutoffs, self.assurance, method="higher"))
+
+    def replay_gold(self, classes: list[str], gold: pd.Series) -> pd.DataFrame:
+        """Each gold subject's posterior after each of its votes, in the order cast, from a fit that does not
+        know its class (``gold_folds`` folds, the same for the same gold subjects): subject_id, votes, confidence, tied,
+        right. The volunteers' matrices are those of the fold's fit, held fixed along the votes."""
+        encoded, ml, whole = self._last
+        rows, answers = encoded.gold_rows(gold, classes)
+        folds = np.random.default_rng(0).permutation(len(rows)) % min(self.gold_folds, len(rows))
+        parts = []
+        for fold in range(folds.max() + 1):
+            hidden = folds == fold
+            start = whole.posterior.copy()  # the fit with every gold answer is close: start there
+            start[rows[hidden]] = np.nan
+            fit = self.fit(encoded, ml, rows[~hidden], answers[~hidden], start)
+            parts.append(truncated_posteriors(encoded, fit, rows[hidden], answers[hidden]))
+        return pd.concat(parts, ignore_index=True)
 
     def next_vote_chance(self, posterior: pd.DataFrame, counts: pd.Series) -> pd.Series:
         """Chance that one more vote gets each subject accepted: the next answer is predicted with the
         crowd's typical confusion matrix (the volunteers' matrices weighted by their votes, since who comes
         next is unknown), and the subject is accepted after an answer that lifts its top class to the
-        threshold. A one-vote look-ahead with the matrices held fixed: a guide for when to stop asking."""
+        cutoff. A one-vote look-ahead with the matrices held fixed: a guide for when to stop asking."""
         matrices = np.stack([m.to_numpy() for m in self.confusion_.values()])
         typical = np.average(matrices, axis=0, weights=self.volunteer_votes_.to_numpy())
         p = posterior.to_numpy()
@@ -259,9 +480,19 @@ class DawidSkene(Consensus):
         for answer in range(typical.shape[1]):
             after = p * typical[:, answer]
             total = after.sum(axis=1)
-            accepted = enough & (after.max(axis=1) >= self.agreement * total)
+            accepted = enough & (after.max(axis=1) >= self.cutoff_ * total)
             chance += np.where(accepted, total, 0.0)  # total = P(this answer | the subject's posterior)
         return pd.Series(chance, index=posterior.index)
+
+    def skill(self, votes: pd.DataFrame, posterior: pd.DataFrame, gold: pd.Series) -> pd.DataFrame:
+        """As ``Consensus.skill``, with ``skill`` the model's estimate: the volunteer's chance of the right
+        answer (their matrix's diagonal, weighted by how often each class occurs among the subjects)."""
+        table = super().skill(votes, posterior, gold)
+        weights = posterior.to_numpy().sum(axis=0)
+        weights = weights / weights.sum()
+        diagonal = {v: float(np.diag(m.to_numpy()) @ weights) for v, m in self.confusion_.items()}
+        table["skill"] = table.index.map(diagonal).astype(float)
+        return table
 
     def ml_log_prior(self, subjects: np.ndarray, classes: Sequence[str], prior: pd.DataFrame | None) -> np.ndarray:
         """``ml_weight`` x log of the learner's floored distribution per subject, normalised; NaN rows where
@@ -278,10 +509,109 @@ class GravitySpyConsensus(DawidSkene):
     """Gravity Spy's weighting (Zevin et al. 2017, CQG 34 064003, section 4): a subject's posterior is the
     machine-learning prior times the likelihood of each volunteer's vote under that volunteer's confusion
     matrix, accepted at 0.9. That is the Dawid–Skene posterior with the learner's vote; Gravity Spy
-    estimates the matrices from gold-standard subjects, a campaign here from the other votes on each
-    subject (``leave_one_out``). Unlike Gravity Spy's reducer, which weights by the column-normalised
-    P(class | vote), this uses the row-normalised P(vote | class), the Bayes-consistent likelihood.
+    estimates the matrices from gold-standard subjects, as this does when the campaign has them, and
+    otherwise from the other votes on each subject (``leave_one_out``). Unlike Gravity Spy's reducer, which
+    weights by the column-normalised P(class | vote), this uses the row-normalised P(vote | class), the
+    Bayes-consistent likelihood.
     """
+
+
+def known_answers(gold: pd.Series | None, votes: pd.DataFrame, classes: Sequence[str]) -> pd.Series:
+    """The gold subjects that have votes (subject_id as str -> class); a class not in ``classes`` is refused."""
+    if gold is None or not len(gold):
+        return pd.Series(dtype=object, index=pd.Index([], name="subject_id", dtype=str))
+    gold = pd.Series(gold.to_numpy(dtype=object), index=gold.index.astype(str)).dropna()
+    unknown = sorted(set(gold) - set(classes))
+    if unknown:
+        raise ValueError(f"gold answers that are not classes of the workflow: {unknown}")
+    gold = gold[~gold.index.duplicated()]
+    voted = set(votes["subject_id"].astype(str).to_numpy(dtype=object))
+    return gold[[subject in voted for subject in gold.index]].rename_axis("subject_id")
+
+
+def truncated_posteriors(encoded: EncodedVotes, fit: Fit, rows: np.ndarray, answers: np.ndarray) -> pd.DataFrame:
+    """For subjects ``rows`` (whose true classes are ``answers``): the posterior after each of their votes in the
+    order cast, with the fit's matrices: subject_id, votes, confidence, tied, right."""
+    wanted = np.isin(encoded.subject, rows)
+    order = np.lexsort((encoded.rank[wanted], encoded.subject[wanted]))
+    subject = encoded.subject[wanted][order]
+    log_vote = fit.log_vote[wanted][order]
+    truth = dict(zip(rows, answers))
+    out = []
+    for row in np.unique(subject):
+        cumulative = fit.log_start[row] + np.cumsum(log_vote[subject == row], axis=0)
+        post = softmax(cumulative)
+        top = post.max(axis=1)
+        out.append(pd.DataFrame({
+            "subject_id": encoded.subjects[row], "votes": np.arange(1, len(post) + 1), "confidence": top,
+            "tied": (post == top[:, None]).sum(axis=1) > 1, "right": post.argmax(axis=1) == truth[row]}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(
+        columns=["subject_id", "votes", "confidence", "tied", "right"])
+
+
+def first_crossings(replay: pd.DataFrame, min_votes: int) -> pd.DataFrame:
+    """The sequential rule replayed at every cutoff the replay's posteriors suggest: for each ``cutoff``, how
+    many subjects are ``accepted`` (their posterior reaches it, untied, with at least ``min_votes`` votes) and
+    how many of those are ``right`` at the vote where it first does."""
+    eligible = replay[(replay["votes"] >= min_votes) & ~replay["tied"]]
+    cutoffs = np.unique(eligible["confidence"].to_numpy())
+    if len(cutoffs) > MAX_CUTOFFS:
+        cutoffs = np.unique(np.quantile(cutoffs, np.linspace(0, 1, MAX_CUTOFFS)))
+    subjects = replay["subject_id"].unique()
+    if not len(cutoffs) or not len(subjects):
+        return pd.DataFrame(columns=CALIBRATION_COLUMNS)
+    # subjects x votes matrices, padded where a subject has fewer votes
+    row = pd.Index(subjects).get_indexer(eligible["subject_id"])
+    width = int(replay["votes"].max())
+    confidence = np.full((len(subjects), width), -np.inf)
+    right = np.zeros((len(subjects), width), dtype=bool)
+    confidence[row, eligible["votes"].to_numpy() - 1] = eligible["confidence"].to_numpy()
+    right[row, eligible["votes"].to_numpy() - 1] = eligible["right"].to_numpy()
+    crossed = confidence[None, :, :] >= cutoffs[:, None, None]  # cutoffs x subjects x votes
+    any_crossed = crossed.any(axis=2)
+    first = crossed.argmax(axis=2)
+    right_first = right[np.arange(len(subjects))[None, :], first] & any_crossed
+    return pd.DataFrame({"cutoff": cutoffs, "accepted": any_crossed.sum(axis=1), "right": right_first.sum(axis=1),
+                         "subjects": len(subjects)})
+
+
+def calibration_cutoff(weights: np.ndarray, target: float) -> float:
+    """The least posterior at which the beta calibration map (``beta_calibration``) reaches ``target``
+    (infinite where it never does; the map is non-decreasing, so a bisection finds it)."""
+    if calibrated(weights, np.array([1.0 - 1e-12]))[0] < target:
+        return np.inf
+    low, high = 0.0, 1.0 - 1e-12
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if calibrated(weights, np.array([middle]))[0] < target else (low, middle)
+    return high
+
+
+def calibrated(weights: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """P(right) of labels at these top-class posteriors under the beta calibration map ``weights`` = (a, b, c):
+    expit(a ln p - b ln(1 - p) + c)."""
+    p = np.clip(np.asarray(confidence, dtype=float), 1e-12, 1 - 1e-12)
+    return expit(weights[0] * np.log(p) - weights[1] * np.log1p(-p) + weights[2])
+
+
+def beta_calibration(confidence: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """(a, b, c) of P(right) = expit(a ln p - b ln(1 - p) + c) for top-class posteriors p, fitted by maximum
+    likelihood with a, b >= 0 (non-decreasing in p): beta calibration (Kull, Silva Filho and Flach 2017). Unlike
+    a sigmoid in logit(p) it can level off below 1 (b = 0), as real crowds do: past some posterior, more
+    certainty no longer buys more right labels. A ridge of ``CALIBRATION_RIDGE`` pulls towards the identity
+    (1, 1, 0), the posterior taken at its word, so a small or all-right gold set cannot run away."""
+    p = np.clip(np.asarray(confidence, dtype=float), 1e-12, 1 - 1e-12)
+    features = np.column_stack([np.log(p), -np.log1p(-p), np.ones(len(p))])
+    y = np.asarray(right, dtype=float)
+    identity = np.array([1.0, 1.0, 0.0])
+
+    def loss(weights: np.ndarray) -> tuple[float, np.ndarray]:
+        z = features @ weights
+        value = np.sum(np.logaddexp(0.0, z) - y * z) + CALIBRATION_RIDGE * np.sum((weights - identity) ** 2)
+        return float(value), features.T @ (expit(z) - y) + 2 * CALIBRATION_RIDGE * (weights - identity)
+
+    # SLSQP: scipy's L-BFGS-B runs its few steps on BLAS threads, 50x slower for 3 weights on a loaded machine
+    return minimize(loss, identity, jac=True, method="SLSQP", bounds=[(0, None), (0, None), (None, None)]).x
 
 
 def floored(proba: np.ndarray) -> np.ndarray:
@@ -317,13 +647,15 @@ def fit_ml_weight(proba: np.ndarray, y: np.ndarray, classes: Sequence[str], max_
 
 
 def sequential_labels(consensus: Consensus, votes: pd.DataFrame, classes: Sequence[str],
-                      prior: pd.DataFrame | None = None, max_votes: int = 8) -> pd.DataFrame:
+                      prior: pd.DataFrame | None = None, max_votes: int = 8, gold: pd.Series | None = None
+                      ) -> pd.DataFrame:
     """Gravity Spy's retirement rule, offline: every subject takes its votes (``votes`` rows, in the order
     cast) one at a time until the consensus accepts it or it has ``max_votes`` (or no more votes).
 
     After each step the consensus is refitted on all the votes taken so far (a model-based method learns
     the volunteers from every subject, closed or not). A subject keeps the label and agreement it was
-    accepted with; one that never is gets its consensus at its last vote. Returns ``aggregate``'s columns.
+    accepted with; one that never is gets its consensus at its last vote. Gold subjects (``gold``) take all
+    their votes up to ``max_votes``: they are there to measure the volunteers. Returns ``aggregate``'s columns.
     """
     if int(max_votes) < 1:
         raise ValueError(f"max_votes must be at least 1, got {max_votes}")
@@ -335,7 +667,7 @@ def sequential_labels(consensus: Consensus, votes: pd.DataFrame, classes: Sequen
     for k in range(min(consensus.min_votes, int(max_votes)), int(max_votes) + 1):
         open_ = available.index.difference(pd.Index(pd.concat(closed).index) if closed else [])
         taken.loc[open_] = np.minimum(k, available.loc[open_])
-        result = consensus.aggregate(votes[rank < taken.reindex(subject).to_numpy()], classes, prior)
+        result = consensus.aggregate(votes[rank < taken.reindex(subject).to_numpy()], classes, prior, gold)
         done = result.loc[open_]
         done = done[(done["status"] == ACCEPTED) | (done["votes"] >= available.loc[done.index])]
         closed.append(done)

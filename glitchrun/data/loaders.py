@@ -180,6 +180,10 @@ def check_labels_as(labels_as: str) -> None:
         raise ValueError(f"labels_as must be one of {LABELS_AS}, not {labels_as!r}")
 
 
+#: ``inf`` is a float and passes ``gt(0)``: refused where it is read, not where scikit-learn or a GPS lookup meets it
+FINITE = pa.Check(np.isfinite, error="is not a finite number")
+
+
 def canonical_column(name: str, classes: Sequence[str], required: bool = True) -> pa.Column:
     """The schema column for a canonical quantity, whatever a source calls it."""
     if name == "id":
@@ -189,8 +193,8 @@ def canonical_column(name: str, classes: Sequence[str], required: bool = True) -
     if name == "label":
         return pa.Column(str, pa.Check.isin(list(classes)), nullable=True, coerce=True, required=required)
     if name == "event_time":
-        return pa.Column(float, pa.Check.ge(0), coerce=True, required=required)
-    return pa.Column(float, pa.Check.gt(0), coerce=True, required=required)
+        return pa.Column(float, [pa.Check.ge(0), FINITE], coerce=True, required=required)
+    return pa.Column(float, [pa.Check.gt(0), FINITE], coerce=True, required=required)
 
 
 @dataclass(frozen=True)
@@ -296,7 +300,7 @@ class CsvData:
     def schema(self, feature_columns: Sequence[str]) -> pa.DataFrameSchema:
         columns = {c: canonical_column(c, self.classes, required=False) for c in MEASURED_COLUMNS}
         columns[self.id_column] = canonical_column("id", self.classes)
-        columns.update({c: pa.Column(float, pa.Check(np.isfinite, name="finite"), coerce=True)
+        columns.update({c: pa.Column(float, FINITE, coerce=True)
                         for c in feature_columns})
         if self.label_column is not None:
             columns[self.label_column] = canonical_column("label", self.classes)

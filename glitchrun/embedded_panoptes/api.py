@@ -41,6 +41,7 @@ from glitchrun.embedded_panoptes.resources import (
     WORKFLOW_DEFAULTS,
     WORKFLOWS,
     Kind,
+    list_gold_standard,
     list_project_classifications,
     list_resources,
     subject_limit,
@@ -565,6 +566,18 @@ def _validate_classification(ctx: Ctx, attrs: dict[str, Any], subject_ids: list[
         raise ApiError(400, f"Validation failed: {', '.join(problems)}")
 
 
+def _expert_level(ctx: Ctx, project_id: int) -> str | None:
+    """``Project#expert_classifier_level``: the first of ``Project::EXPERT_ROLES`` the caller holds on the project,
+    recorded on a gold-standard classification of subjects new to them (``lib/classification_lifecycle.rb``
+    ``#mark_expert_classifier``; the export's ``expert`` column)."""
+    if ctx.viewer is None:
+        return None
+    row = ctx.db.execute("SELECT owner_id, (SELECT roles FROM project_roles WHERE project_id = p.id AND user_id = ?) "
+                         "FROM projects p WHERE id = ?", (ctx.viewer["id"], project_id)).fetchone()
+    held = set(json.loads(row[1] or "[]")) | ({"owner"} if row[0] == ctx.viewer["id"] else set())
+    return next((role for role in policies.EXPERT_ROLES if role in held), None)
+
+
 def create_classification(ctx: Ctx) -> Response:
     """POST /classifications (anonymous allowed): store it, then count and retire at once (§8)."""
     attrs, links = schemas.validate("classifications", "create", schemas.require(json_body(), "classifications"))
@@ -580,8 +593,10 @@ def create_classification(ctx: Ctx) -> Response:
     # app/workers/classification_count_worker.rb: counted towards retirement only when the workflow's
     # project is live; lib/classification_lifecycle.rb stores live_project either way
     live = ctx.db.execute("SELECT live FROM projects WHERE id = ?", (workflow["project_id"],)).fetchone()["live"]
-    seen = count_classification(ctx.db, workflow, user_id, subject_ids, stamp=stamp,
-                                counts=bool(live) and completed and metadata.get("seen_before") is not True)
+    gold = attrs.get("gold_standard") is True
+    # app/counters/subject_workflow_counter.rb: a gold-standard classification never counts towards retirement
+    counts = bool(live) and completed and metadata.get("seen_before") is not True and not gold
+    seen = count_classification(ctx.db, workflow, user_id, subject_ids, stamp=stamp, counts=counts)
     stored = {k: v for k, v in metadata.items() if k != "workflow_version"}
     stored["live_project"] = bool(live)
     if user_id is not None:
@@ -592,6 +607,7 @@ def create_classification(ctx: Ctx) -> Response:
         "project_id": project_id, "workflow_id": workflow["id"], "user_id": user_id,
         "user_ip": request.remote_addr or "", "completed": int(completed),
         "gold_standard": None if attrs.get("gold_standard") is None else int(attrs["gold_standard"]),
+        "expert_classifier": _expert_level(ctx, project_id) if gold and not seen else None,
         "workflow_version": str(metadata["workflow_version"]), "annotations": dumps(attrs["annotations"]),
         "metadata": dumps(stored), "created_at": stamp, "updated_at": stamp,
     })
@@ -700,6 +716,7 @@ def register(app: Flask, store: Store, viewer_of: Callable[[sqlite3.Connection],
 
     # before the <path_ids> routes of the kinds, as in the real routes.rb (collection routes first)
     route("/classifications/project", list_project_classifications, "GET")
+    route("/classifications/gold_standard", list_gold_standard, "GET")
     route("/subjects/queued", queued, "GET")
     for kind in KINDS:
         route(f"/{kind.key}", partial(list_resources, kind=kind), "GET")

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from glitchrun.embedded_panoptes.store import id_list
+from glitchrun.embedded_panoptes.training import COUNTED_SUBJECTS
 
 #: the subjects a workflow can show: members of the subject sets linked to it
 WORKFLOW_SUBJECTS = (
@@ -22,12 +23,13 @@ RETIREMENT_REASONS = frozenset({"classification_count", "flagged", "nothing_here
 
 
 def workflow_counts(db: sqlite3.Connection, workflow_id: int) -> tuple[int, int]:
-    """(subjects_count, retired_set_member_subjects_count) of a workflow."""
-    subjects = db.execute(f"SELECT COUNT(DISTINCT subject_id) FROM ({WORKFLOW_SUBJECTS})", (workflow_id,)).fetchone()[0]
+    """(subjects_count, retired_set_member_subjects_count) of a workflow, its training sets left out (training.py)."""
+    subjects = db.execute(f"SELECT COUNT(DISTINCT subject_id) FROM ({COUNTED_SUBJECTS})",
+                          (workflow_id, workflow_id)).fetchone()[0]
     retired = db.execute(
         "SELECT COUNT(*) FROM subject_workflow_statuses WHERE workflow_id = ? AND retired_at IS NOT NULL "
-        f"AND subject_id IN ({WORKFLOW_SUBJECTS})",
-        (workflow_id, workflow_id),
+        f"AND subject_id IN ({COUNTED_SUBJECTS})",
+        (workflow_id, workflow_id, workflow_id),
     ).fetchone()[0]
     return subjects, retired
 
@@ -104,7 +106,10 @@ def count_classification(
                 "WHERE workflow_id = ? AND subject_id = ? AND retired_at IS NULL AND classifications_count >= ?",
                 (stamp, *key, limit),
             )
-    if counted:
+    # WorkflowCounter#classifications sums the counts of the non-training sets' subjects only
+    if counted and db.execute(f"SELECT 1 FROM ({COUNTED_SUBJECTS}) WHERE subject_id IN "
+                              "(SELECT value FROM json_each(?))",
+                              (workflow["id"], workflow["id"], id_list(counted))).fetchone():
         for table, ident in (("workflows", workflow["id"]), ("projects", workflow["project_id"])):
             db.execute(f"UPDATE {table} SET classifications_count = classifications_count + 1 WHERE id = ?", (ident,))
         refresh_finished(db, [workflow["id"]], stamp)

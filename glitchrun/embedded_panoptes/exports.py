@@ -128,7 +128,8 @@ def classification_rows(ctx: Ctx, linked_type: str, linked_id: int) -> list[list
         out.append([
             r["id"], user, r["user_id"] if r["user_id"] is not None else "", ip_hash(r["user_ip"]), wid,
             _text(r["workflow_name"]), r["workflow_version"], csv_time(r["created_at"]), _bool(r["gold_standard"]),
-            "", dumps(json.loads(r["metadata"])), dumps(label_annotations(json.loads(r["annotations"]), tasks)),
+            r["expert_classifier"] or "",
+            dumps(json.loads(r["metadata"])), dumps(label_annotations(json.loads(r["annotations"]), tasks)),
             dumps(subject_data), ";".join(map(str, subjects_of[r["id"]])),
         ])
     return out

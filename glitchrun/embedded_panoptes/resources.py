@@ -208,13 +208,14 @@ def subject_workflow_statuses(ctx: Ctx, rows: list[sqlite3.Row]) -> list[dict[st
 
 
 def classifications(ctx: Ctx, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
+    """``app/serializers/classification_serializer.rb``: no ``gold_standard`` (nor ``expert_classifier``), so an
+    API client tells experts' classifications by their role, not by a flag (the export has both)."""
     subject_ids = _grouped(ctx.db, "SELECT classification_id, subject_id FROM classification_subjects "
                                    "WHERE classification_id IN (SELECT value FROM json_each(?)) ORDER BY subject_id",
                            [r["id"] for r in rows])
     return [{"id": str(r["id"]), "annotations": json.loads(r["annotations"]),
              "metadata": {**json.loads(r["metadata"]), "workflow_version": r["workflow_version"]},
              "completed": bool(r["completed"]),
-             "gold_standard": None if r["gold_standard"] is None else bool(r["gold_standard"]),
              "created_at": r["created_at"], "updated_at": r["updated_at"], "href": f"/classifications/{r['id']}",
              "links": {"project": str(r["project_id"]), "workflow": str(r["workflow_id"]),
                        "user": None if r["user_id"] is None else str(r["user_id"]), "user_group": None,
@@ -420,6 +421,30 @@ def list_project_classifications(ctx: Ctx) -> Response:
         for key, value in (("next_href", next_last), ("previous_href", last_id)):
             if meta[key] is not None:
                 meta[key] = with_last_id(meta[key], value)
+    return json_response(envelope("classifications", resources, meta))
+
+
+def list_gold_standard(ctx: Ctx) -> Response:
+    """GET /classifications/gold_standard (``classifications_controller.rb#gold_standard``, anyone may ask): the
+    ``GoldStandardAnnotation`` rows of workflows with ``public_gold_standard`` (admins: all), by id, filtered by
+    ``workflow_id`` and ids. That table is a read-only snapshot of historical gold-standard classifications
+    (``app/models/gold_standard_annotation.rb``, filled once by ``lib/tasks/migrate.rake``): a classification
+    posted with ``gold_standard: true`` never joins it, so this route does not list experts' new answers."""
+    query = Query("FROM gold_standard_annotations g JOIN workflows w ON w.id = g.workflow_id", "g")
+    if ctx.viewer is None or not ctx.viewer["admin"]:
+        query.where("json_extract(w.attrs, '$.public_gold_standard') = 1")
+    for name, column in (("workflow_id", "g.workflow_id"), ("id", "g.classification_id")):
+        values = arg_values(name) + (arg_values("ids") if name == "id" else [])
+        if values:
+            query.where(f"{column} IN (SELECT value FROM json_each(?))", id_list(to_ids(values, name)))
+    page, size = page_bounds(PROJECT_CLASSIFICATIONS.max_page_size)
+    rows = query.rows(ctx.db, size, (page - 1) * size)
+    resources = [{"id": str(r["classification_id"]), "annotations": json.loads(r["annotations"]),
+                  "metadata": json.loads(r["metadata"]), "created_at": r["created_at"], "updated_at": r["updated_at"],
+                  "links": {"project": str(r["project_id"]), "user": str(r["user_id"]),
+                            "workflow": str(r["workflow_id"]), "subjects": str(r["subject_id"])}} for r in rows]
+    kept = [(k, ",".join(arg_values(k))) for k in request.args if k in ("workflow_id", "id", "ids")]
+    meta = no_count_meta("/classifications/gold_standard", page, size, bool(resources), kept)
     return json_response(envelope("classifications", resources, meta))
 
 

@@ -4,12 +4,14 @@
 The real controller skips the policy scope (anyone may ask, anonymously too). Normally it offers the
 workflow's non-retired subjects the caller has not classified yet, in random order; when none is left it
 falls back to any of the workflow's subjects (retired and seen ones included, flagged as such) with
-``selection_state`` ``failover_fallback``, so a classifier must read ``retired``/``already_seen``.
+``selection_state`` ``failover_fallback``, so a classifier must read ``retired``/``already_seen``. A
+workflow's training sets are mixed in as zooniverse.org's selector does it (training.py).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 from typing import Any
 
@@ -20,6 +22,13 @@ from glitchrun.embedded_panoptes.errors import ApiError
 from glitchrun.embedded_panoptes.resources import no_count_meta
 from glitchrun.embedded_panoptes.resources import subjects as serialize_subjects
 from glitchrun.embedded_panoptes.store import id_list
+from glitchrun.embedded_panoptes.training import (
+    configuration_of,
+    designator_queue,
+    fallback_queue,
+    training_chance,
+    training_subjects,
+)
 from glitchrun.embedded_panoptes.web import Ctx, envelope, json_response, to_id
 
 DEFAULT_QUEUE_SIZE = 10
@@ -46,13 +55,17 @@ def queued(ctx: Ctx) -> Response:
         (workflow_id,))}
     seen = _seen(ctx.db, ctx.viewer["id"], workflow_id) if ctx.viewer is not None else set()
     state = "normal"
-    chosen = [r[0] for r in ctx.db.execute(
-        "SELECT value FROM json_each(?) ORDER BY RANDOM() LIMIT ?",
-        (id_list([s for s in members if s not in retired and s not in seen]), size))]
+    training = training_subjects(ctx.db, workflow_id)
+    open_ = [s for s in members if s not in retired and s not in seen]
+    if training and ctx.viewer is not None:  # Designator: training directives for logged-in volunteers only
+        chance = training_chance(configuration_of(workflow), len(seen))
+        chosen = designator_queue([s for s in open_ if s in training], [s for s in open_ if s not in training],
+                                  size, chance)
+    else:
+        chosen = random.sample(open_, min(size, len(open_)))
     if not chosen:
         state = "failover_fallback"
-        chosen = [r[0] for r in ctx.db.execute("SELECT value FROM json_each(?) ORDER BY RANDOM() LIMIT ?",
-                                               (id_list(members), FALLBACK_SELECTION_LIMIT))]
+        chosen = fallback_queue(members, training, FALLBACK_SELECTION_LIMIT)
     order = {sid: i for i, sid in enumerate(chosen)}
     rows = sorted(ctx.db.execute("SELECT * FROM subjects WHERE id IN (SELECT value FROM json_each(?))",
                                  (id_list(chosen),)).fetchall(), key=lambda r: order[r["id"]])

@@ -149,6 +149,7 @@ CREATE TABLE IF NOT EXISTS classifications (
     user_ip TEXT NOT NULL,
     completed INTEGER NOT NULL,
     gold_standard INTEGER,
+    expert_classifier TEXT,   -- owner | expert: a gold-standard classification by a project expert
     workflow_version TEXT NOT NULL,
     annotations TEXT NOT NULL,
     metadata TEXT NOT NULL,
@@ -164,6 +165,18 @@ CREATE TABLE IF NOT EXISTS classification_subjects (
     PRIMARY KEY (classification_id, subject_id)
 );
 CREATE INDEX IF NOT EXISTS classification_subjects_subject ON classification_subjects(subject_id);
+CREATE TABLE IF NOT EXISTS gold_standard_annotations (  -- the real server's read-only snapshot (resources.py)
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    classification_id INTEGER NOT NULL,
+    project_id INTEGER NOT NULL,
+    workflow_id INTEGER NOT NULL,
+    subject_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    annotations TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS media (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     linked_type TEXT NOT NULL,   -- projects | workflows | subject_sets
@@ -229,6 +242,8 @@ class Store:
         for name, ddl in (("uploaded_subjects_count", "INTEGER NOT NULL DEFAULT 0"), ("subject_limit", "INTEGER")):
             if name not in columns:
                 self._db.execute(f"ALTER TABLE users ADD COLUMN {name} {ddl}")
+        if "expert_classifier" not in {r["name"] for r in self._db.execute("PRAGMA table_info(classifications)")}:
+            self._db.execute("ALTER TABLE classifications ADD COLUMN expert_classifier TEXT")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:

@@ -45,7 +45,8 @@ class _Progress:
         self.files = files
         self.done = 0
         self.lock = threading.Lock()
-        self.bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, disable=not enabled,
+        self.bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024,
+                        disable=None if enabled else True,
                         desc=self._desc())
 
     def _desc(self) -> str:

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import logging.handlers
 import math
 import re
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -40,10 +43,12 @@ from scipy.interpolate import make_interp_spline
 from tqdm.auto import tqdm
 
 from glitchrun.data.loaders import SyntheticData
+from glitchrun.errors import portable
 from glitchrun.images.strain import (
     FileStrain,
     RealStrainSource,
     StrainSegment,
+    StrainUnreachable,
     SyntheticStrain,
 )
 
@@ -368,19 +373,51 @@ def image_title(row: Mapping[str, Any]) -> str:
     return f"{name} - {run}" if name and isinstance(run, str) and run else name
 
 
+#: how to configure each kind of real strain, for messages
+STRAIN_CHOICES = {
+    "gwosc": "images/strain=gwosc (open data; images.strain.sample_rate=16384 for the full 2048 Hz band)",
+    "files": "images/strain=files with images.strain.pattern='/data/{ifo}/*.gwf' or images.strain.cache=FILE",
+    "gwpy_get": "images/strain=gwpy_get on a LIGO cluster",
+}
+
+
+@contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """The warnings met inside, as text once the block ends: Python's, and astropy's (gwpy's units), which
+    astropy's own logger would print on stderr."""
+    from astropy import log as astropy_log  # imported with gwpy anyway; importing it first keeps its handler ours
+
+    kept = logging.handlers.BufferingHandler(capacity=1 << 20)
+    saved = astropy_log.handlers[:], astropy_log.propagate
+    astropy_log.handlers, astropy_log.propagate = [kept], False
+    met: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield met
+    finally:
+        astropy_log.handlers, astropy_log.propagate = saved
+    met += [warnings.formatwarning(w.message, w.category, w.filename, w.lineno, None).strip() for w in caught]
+    met += [f"astropy: {record.getMessage()}" for record in kept.buffer]
+
+
 class MissingStrainError(LookupError):
     """Real candidates without recorded strain: rendering them from synthetic strain would show volunteers
-    a made-up glitch instead of the event that happened."""
+    a made-up glitch instead of the event that happened. ``tried`` names the configured source (a key of
+    ``STRAIN_CHOICES``), which the advice then leaves out."""
 
-    def __init__(self, ids: Sequence[str], total: int) -> None:
+    def __init__(self, ids: Sequence[str], total: int, tried: str | None = None) -> None:
         shown = ", ".join(repr(i) for i in ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        where = f"images/strain={tried} has none for them. " if tried else ""
+        others = " or ".join(choice for name, choice in STRAIN_CHOICES.items() if name != tried)
         super().__init__(
             f"no strain found for {len(ids)} of {total} candidates ({shown}); their Q-scans would be made up. "
-            "Configure real strain: images/strain=gwosc (open data; images.strain.sample_rate=16384 for the full "
-            "2048 Hz band), images/strain=files with images.strain.pattern='/data/{ifo}/*.gwf' or "
-            "images.strain.cache=FILE, or images/strain=gwpy_get on a LIGO cluster; or images.allow_synthetic=true "
+            f"{where}Configure {'other ' if tried else ''}real strain: {others}; or images.allow_synthetic=true "
             "for a demo with synthetic glitches")
-        self.ids = list(ids)
+        self.ids, self.total, self.tried = list(ids), total, tried
+
+    def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its arguments when it crosses from a worker process
+        return type(self), (self.ids, self.total, self.tried), self.__dict__
 
 
 class QScanImages:
@@ -408,8 +445,12 @@ class QScanImages:
         self.cmap = cmap
         self.vmax = float(vmax)
         self.search = float(search)
+        if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
+            raise ValueError(f"images.n_jobs must be a number of worker processes (-1 = every core, -2 = all but "
+                             f"one), not {n_jobs!r}")
         self.n_jobs = n_jobs
         self.progress = progress
+        self.tried = getattr(strain, "OPTION", None)
         self.sources: list[RealStrainSource] = [s for s in (strain, FileStrain()) if s is not None]
         self.made_up = data_loader == f"{SyntheticData.__module__}.{SyntheticData.__qualname__}"
         self.synthetic = synthetic if allow_synthetic or self.made_up else None
@@ -429,12 +470,18 @@ class QScanImages:
         for number, source in enumerate(self.sources):
             if remaining.empty:
                 break
-            held = source.fetch(frame.loc[remaining])
+            try:
+                held = source.fetch(frame.loc[remaining])
+            except StrainUnreachable as err:  # offline: a demo may go on with synthetic strain
+                if self.synthetic is None:
+                    raise
+                log.warning("%s: synthetic Q-scans (images.allow_synthetic)", err.summary)
+                held = pd.Index([], name="id")
             chosen.update(dict.fromkeys(held, number))
             remaining = remaining.difference(held, sort=False)
         if not remaining.empty:
             if self.synthetic is None:
-                raise MissingStrainError(list(remaining), len(frame))
+                raise MissingStrainError(list(remaining), len(frame), self.tried)
             log.log(logging.INFO if self.made_up else logging.WARNING,
                     "%d of %d candidates have no recorded strain: synthetic Q-scans", len(remaining), len(frame))
             chosen.update(dict.fromkeys(remaining, len(self.sources)))
@@ -449,7 +496,7 @@ class QScanImages:
             if segment is not None:
                 return segment
         if self.synthetic is None:
-            raise MissingStrainError([cid], 1)
+            raise MissingStrainError([cid], 1, self.tried)
         return replace(self.synthetic.segment(cid, row), source="synthetic")
 
     def transform(self, cid: str, row: Mapping[str, Any], segment: StrainSegment | None = None) -> QPlane:
@@ -464,14 +511,24 @@ class QScanImages:
                   plane.peak_energy, plane.peak_time, plane.peak_frequency)
         return plane
 
-    def render_one(self, cid: str, row: Mapping[str, Any], out_dir: Path, source: int | None = None) -> list[Any]:
+    def render_one(self, cid: str, row: Mapping[str, Any], out_dir: Path,
+                   source: int | None = None) -> tuple[list[Any], list[str]]:
         """Write the candidate's PNGs (one per duration); their names in ``durations`` order, then the
-        strain's origin (``STRAIN_COLUMNS``)."""
+        strain's origin (``STRAIN_COLUMNS``); and the warnings met on the way, for the caller to log (a worker
+        process would print them on the terminal)."""
+        with collected_warnings() as met:
+            drawn = self.draw(cid, row, out_dir, source)
+        return drawn, met
+
+    def draw(self, cid: str, row: Mapping[str, Any], out_dir: Path, source: int | None = None) -> list[Any]:
         try:
             segment = self.strain(cid, row, source)
             plane = self.transform(cid, row, segment)
-        except Exception as err:  # a batch's error must say which candidate it came from
-            raise RuntimeError(f"Q-scan of candidate {cid!r}: {err}") from err
+        except Exception as err:  # say which candidate; keep its type, message and origin across the process trip
+            ready = portable(err, f"while drawing the Q-scan of candidate {cid!r}")
+            if ready is err:
+                raise
+            raise ready from err
         canvas = _canvas(self.size, self.cmap, self.vmax)
         nrows, ncols = canvas.pixels
         edges = np.geomspace(*plane.frange, nrows + 1)
@@ -502,7 +559,11 @@ class QScanImages:
         rows = frame.to_dict("records")
         jobs = (delayed(self.render_one)(cid, row, out_dir, plan[cid]) for cid, row in zip(ids, rows, strict=True))
         results = Parallel(n_jobs=self.n_jobs, return_as="generator")(jobs)
-        names = list(tqdm(results, total=len(ids), desc="Q-scans", unit="candidate", disable=not self.progress))
+        done = list(tqdm(results, total=len(ids), desc="Q-scans", unit="candidate",
+                         disable=None if self.progress else True))
+        names = [drawn for drawn, _ in done]
+        for text in (text for _, met in done for text in met):
+            logging.getLogger("py.warnings").warning("%s", text)  # where warnings.warn sends them (the run's log)
         log.info("%d Q-scan images of %d candidates written to %s", len(ids) * len(self.durations), len(ids),
                  out_dir)
         columns = [*(image_column(d) for d in self.durations), *STRAIN_COLUMNS]

@@ -23,18 +23,21 @@ import logging
 import math
 import os
 import re
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
+from urllib.parse import urlsplit
 
 import h5py
 import numpy as np
 import pandas as pd
 
 from glitchrun.data.loaders import canonical, check_labels_as, existing_path, resolve_path, use_labels_as
+from glitchrun.errors import network_reason
 from glitchrun.images.download import fetch_file, fetch_files
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,17 @@ class StrainSegment:
     origin: str
     source: str = ""
     file: str = ""
+
+    def __post_init__(self) -> None:
+        """Refuse what no Q scan can be drawn from, naming where it came from (the reader raised nothing)."""
+        if not (math.isfinite(self.sample_rate) and self.sample_rate > 0):
+            raise ValueError(f"{self.origin}: the sample rate is {self.sample_rate:g} Hz, not a positive number")
+        if self.data.ndim != 1 or self.data.size == 0:
+            raise ValueError(f"{self.origin}: no strain samples (an array of shape {self.data.shape})")
+        bad = np.count_nonzero(~np.isfinite(self.data))
+        if bad:
+            raise ValueError(f"{self.origin}: {bad} of {self.data.size} strain samples are NaN or infinite "
+                             "(no data at those times)")
 
     @property
     def duration(self) -> float:
@@ -112,18 +126,52 @@ def write_gwosc_hdf5(path: Path, data: np.ndarray, ifo: str, gps_start: int, sam
         h5f["meta/Duration"] = data.size // sample_rate
 
 
+def is_gwosc_hdf5(path: str | Path) -> bool:
+    """Whether ``path`` is an HDF5 file in GWOSC's layout (``strain/Strain``), which gwpy reads only when told
+    its format is ``hdf5.gwosc``; ``ValueError`` when its sample spacing gives no sample rate."""
+    if Path(path).suffix.lower() not in (".hdf5", ".h5", ".hdf"):
+        return False
+    with h5py.File(path, "r") as h5f:
+        if "strain/Strain" not in h5f:
+            return False
+        spacing = number(h5f["strain/Strain"].attrs.get("Xspacing"))
+    if spacing is None or spacing <= 0:
+        raise ValueError(f"its strain/Strain has Xspacing {spacing} s, so no sample rate")
+    return True
+
+
 def read_strain(paths: Sequence[str | Path], event_time: float, pad: float, *, channel: str | None = None,
                 format: str | None = None, source: str, name: str) -> StrainSegment:
-    """``event_time ± pad`` from ``paths`` (one file or contiguous ones) read by gwpy's ``TimeSeries.read``."""
+    """``event_time ± pad`` from ``paths`` (one file or contiguous ones) read by gwpy's ``TimeSeries.read``;
+    GWOSC HDF5 files need no ``format`` or ``channel``. A file that does not hold the data (unreadable, too
+    short, no such channel) raises ``ValueError`` naming the files and the span. ``name`` is what subjects
+    record as their strain's file (never a local path); log lines name the paths."""
     from gwpy.timeseries import TimeSeries  # gwpy is slow to import; only reads of recorded data need it
 
-    args = [] if channel is None else [channel]
-    kwargs = {} if format is None else {"format": format}
     files = [str(p) for p in paths]
-    series = TimeSeries.read(files if len(files) > 1 else files[0], *args, start=event_time - pad,
-                             end=event_time + pad, **kwargs)
+    span = f"GPS {event_time - pad:.3f}-{event_time + pad:.3f}"
+    try:
+        if format is None and channel is None and all(is_gwosc_hdf5(f) for f in files):
+            format = "hdf5.gwosc"
+        args = [] if channel is None else [channel]
+        kwargs = {} if format is None else {"format": format}
+        series = TimeSeries.read(files if len(files) > 1 else files[0], *args, start=event_time - pad,
+                                 end=event_time + pad, **kwargs)
+    except (OSError, ValueError, LookupError, RuntimeError, ArithmeticError) as err:
+        # h5py, gwpy and the frame libraries say what is wrong with the file; glitchrun says which one
+        raise ValueError(f"cannot read {channel or 'the strain'} at {span} from {' '.join(files)}: "
+                         f"{' '.join(str(err).split()) or type(err).__name__}") from err
     return StrainSegment(np.asarray(series.value, dtype=np.float64), float(series.sample_rate.to("Hz").value),
-                         float(event_time - series.t0.value), origin=f"{source} {name}", source=source, file=name)
+                         float(event_time - series.t0.value), origin=f"{source} {' '.join(files)}", source=source,
+                         file=name)
+
+
+def existing_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``existing_path(path)`` that must be a file, not a directory."""
+    resolved = existing_path(path, what)
+    if not resolved.is_file():
+        raise ValueError(f"{what}: {path} is a directory, not a file")
+    return resolved
 
 
 def _held(frame: pd.DataFrame, holds: Callable[[str, Mapping[str, Any]], bool]) -> pd.Index:
@@ -135,9 +183,21 @@ def _held(frame: pd.DataFrame, holds: Callable[[str, Mapping[str, Any]], bool]) 
 
 @lru_cache(maxsize=4)
 def _load_npz(path: str) -> dict[str, np.ndarray]:
-    """The npz's arrays, read once per process (each worker reads the file itself: nothing big is pickled)."""
-    with np.load(path) as npz:
-        return {name: npz[name] for name in npz.files}
+    """The npz's arrays, read once per process (each worker reads the file itself: nothing big is pickled);
+    ``ValueError`` naming the file when it is not a readable npz of strain segments."""
+    try:
+        with np.load(path) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"images.strain.path: {path} is not a readable npz ({type(err).__name__}: {err})") from err
+    for name in ("strain", "sample_rate"):
+        if name not in arrays:
+            raise ValueError(f"images.strain.path: {path} has no array {name!r} (it has {sorted(arrays)})")
+    rate = number(arrays["sample_rate"]) if arrays["sample_rate"].size == 1 else None
+    if rate is None or rate <= 0 or arrays["strain"].ndim != 2:
+        raise ValueError(f"images.strain.path: {path} needs a 2-d 'strain' (segments x samples) and a positive "
+                         f"'sample_rate', not shapes {arrays['strain'].shape} and a rate of {arrays['sample_rate']}")
+    return arrays
 
 
 class NpzStrain:
@@ -148,8 +208,11 @@ class NpzStrain:
     start (``None``: the middle, where the shared examples put it).
     """
 
+    #: the images/strain option that configures it
+    OPTION = "npz"
+
     def __init__(self, path: str | Path, prefix: str = "o3strain", centre: float | None = None) -> None:
-        self.path = str(existing_path(path, "images.strain.path (npz of strain segments)"))
+        self.path = str(existing_file(path, "images.strain.path (npz of strain segments)"))
         self.prefix = prefix
         self.centre = centre
 
@@ -198,16 +261,19 @@ class FileStrain:
     ``channel`` is the channel (frames) or dataset (HDF5) name, ``None`` where gwpy needs none (GWOSC HDF5).
     """
 
+    #: the images/strain option that configures it
+    OPTION = "files"
+
     def __init__(self, path: str | None = None, channel: str | None = None, column: str = "strain",
                  pad: float = 8.0, format: str | None = None, pattern: str | None = None,
                  cache: str | None = None) -> None:
-        self.path = None if path is None else str(existing_path(path, "images.strain.path"))
+        self.path = None if path is None else str(existing_file(path, "images.strain.path"))
         self.channel = channel
         self.column = column
         self.pad = float(pad)
         self.format = format
         self.pattern = None if pattern is None else str(resolve_path(pattern))
-        self.cache = None if cache is None else str(existing_path(cache, "images.strain.cache"))
+        self.cache = None if cache is None else str(existing_file(cache, "images.strain.cache"))
 
     @cached_property
     def _listed(self) -> list[str]:
@@ -269,11 +335,41 @@ class FileStrain:
         event_time = number(row.get("event_time"))
         if event_time is None:  # recorded data exist: an image of made-up data would mislead volunteers
             raise ValueError(f"candidate {cid!r} has strain in {files[0]} but no event_time to read it at")
+        # subjects record the files' names: a local path would leave this machine in every export
         return read_strain(files, event_time, self.pad, channel=self.channel, format=self.format, source="file",
-                           name=" ".join(files))
+                           name=" ".join(Path(f).name for f in files))
 
 
 # -- real strain: GWOSC open data ---------------------------------------------------------------------
+
+class StrainUnreachable(ConnectionError):
+    """The strain's server cannot be reached at all: said once, with what to do offline, rather than once
+    per candidate."""
+
+    def __init__(self, host: str, reason: str, candidates: int) -> None:
+        self.host, self.reason, self.candidates = host, reason, candidates
+        self.summary = f"cannot reach GWOSC at {host} to locate the strain of {candidates} candidates ({reason[:200]})"
+        super().__init__(
+            f"{self.summary}; check the network (images.strain.host for a mirror), or offline: images/strain=files "
+            "reads strain files you have, and '~images/strain' images.allow_synthetic=true draws synthetic "
+            "Q-scans (a demo)")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its arguments when it crosses from a worker process
+        return type(self), (self.host, self.reason, self.candidates), self.__dict__
+
+
+def warn_failures(what: str, failures: Mapping[str, BaseException], total: int, unit: str = "candidates") -> None:
+    """One warning for the items (candidates, files) a source could not get, with the first one's reason;
+    each item's reason at debug level."""
+    if not failures:
+        return
+    first, err = next(iter(failures.items()))
+    more = f" and {len(failures) - 1} more" if len(failures) > 1 else ""
+    log.warning("%s %d of %d %s (%r%s): %s", what, len(failures), total, unit, first, more,
+                " ".join(str(err).split()))
+    for item, reason in failures.items():
+        log.debug("%s %r: %s", what, item, reason)
+
 
 class GwoscStrain:
     """LIGO/Virgo/KAGRA open data from GWOSC around each candidate's ``ifo`` and ``event_time``.
@@ -284,6 +380,9 @@ class GwoscStrain:
     half), and gwpy reads ``event_time ± pad`` from the cached files. ``sample_rate`` 16384 gives images
     up to 2048 Hz, Gravity Spy's full band; 4096 Hz data reach about 1290 Hz.
     """
+
+    #: the images/strain option that configures it
+    OPTION = "gwosc"
 
     def __init__(self, sample_rate: int = 4096, cache_dir: str = "~/.cache/glitchrun/gwosc", host: str | None = None,
                  pad: float = 8.0, workers: int = 4, retries: int = 3, timeout: float = 60.0,
@@ -314,7 +413,10 @@ class GwoscStrain:
 
     def fetch(self, frame: pd.DataFrame) -> pd.Index:
         """Locate every candidate's files, download each distinct file once; the candidates whose files
-        all arrived whole (the others are logged with the reason)."""
+        all arrived whole (the others summed up in one warning each for locating and downloading), or
+        ``StrainUnreachable`` when GWOSC cannot be reached at all."""
+        import requests
+
         records = dict(zip(frame.index.astype(str), frame.to_dict("records"), strict=True))
 
         def locate(cid: str) -> tuple[str, ...] | Exception:
@@ -325,15 +427,16 @@ class GwoscStrain:
 
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
             located = dict(zip(records, pool.map(locate, records), strict=True))
-        for cid, found in located.items():
-            if isinstance(found, Exception):
-                log.warning("no GWOSC strain for candidate %r: %s", cid, found)
+        failed = {cid: err for cid, err in located.items() if isinstance(err, Exception)}
+        network = [err for err in failed.values() if isinstance(err, (requests.ConnectionError, requests.Timeout))]
+        if network and len(failed) == len(records):
+            raise StrainUnreachable(self.host_name, network_reason(network[0]), len(records))
+        warn_failures("GWOSC holds no strain for", failed, len(records))
         wanted = [u for found in located.values() if not isinstance(found, Exception) for u in found]
         fetched = fetch_files(wanted, self.cache_dir, workers=self.workers, retries=self.retries,
                               timeout=self.timeout, progress=self.progress)
-        for url, result in fetched.items():
-            if isinstance(result, Exception):
-                log.warning("%s", result)
+        warn_failures("GWOSC did not send", {u: r for u, r in fetched.items() if isinstance(r, Exception)},
+                      len(fetched), unit="files")
         held = []
         for cid, found in located.items():
             if not isinstance(found, Exception) and all(isinstance(fetched[u], Path) for u in found):
@@ -342,6 +445,12 @@ class GwoscStrain:
         log.info("GWOSC strain for %d of %d candidates: %d files (cache %s)", len(held), len(records),
                  len(fetched), self.cache_dir)
         return pd.Index(held, name="id")
+
+    @property
+    def host_name(self) -> str:
+        from gwosc.api import DEFAULT_URL
+
+        return urlsplit(self.host or DEFAULT_URL).netloc or str(self.host)
 
     def segment(self, cid: str, row: Mapping[str, Any]) -> StrainSegment | None:
         urls = self.located.get(cid) or self.urls(cid, row)
@@ -361,6 +470,9 @@ class GwpyGetStrain:
     ``event_time ± pad`` once into ``cache_dir`` (one small GWOSC-format HDF5 per candidate, written whole or
     not at all), so render workers and later rounds read it from disk.
     """
+
+    #: the images/strain option that configures it
+    OPTION = "gwpy_get"
 
     def __init__(self, channel: str = "{ifo}:GDS-CALIB_STRAIN", source: str | None = None, pad: float = 8.0,
                  cache_dir: str = "~/.cache/glitchrun/gwpy-get", workers: int = 2, **kwargs: Any) -> None:
@@ -398,17 +510,17 @@ class GwpyGetStrain:
     def fetch(self, frame: pd.DataFrame) -> pd.Index:
         records = dict(zip(frame.index.astype(str), frame.to_dict("records"), strict=True))
 
-        def one(cid: str) -> bool:
+        def one(cid: str) -> Exception | None:
             try:
                 self.fetch_one(cid, records[cid])
-                return True
+                return None
             except Exception as err:  # gwpy raises many kinds (no frames, NDS2 refused, no channel)
-                log.warning("no strain for candidate %r from TimeSeries.get: %s", cid, err)
-                return False
+                return err
 
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            held = [cid for cid, ok in zip(records, pool.map(one, records), strict=True) if ok]
-        return pd.Index(held, name="id")
+            outcome = dict(zip(records, pool.map(one, records), strict=True))
+        warn_failures("TimeSeries.get found no strain for", {c: e for c, e in outcome.items() if e}, len(records))
+        return pd.Index([cid for cid, err in outcome.items() if err is None], name="id")
 
     def segment(self, cid: str, row: Mapping[str, Any]) -> StrainSegment | None:
         path = self.fetch_one(cid, row)

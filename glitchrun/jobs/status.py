@@ -2,7 +2,8 @@
 
 Project and workflow, every round (subject set, size, labelled, disputed, waiting, votes spent), the labels
 by class and by source, and the command to run next; printed as tables and written to ``status.md`` with a
-plot of the labels over rounds. Nothing is sent to Zooniverse: the counts are the campaign state's.
+plot of the labels over rounds. Nothing is sent to Zooniverse: the counts are the campaign state's. With
+``serve``, the campaign page (``job=serve``'s, alone) follows, until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from matplotlib.figure import Figure
 
 from glitchrun.campaign.state import CampaignState
+from glitchrun.jobs.serve import Serve
 from glitchrun.report import markdown_table, round_table, save
 from glitchrun.zooniverse.backend import LocalBackend
 
@@ -40,11 +42,15 @@ class Status:
 class StatusJob:
     """Print the campaign's state and write ``status.md``."""
 
-    def __init__(self, backend: Any, campaign: dict[str, Any], run_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, backend: Any, campaign: dict[str, Any], run_dir: str | os.PathLike[str], serve: bool = False,
+                 host: str = "127.0.0.1", page_port: int = 8766) -> None:
         self.simulated = isinstance(backend, LocalBackend)
         self.campaign = campaign
         self.state_dir = Path(campaign["state_dir"])
         self.run_dir = Path(run_dir)
+        self.serve = serve
+        self.host = host
+        self.page_port = page_port
 
     def run(self) -> Status | None:
         if not (self.state_dir / "campaign.sqlite").is_file():
@@ -59,6 +65,8 @@ class StatusJob:
                          f"next: {status.next_command}", f"      ({status.why})"]))
         path = self.write(status, header)
         log.info("status written to %s", path)
+        if self.serve:  # the page alone: no embedded Panoptes (backend None)
+            Serve(None, self.campaign, host=self.host, page_port=self.page_port).run()
         return status
 
     def header(self, state: CampaignState) -> list[str]:
@@ -80,7 +88,8 @@ class StatusJob:
         last = rounds.iloc[-1]
         number, status = int(last["round"]), last["status"]
         if status in ("selected", "uploading"):
-            return command(), f"round {number} stopped while {status}; running again resumes its upload"
+            rechoose = "; job.rechoose=true chooses its batch again" if status == "selected" else ""
+            return command(), f"round {number} stopped while {status}; running again resumes its upload{rechoose}"
         if status == "uploaded" and last["waiting"] > 0:
             volunteers = (f"; on the embedded Panoptes, `{command('job=crowd')}` simulates them" if self.simulated
                           else "")

@@ -36,13 +36,14 @@ from panoptes_client import Panoptes, Subject
 from panoptes_client.panoptes import PanoptesAPIException
 from tqdm import tqdm
 
-from glitchrun.csvio import read_csv, validate, write_csv
+from glitchrun.csvio import CsvError, read_csv, validate, write_csv
 from glitchrun.zooniverse.resources import (
     check_subject_set_choice,
     metadata_json,
     resolve_subject_set,
     set_subjects,
 )
+from glitchrun.zooniverse.uploader import KEY_FIELD, own_fields
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,14 @@ def parses(parser: Callable[[str], Any], cell: str) -> bool:
 
 
 def updates_schema(key_column: str, dtypes: Mapping[str, str], why: Mapping[str, str] | None = None,
-                   keys: Collection[str] | None = None, ambiguous: Collection[str] = (), where: str = "") -> pa.DataFrameSchema:
+                   keys: Collection[str] | None = None, ambiguous: Collection[str] = (), where: str = "",
+                   locked: Mapping[str, pd.Series] | None = None) -> pa.DataFrameSchema:
     """The metadata CSV's schema (cells as text; an empty cell is ""), in two strengths.
 
     Without ``keys``: the key column is there, filled and unique, and the ``dtypes`` columns parse. With
-    ``keys`` (the set's subjects by key) every key must be one of them and match only one subject.
-    ``why[field]`` says in errors where a column's type came from.
+    ``keys`` (the set's subjects by key) every key must be one of them and match only one subject, and a
+    ``locked`` field (glitchrun's own, see ``own_fields``: each row's subject's current value, NA where it is
+    not locked) must keep its value. ``why[field]`` says in errors where a column's type came from.
     """
     checks: dict[str, list[pa.Check]] = {key_column: [pa.Check.str_length(min_value=1, error="is empty")]}
     if key_column == SUBJECT_ID:
@@ -121,6 +124,10 @@ def updates_schema(key_column: str, dtypes: Mapping[str, str], why: Mapping[str,
         checks[key_column].append(pa.Check(lambda s: s.isin(known) | (s == ""), error=f"is not a subject of {where}"))
         checks[key_column].append(pa.Check(lambda s: ~s.isin(several),
                                            error=f"matches several subjects of {where} (run job=dedupe first)"))
+    for field, current in (locked or {}).items():
+        checks.setdefault(field, []).append(pa.Check(
+            lambda cell, now=current: (cell == "") | (cell == now.loc[cell.index]) | now.loc[cell.index].isna(),
+            error="is the key glitchrun finds the subject by, which must not change"))
     for field, dtype in dtypes.items():
         parser, name, _ = DTYPES[dtype]
         reason = (why or {}).get(field, f"job.dtypes.{field}={dtype}")
@@ -150,9 +157,26 @@ def subjects_by_key(metadata: Mapping[str, dict], key_column: str) -> tuple[dict
     return found, ambiguous
 
 
+def locked_values(updates: pd.DataFrame, key_column: str, subject_of: Mapping[str, str],
+                  current: Mapping[str, dict]) -> dict[str, pd.Series]:
+    """For each CSV column that is one of glitchrun's own fields of some row's subject, each row's current
+    value as text (NA where the row's subject does not lock it, or the key matches no subject)."""
+    locked: dict[str, pd.Series] = {}
+    for field in (c for c in updates.columns if c != SUBJECT_ID):
+        def value(key: str, field: str = field) -> str | None:
+            metadata = current.get(subject_of.get(key, ""), {})
+            return key_text(metadata[field]) if field in own_fields(metadata) else None
+
+        values = updates[key_column].map(value)
+        if values.notna().any():
+            locked[field] = values
+    return locked
+
+
 def new_metadata(old: dict, given: dict, mode: str) -> dict:
-    """``old`` updated by the row's non-empty cells; a field whose value is the same keeps its stored form."""
-    new = dict(old) if mode == "merge" else {}
+    """``old`` updated by the row's non-empty cells; a field whose value is the same keeps its stored form,
+    and glitchrun's own fields stay in ``replace`` mode too."""
+    new = dict(old) if mode == "merge" else {field: old[field] for field in own_fields(old)}
     for field, value in given.items():
         new[field] = old[field] if field in old and same_value(old[field], value) else value
     return new
@@ -243,6 +267,9 @@ class UpdateMetadata:
         """The CSV as text cells, checked as far as possible without Zooniverse."""
         frame = read_csv(self.csv, updates_schema(self.key_column, self.dtypes), what="metadata CSV",
                          dtype=str, keep_default_na=False)
+        if KEY_FIELD in frame.columns:
+            raise CsvError(f"metadata CSV {self.csv}: column {KEY_FIELD!r} is glitchrun's record of each subject's "
+                           "key, which a re-run finds the subject by; it cannot be updated (remove the column)")
         if not [c for c in frame.columns if c not in (self.key_column, SUBJECT_ID)]:
             raise ValueError(f"metadata CSV {self.csv}: no metadata columns besides the key column {self.key_column!r}")
         return frame
@@ -258,7 +285,8 @@ class UpdateMetadata:
             current = {str(s.id): s.raw.get("metadata") or {} for s in set_subjects(subject_set.id)}
             subject_of, ambiguous = subjects_by_key(current, self.key_column)
             dtypes, why = self.field_dtypes(updates, current)
-            validate(updates, updates_schema(self.key_column, dtypes, why, subject_of, ambiguous, where),
+            locked = locked_values(updates, self.key_column, subject_of, current)
+            validate(updates, updates_schema(self.key_column, dtypes, why, subject_of, ambiguous, where, locked),
                      source=f"metadata CSV {self.csv} for {where}")
             diff, changes = plan_updates(updates, self.key_column, subject_of, current, dtypes, self.mode)
             diff_path = write_csv(diff, self.run_dir / "metadata_diff.csv", DIFF, what="metadata diff")

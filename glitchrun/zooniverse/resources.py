@@ -260,17 +260,30 @@ def set_live(project: Project, live: bool) -> bool:
 def add_testers(project: Project, user_ids: Sequence[str]) -> int:
     """Give these accounts the ``tester`` role on the project (they may then see and classify it while it is
     private), as an owner invites testers; accounts that already have a role are left alone. Returns how
-    many were added (``POST /api/project_roles``, the real ``project_roles_controller.rb``)."""
+    many were added."""
+    return grant_roles(project, user_ids, ["tester"])
+
+
+def grant_roles(project: Project, user_ids: Sequence[str], roles: Sequence[str]) -> int:
+    """Give these accounts ``roles`` on the project, as its owner does in the project builder (``POST
+    /api/project_roles``, the real ``project_roles_controller.rb``); accounts that already have a role are left
+    alone. Returns how many were added."""
     client = Panoptes.client()
-    have = {str(role.raw["links"]["owner"]["id"]) for role in ProjectRole.where(project_id=project.id, page_size=100)}
+    have = set(project_roles(project.id))
     added = 0
     for user_id in user_ids:
         if str(user_id) in have:
             continue
         client.post("/project_roles", json={"project_roles": {
-            "roles": ["tester"], "links": {"project": str(project.id), "user": str(user_id)}}})
+            "roles": list(roles), "links": {"project": str(project.id), "user": str(user_id)}}})
         added += 1
     return added
+
+
+def project_roles(project_id: str | int) -> dict[str, list[str]]:
+    """Each account's roles on the project (user id -> role names), from ``GET /api/project_roles``."""
+    return {str(role.raw["links"]["owner"]["id"]): list(role.raw.get("roles") or [])
+            for role in ProjectRole.where(project_id=project_id, page_size=100)}
 
 
 # -- lookups and bulk reads shared by the management jobs (export, dedupe, update_metadata) -------------

@@ -56,6 +56,18 @@ T = TypeVar("T")
 
 #: hidden metadata field holding the manifest key of a subject
 KEY_FIELD = "#glitchrun_key"
+
+
+def own_fields(metadata: dict[str, Any]) -> list[str]:
+    """The fields of a subject's metadata the engine finds it by: ``#glitchrun_key`` and the key column that
+    holds the same value (e.g. ``candidate_id``). Changing them makes a re-run upload a duplicate, or
+    another candidate's subject; none for a subject glitchrun did not upload."""
+    key = metadata.get(KEY_FIELD)
+    if key is None:
+        return []
+    return [KEY_FIELD, *(field for field, value in metadata.items() if field != KEY_FIELD and value == key)]
+
+
 #: seconds to connect to / wait for an answer from the media store
 MEDIA_TIMEOUT = (10, 120)
 STATUSES = ("uploaded", "adopted", "skipped", "failed", "unexpected")
@@ -260,7 +272,7 @@ class Upload:
         pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="upload")
         try:
             futures = {pool.submit(in_client, key): key for key in keys}
-            with tqdm(total=len(keys), desc=desc, unit="subject", file=sys.stderr) as bar:
+            with tqdm(total=len(keys), desc=desc, unit="subject", file=sys.stderr, disable=None) as bar:
                 for future in as_completed(futures):
                     key = futures[future]
                     bar.update()

@@ -7,6 +7,8 @@ failure (``lib/json_schema.rb``), 400 for a model validation (``ActiveRecord::Re
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,11 +16,12 @@ from typing import Any
 
 import pytest
 import requests
-from panoptes_client import Panoptes
+from panoptes_client import Panoptes, Project, Workflow
+from panoptes_client.panoptes import PanoptesAPIException
 
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
 
-from .helpers import make_project, make_subject_set, make_subjects, make_workflow
+from .helpers import classify, go_live, make_project, make_subject_set, make_subjects, make_workflow
 
 SCHEMAS = "app/schemas/"
 NAMES = itertools.count()
@@ -34,7 +37,9 @@ class Site:
     def send(self, method: str, path: str, body: Any = None, token: str | None = None,
              if_match: str | None = "current") -> requests.Response:
         path = path.format(**self.ids)
-        headers = {"Authorization": f"Bearer {token or self.token}", "Accept": "application/vnd.api+json; version=1"}
+        headers = {"Accept": "application/vnd.api+json; version=1"}
+        if token != ANONYMOUS_TOKEN:
+            headers["Authorization"] = f"Bearer {token or self.token}"
         if method in ("PUT", "DELETE") and if_match == "current":
             headers["If-Match"] = self.send("GET", path).headers["ETag"]
         elif if_match not in (None, "current"):
@@ -236,6 +241,13 @@ CASES = [
      classification(metadata={**META, "seen_before": False}), 400, "seen_before attribute can only be set to 'true'"),
     ("classification: gold standard false", "app/models/classification.rb", "POST", "/classifications",
      classification(gold_standard=False), 400, "Gold standard can not be set to false"),
+    ("classification: gold standard by a volunteer who is no expert", "app/models/concerns/classification_validator.rb",
+     "POST", "/classifications", classification(gold_standard=True), 400,
+     "Validation failed: Gold standard classifier is not a project expert"),
+    ("classification: gold standard anonymously", "app/models/concerns/classification_validator.rb", "POST",
+     "/classifications", classification(gold_standard=True), 400, "Gold standard user must be logged in"),
+    ("classification: gold standard by the owner", "app/models/project.rb", "POST", "/classifications",
+     classification(gold_standard=True), 201, ""),  # Project::EXPERT_ROLES = [:owner, :expert]
     # -------------------------------------------------------------- exports, retirement, roles
     ("export: content type", "app/models/medium.rb", "POST", "/projects/{project}/classifications_export",
      {"media": {"content_type": "application/json"}}, 400, "Content-Type for exports must be one of text/csv"),
@@ -255,7 +267,10 @@ CASES = [
      {"project_roles": {"roles": ["tester"], "links": {"project": "{project}", "user": "999"}}}, 422,
      "No User with id: 999 exists"),
 ]
-STRANGER = {"project update: stranger", "subject set link: stranger", "export: stranger"}
+STRANGER = {"project update: stranger", "subject set link: stranger", "export: stranger",
+            "classification: gold standard by a volunteer who is no expert"}
+ANONYMOUS = {"classification: gold standard anonymously"}
+ANONYMOUS_TOKEN = ""
 NO_IF_MATCH = {"project update: no If-Match"}
 STALE = {"project update: stale If-Match", "workflow update: stale If-Match"}
 
@@ -265,7 +280,8 @@ def test_same_verdict_and_status_as_the_real_server(site: Site, case: tuple) -> 
     name, source, method, path, body, status, message = case
     assert source.startswith(("app/", "lib/"))  # every verdict names the real file that decides it
     if_match = None if name in NO_IF_MATCH else '"not-the-current-etag"' if name in STALE else "current"
-    response = site.send(method, path, fill(body, site.ids), site.stranger if name in STRANGER else None, if_match)
+    token = site.stranger if name in STRANGER else ANONYMOUS_TOKEN if name in ANONYMOUS else None
+    response = site.send(method, path, fill(body, site.ids), token, if_match)
     assert response.status_code == status, f"{name} ({source}): {response.status_code} {response.text}"
     if message:
         assert message in response.json()["errors"][0]["message"], response.text
@@ -282,3 +298,124 @@ def test_an_object_read_from_a_list_is_stale_for_an_update(site: Site) -> None:
     assert site.send("PUT", "/subjects/{subject}", body, if_match=shown).status_code == 412  # changed since
     weak = f"W/{site.send('GET', '/subjects/{subject}').headers['ETag']}"
     assert site.send("PUT", "/subjects/{subject}", body, if_match=weak).status_code == 200
+
+
+# -- gold standard and training sets ----------------------------------------------------------------------
+def member(server: EmbeddedPanoptes, project: Project, login: str, roles: list[str]) -> Panoptes:
+    """A logged-in account holding ``roles`` on the project (given by its owner, the current client)."""
+    _, password = server.ensure_user(login)
+    client = Panoptes(endpoint=server.endpoint, username=login, password=password)
+    with client:
+        user_id = str(client.logged_in_user_id)
+    Panoptes.client().post("/project_roles", json={"project_roles": {
+        "roles": roles, "links": {"project": str(project.id), "user": user_id}}})
+    return client
+
+
+def gold_classification(client: Panoptes, workflow: Workflow, subject_id: str, answer: int) -> dict:
+    moment = "2025-01-01T00:00:00.000Z"
+    body = {"classifications": {
+        "gold_standard": True, "annotations": [{"task": "T0", "value": answer}],
+        "metadata": {"started_at": moment, "finished_at": moment, "user_agent": "t", "user_language": "en",
+                     "workflow_version": workflow.version},
+        "links": {"project": workflow.raw["links"]["project"], "workflow": workflow.id, "subjects": [subject_id]}}}
+    with client:
+        return client.post("/classifications", json=body)[0]["classifications"][0]
+
+
+def test_an_experts_gold_standard_classification_is_recorded_but_never_counted(server, owner) -> None:
+    """app/counters/subject_workflow_counter.rb (``gold_standard IS NOT TRUE``): not counted for retirement;
+    lib/classification_lifecycle.rb#mark_expert_classifier: the export's ``expert`` column; the API's
+    app/serializers/classification_serializer.rb has no ``gold_standard``; and
+    app/models/gold_standard_annotation.rb: ``GET /classifications/gold_standard`` lists a snapshot it never joins."""
+    project = go_live(make_project(private=True))
+    workflow = make_workflow(project, retirement_count=1)
+    subject_set = make_subject_set(project)
+    subject, = make_subjects(project, 1)
+    subject_set.add([subject])
+    workflow.add_subject_sets(subject_set)
+    expert = member(server, project, "erin", ["expert", "tester"])
+    tester = member(server, project, "tom", ["tester"])
+
+    made = gold_classification(expert, workflow, subject.id, 1)
+    assert "gold_standard" not in made
+    status = workflow.subject_workflow_status(subject.id)
+    assert (status.classifications_count, status.retired_at) == (0, None)
+    assert Workflow.find(workflow.id).classifications_count == 0
+    with pytest.raises(PanoptesAPIException, match="Gold standard classifier is not a project expert"):
+        gold_classification(tester, workflow, subject.id, 1)
+
+    rows = list(csv.DictReader(io.StringIO(export_text(server, workflow))))
+    assert [(row["gold_standard"], row["expert"]) for row in rows] == [("true", "expert")]
+    listed = requests.get(f"{server.endpoint}/api/classifications/gold_standard",
+                          headers={"Accept": "application/vnd.api+json; version=1"}, timeout=10)
+    assert listed.status_code == 200 and listed.json()["classifications"] == []
+
+
+def test_training_sets_are_left_out_of_the_workflows_counts(server, owner) -> None:
+    """app/models/workflow.rb#training_set_ids (configured ids as integers, zeros dropped, linked ones only) and
+    app/counters/workflow_counter.rb: a workflow counts, retires and finishes over its other sets."""
+    project = go_live(make_project())
+    workflow = make_workflow(project, retirement_count=1)
+    ordinary, training, unlinked = (make_subject_set(project, name) for name in ("batch", "gold", "elsewhere"))
+    a, b, gold = make_subjects(project, 3)
+    ordinary.add([a, b])
+    training.add([gold])
+    workflow.add_subject_sets([ordinary, training])
+    set_configuration(workflow, {"training_set_ids": [str(training.id), 0, int(unlinked.id)]})
+    volunteer = member(server, project, "val", [])
+
+    classify(volunteer, workflow, gold.id, 0)
+    counts = Workflow.find(workflow.id)
+    assert (counts.subjects_count, counts.retired_set_member_subjects_count, counts.classifications_count) == (2, 0, 0)
+    assert workflow.subject_workflow_status(gold.id).retired_at is not None  # its own count still retires it
+    workflow.retire_subjects([a.id, b.id], reason="consensus")
+    assert Workflow.find(workflow.id).finished_at is not None
+
+
+def test_the_queue_mixes_training_subjects_as_designator_does(server, owner) -> None:
+    """zooniverse/designator lib/designator/streams/training.ex: a logged-in volunteer's queue takes a training
+    subject with chance ``training_chances[seen]``, else ``training_default_chance`` (0 unset), the other stream
+    when one runs dry; lib/subjects/fallback_selection.rb: a tenth of the fallback queue is training subjects."""
+    project = make_project()
+    workflow = make_workflow(project, retirement_count=5)
+    ordinary, training = make_subject_set(project, "batch"), make_subject_set(project, "gold")
+    others, golds = make_subjects(project, 4), make_subjects(project, 3, start=4)
+    ordinary.add(others)
+    training.add(golds)
+    workflow.add_subject_sets([ordinary, training])
+    gold_ids = {str(s.id) for s in golds}
+    volunteer = member(server, project, "vic", [])
+
+    def queue(client: Panoptes, size: int = 20) -> list[dict]:
+        with client:
+            return client.get("/subjects/queued", params={"workflow_id": workflow.id, "page_size": size})[0]["subjects"]
+
+    set_configuration(workflow, {"training_set_ids": [training.id]})  # chance 0: once the other stream runs dry
+    assert {s["id"] for s in queue(volunteer, size=4)} == {str(s.id) for s in others}
+    assert [s["id"] in gold_ids for s in queue(volunteer)] == [False] * 4 + [True] * 3
+    assert gold_ids <= {s["id"] for s in queue(Panoptes(endpoint=server.endpoint))}  # anonymous: no directives
+    set_configuration(workflow, {"training_set_ids": [training.id], "training_chances": [1.0] * 2,
+                                 "training_default_chance": 0.0})
+    assert {s["id"] for s in queue(volunteer)[:3]} == gold_ids  # a new volunteer: training first
+    for subject in others:
+        classify(volunteer, workflow, subject.id, 0)
+    offered = queue(volunteer)  # seen 4 > len(training_chances): chance 0, but nothing else is left
+    assert {s["id"] for s in offered} == gold_ids and {s["selection_state"] for s in offered} == {"normal"}
+    for subject in golds:
+        classify(volunteer, workflow, subject.id, 0)
+    fallback = queue(volunteer)
+    assert {s["selection_state"] for s in fallback} == {"failover_fallback"}
+    assert len(fallback) == 4 + 3 and sum(s["id"] in gold_ids for s in fallback) == 3  # round(100 / 10) >= 3
+
+
+def set_configuration(workflow: Workflow, configuration: dict) -> None:
+    """Replace the workflow's configuration (a PUT with the record's ETag, as ``Workflow.save`` sends it)."""
+    fresh = Workflow.find(workflow.id)
+    Panoptes.client().put(f"/workflows/{workflow.id}", json={"workflows": {"configuration": configuration}},
+                          etag=fresh.etag)
+
+
+def export_text(server: EmbeddedPanoptes, workflow: Workflow) -> str:
+    workflow.generate_export("classifications")
+    return workflow.get_export("classifications", generate=False).text

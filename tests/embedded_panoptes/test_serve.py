@@ -18,7 +18,7 @@ from .helpers import make_project
 
 def start_serve(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """Start the job on a free port; return it and the ``export NAME=value`` lines it printed."""
-    command = [sys.executable, "-m", "glitchrun", "job=serve", "job.port=0",
+    command = [sys.executable, "-m", "glitchrun", "job=serve", "job.port=0", "job.page_port=0",
                f"backend.storage_dir={tmp_path / 'panoptes'}", f"hydra.run.dir={tmp_path / 'run'}"]
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)

@@ -3,6 +3,7 @@ GWOSC-format HDF5 files built from the shared real O3 strain examples."""
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from scipy.signal import resample_poly
 
 from glitchrun.images.gwosc_standin import GwoscStandIn
 from glitchrun.images.qscan import MissingStrainError, QScanImages
-from glitchrun.images.strain import GwoscStrain, NpzStrain
+from glitchrun.console import user_message
+from glitchrun.images.strain import GwoscStrain, NpzStrain, StrainUnreachable
 
 #: file A (H1) holds examples 0 (a Blip) and 4 (a Tomte) back to back; file B (L1) example 27 (a Whistle);
 #: file C (H1, 16 kHz) example 6 (a Light_Modulation), upsampled; every example is 14 s, its glitch at 7 s
@@ -144,3 +146,30 @@ def test_real_candidates_without_strain_stop_before_any_image(standin, tmp_path:
     rendered = images(gwosc(standin, tmp_path / "cache"), allow_synthetic=True).render(batch, tmp_path / "out")
     assert list(rendered["strain_source"]) == ["gwosc"] * 3 + ["synthetic"] * 2
     assert list(rendered["strain_file"].iloc[3:]) == ["", ""]
+
+
+def test_candidates_gwosc_has_no_data_for_are_one_warning(standin, tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    batch = pd.concat([BATCH, candidates(gap=("H1", A_START + 5000), nowhere=("L1", 1000000000))])
+    caplog.set_level(logging.WARNING, logger="glitchrun")
+    gwosc(standin, tmp_path / "cache").fetch(batch)
+    said = [r.getMessage() for r in caplog.records if r.name == "glitchrun.images.strain"]
+    assert len(said) == 1 and said[0].startswith("GWOSC holds no strain for 2 of 5 candidates ('gap' and 1 more)")
+
+
+def test_an_unreachable_gwosc_is_one_line_with_the_offline_choices(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    offline = GwoscStrain(host="http://127.0.0.1:9", cache_dir=str(tmp_path / "cache"), pad=PAD, progress=False)
+    with pytest.raises(StrainUnreachable) as caught:
+        images(offline).render(BATCH, tmp_path / "out")
+    line = user_message(caught.value)
+    assert line is not None
+    # the cause in a few words, not the layers urllib3 and requests wrap around it
+    assert line.startswith("cannot reach GWOSC at 127.0.0.1:9 to locate the strain of 3 candidates (ConnectionError: "
+                           "Failed to establish a new connection: [Errno 111] Connection refused); ")
+    assert "'~images/strain' images.allow_synthetic=true" in line and "images/strain=files" in line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+    # a demo that allows synthetic strain goes on, saying so once
+    caplog.set_level(logging.WARNING, logger="glitchrun")
+    rendered = images(offline, allow_synthetic=True).render(BATCH, tmp_path / "out")
+    assert list(rendered["strain_source"]) == ["synthetic"] * 3
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 2 and said[0].startswith("cannot reach GWOSC at 127.0.0.1:9") and "synthetic" in said[1]

@@ -19,6 +19,7 @@ from glitchrun.jobs.update_metadata import (
     subjects_by_key,
     updates_schema,
 )
+from glitchrun.zooniverse.uploader import KEY_FIELD
 
 CURRENT = {
     "1": {"candidate_id": "c1", "snr": 8, "ifo": "H1", "#truth": "Blip"},
@@ -200,3 +201,45 @@ def test_a_subject_edited_after_the_plan_is_a_conflict_not_overwritten(seed_camp
     assert dict(zip(report["subject_id"], report["status"])) == {s1: "conflict", s2: "written"}
     _, metadata = server_state([], [s1, s2])
     assert metadata[s1] == {"edited": True} and metadata[s2]["ifo"] == "G1"
+
+
+# -- glitchrun's own fields ------------------------------------------------------------------------------
+UPLOADED = [{"candidate_id": f"c{i}", KEY_FIELD: f"c{i}", "ifo": "H1"} for i in (1, 2, 3)]
+
+
+def test_glitchruns_own_fields_cannot_be_changed_and_replace_keeps_them(seed_campaign, run_job, server_state,
+                                                                         http_calls, tmp_path: Path):
+    """Changing a subject's key would make init_project upload a duplicate and verification never pass; giving it
+    another subject's candidate id would make two subjects one candidate."""
+    zoo = seed_campaign(UPLOADED)
+    s1, s2, s3 = zoo.subject_ids
+    cases = {
+        "own_key": (f"subject_id,{KEY_FIELD}\n{s1},c9\n",
+                    f"column '{KEY_FIELD}' is glitchrun's record of each subject's key"),
+        "other_candidate": (f"subject_id,candidate_id,ifo\n{s1},c1,L1\n{s2},c1,L1\n",
+                            "column 'candidate_id' fails is the key glitchrun finds the subject by, which must not "
+                            "change at line 3 (values: 'c1')"),
+    }
+    for name, (text, message) in cases.items():
+        path = tmp_path / f"{name}.csv"
+        path.write_text(text)
+        with pytest.raises(CsvError) as err:
+            run_job("update_metadata", f"job.csv={path}", "job.subject_set_name=batch-1", "job.dry_run=false",
+                    run_dir=name)
+        assert message in str(err.value) and str(path) in str(err.value)
+    assert puts(http_calls) == []
+
+    # an unchanged key is fine, and replace keeps the fields the row leaves out only for glitchrun's own
+    path = tmp_path / "replace.csv"
+    path.write_text(f"subject_id,candidate_id,run\n{s1},c1,O3a\n{s2},,O3b\n")
+    run_job("update_metadata", f"job.csv={path}", "job.subject_set_name=batch-1", "job.mode=replace",
+            "job.dry_run=false", run_dir="replace")
+    _, metadata = server_state([], zoo.subject_ids)
+    assert metadata[s1] == {"candidate_id": "c1", KEY_FIELD: "c1", "run": "O3a"}
+    assert metadata[s2] == {"candidate_id": "c2", KEY_FIELD: "c2", "run": "O3b"}
+    assert metadata[s3] == UPLOADED[2]
+
+
+def test_a_repeated_column_name_is_refused(tmp_path: Path):
+    with pytest.raises(CsvError, match="line 1 names a column twice \\('candidate_id' in columns 1, 2\\)"):
+        csv_frame(tmp_path, "candidate_id,candidate_id,run\nc1,c1,O3a\n")

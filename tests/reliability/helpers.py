@@ -5,7 +5,10 @@ small inputs the jobs are fed."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,3 +96,23 @@ def write_manifest(folder: Path, subjects: int, start: int = 0) -> Path:
             (folder / name).write_bytes(png_bytes(2 * i + j))
         rows.append(row | {"ifo": "H1" if i % 2 else "L1", "#truth": "Blip"})
     return write_csv(pd.DataFrame(rows), folder / "manifest.csv")
+
+
+def glitchrun(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m glitchrun`` as a person runs it, in ``cwd`` with outputs under it, without credentials."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PANOPTES_", "GLITCHRUN_"))}
+    return subprocess.run([sys.executable, "-m", "glitchrun", f"paths.outputs={cwd / 'outputs'}", *args],
+                          cwd=cwd, env=clean | env, capture_output=True, text=True, timeout=600)
+
+
+def campaign_rows(state_dir: Path) -> dict[str, list[tuple]]:
+    """Every row of the campaign state's tables: equal means unchanged."""
+    path = state_dir / "campaign.sqlite"
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return {table: sorted(db.execute(f"SELECT * FROM {table}"), key=repr) for table in tables}
+    finally:
+        db.close()

@@ -7,9 +7,7 @@ The commands run in parallel: each spends ~3 s starting Python, Hydra and the li
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from panoptes_client.panoptes import PanoptesAPIException
 from glitchrun.console import user_message
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
 
-from .helpers import fingerprint
+from .helpers import fingerprint, glitchrun
 
 #: class of mistake -> (command-line arguments, what stderr must say); {dir} is the test's folder, {url} the server's
 CASES = {
@@ -35,19 +33,13 @@ CASES = {
     "missing file": (["job=ingest", "job.export={dir}/nowhere.csv"], "nowhere.csv: no such file"),
     "no credentials": (["job=export_request", "backend=zooniverse"], "backend=zooniverse needs credentials"),
     "unreachable server": (["job=export_request", "backend=zooniverse", "backend.endpoint=http://127.0.0.1:9",
-                            "backend.retries=0"], "cannot reach http://127.0.0.1:9/"),
+                            "backend.retries=0"], "cannot reach 127.0.0.1:9 (ConnectionError on http://127.0.0.1:9/"),
     "Zooniverse refuses": (["job=export_request", "backend=zooniverse", "backend.endpoint={url}", "backend.retries=0"],
                            "Zooniverse refused the request"),
 }
 #: the environment of each case: no credentials at all, or a wrong password
 NO_CREDENTIALS = {"misspelt key", "wrong type", "bad value", "ragged CSV", "broken media", "missing file",
                   "no credentials"}
-
-
-def glitchrun(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PANOPTES_", "GLITCHRUN_"))}
-    return subprocess.run([sys.executable, "-m", "glitchrun", f"paths.outputs={cwd / 'outputs'}", *args],
-                          cwd=cwd, env=clean | env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture
@@ -81,6 +73,8 @@ def test_each_class_of_user_error_is_one_line_without_a_traceback(inputs: Path) 
         assert "Traceback" not in out.stderr + out.stdout, f"{name}: {out.stderr}"
         assert out.stderr.count(lines[0]) == 1 and lines[0] not in out.stdout, f"{name}: printed twice"
         assert not (inputs / name.replace(" ", "_") / "outputs" / "embedded_panoptes").exists(), name
+    for name in ("misspelt key", "wrong type"):  # refused before Hydra makes a run directory
+        assert not (inputs / name.replace(" ", "_") / "outputs").exists(), name
     # after the config was composed, the traceback is in the run's log, and the second line says where
     log = Path(done["bad value"].stderr.splitlines()[1].split("traceback in ")[1].split(";")[0])
     assert "Traceback" in log.read_text() and "al.batch_size must be at least 1" in log.read_text()
