@@ -33,6 +33,7 @@ from glitchrun.campaign.state import ACTIVE, DISPUTED, GOLD, LABELLED, CampaignS
 from glitchrun.csvio import read_csv, write_csv
 from glitchrun.data.loaders import Candidates
 from glitchrun.learning.learner import fixed_fold_performance
+from glitchrun.learning.strategies import TIE_BREAKS
 
 KEY = "candidate_id"
 FOLDS = 5
@@ -419,19 +420,22 @@ def changes(state: CampaignState, labels: pd.DataFrame, curve: pd.DataFrame, num
 
 
 # -- why each candidate was chosen -------------------------------------------------------------------------
-def tie_note(part: str, chosen: np.ndarray, pool: np.ndarray) -> str:
-    """Say when picks share a score: a forest's probabilities are fractions of its trees' votes, so whole blocks
-    of candidates score alike, and the selector draws among candidates tied at the cut at random (seeded)."""
+def tie_note(part: str, chosen: np.ndarray, pool: np.ndarray, drawn: np.ndarray) -> str:
+    """How many picks were random tie-breaks, and why picks share a score: a forest's probabilities are
+    fractions of its trees' votes, so candidates often score alike; each part then ranks them by a second
+    measure (``TIE_BREAKS``) and draws at random (seeded) only among candidates equal on both."""
+    drawn_note = f" Random tie-breaks: {int(np.sum(drawn))} of its {len(chosen)} picks"
     values, counts = np.unique(chosen[~np.isnan(chosen)], return_counts=True)
     if not len(values) or counts.max() < 2:
-        return ""
+        return drawn_note + "."
     value = values[counts.argmax()]
     in_pool = int((pool == value).sum())
     why = " (the two most probable classes exactly tied)" if part == "margin" and value == 0 else ""
-    drawn = (f"{in_pool} pool candidates share it, and those chosen among them were drawn at random (seeded)"
-             if in_pool > counts.max() else "no other pool candidate has it")
-    return (f" {counts.max()} of its {len(chosen)} picks tie at {value:.3f}{why} (a forest's probabilities are "
-            f"fractions of its trees' votes, so candidates often score alike); {drawn}.")
+    then = f"ranked by {TIE_BREAKS[part]}" if part in TIE_BREAKS else "drawn at random (seeded)"
+    shared = (f"{in_pool} pool candidates share it, {then}" if in_pool > counts.max()
+              else "no other pool candidate has it")
+    return (f"{drawn_note}. {counts.max()} of them tie at {value:.3f}{why} (a forest's probabilities are "
+            f"fractions of its trees' votes, so candidates often score alike); {shared}.")
 
 
 def query_score_plot(path: Path, part: str, pool: np.ndarray, chosen: np.ndarray) -> Path:
@@ -460,9 +464,10 @@ def query_section(plots: Path, batch: pd.DataFrame, all_scores: dict[str, np.nda
     for part, scores in all_scores.items():
         pool = np.asarray(scores, dtype=float)
         chosen = batch.loc[batch["strategy"] == part, "score"].to_numpy(dtype=float)
+        drawn = batch.loc[batch["strategy"] == part, "tie_break"].to_numpy(dtype=bool)
         query_score_plot(plots / f"query_scores_{part}.png", part, pool, chosen)
         measure, end = PART_ENDS.get(part, ("score", "chosen ones marked"))
-        lines += [f"**{part}** ({measure}): {end}.{tie_note(part, chosen, pool)}", "",
+        lines += [f"**{part}** ({measure}): {end}.{tie_note(part, chosen, pool, drawn)}", "",
                   f"![{part} scores](plots/query_scores_{part}.png)", ""]
     known = batch[batch["strategy"] == KNOWN_ANSWER]
     if len(known):

@@ -133,13 +133,17 @@ def test_status_of_a_campaign_that_does_not_exist_changes_nothing(tmp_path: Path
     assert not (tmp_path / "none").exists()
 
 
-def test_tied_picks_are_explained():
+def test_tied_picks_are_explained_and_random_tie_breaks_counted():
     pool = np.array([0.0] * 30 + [0.2, 0.5])
-    note = tie_note("margin", np.zeros(3), pool)
-    assert note.startswith(" 3 of its 3 picks tie at 0.000 (the two most probable classes exactly tied)")
-    assert note.endswith("; 30 pool candidates share it, and those chosen among them were drawn at random (seeded).")
-    assert tie_note("margin", np.array([0.0, 0.2]), pool) == ""
-    assert tie_note("uncertainty", np.array([0.5, 0.5]), pool).endswith("; no other pool candidate has it.")
+    note = tie_note("margin", np.zeros(3), pool, np.array([False, False, True]))
+    assert note.startswith(" Random tie-breaks: 1 of its 3 picks. 3 of them tie at 0.000 (the two most probable "
+                           "classes exactly tied)")
+    assert note.endswith("; 30 pool candidates share it, ranked by the larger entropy, then by the larger distance to "
+                         "the nearest labelled candidate.")
+    assert tie_note("margin", np.array([0.0, 0.2]), pool, np.zeros(2, dtype=bool)) == (
+        " Random tie-breaks: 0 of its 2 picks.")
+    assert tie_note("uncertainty", np.array([0.5, 0.5]), pool, np.zeros(2, dtype=bool)).endswith(
+        "; no other pool candidate has it.")
 
 
 def test_the_calibration_plot_shows_the_acceptance_on_a_real_crowds_gold(shared_data: Path, tmp_path: Path):

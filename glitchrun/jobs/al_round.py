@@ -134,6 +134,7 @@ class ActiveLearningRound:
         run_dir: str,
         ask_name: bool | None = None,
         seed: int = 0,
+        warm_start: Any = None,
         rechoose: bool = False,
     ) -> None:
         self.backend = backend
@@ -156,6 +157,7 @@ class ActiveLearningRound:
         self.run_dir = Path(run_dir)
         self.ask_name = ask_name
         self.seed = seed
+        self.warm_start = warm_start  # e.g. glitchrun.learning.warm_start.SyntheticWarmStart; None = cold start
         self.rechoose = rechoose
         self.validate()
 
@@ -347,7 +349,9 @@ class ActiveLearningRound:
             raise ValueError("the candidate pool is empty: every candidate is labelled or already queried")
         y = labels.loc[known, "label"].to_numpy(dtype=object)
         classes = list(self.workflow_spec.classes)
-        learner = make_learner(self.estimator, candidates.features(known), y)
+        estimator = self.estimator if self.warm_start is None else self.warm_start.around(
+            self.estimator, candidates, labels.loc[known][labels.loc[known, "round"] == 0]["label"])
+        learner = make_learner(estimator, candidates.features(known), y)
         oof = out_of_fold(self.estimator, candidates.features(known), y, classes, self.seed)
         answers = self.known_answers(state, labels, known, oof)
         X_pool = candidates.features(pool_ids)
@@ -359,20 +363,23 @@ class ActiveLearningRound:
             "predicted_class": chosen.predicted.astype(str),
             "probability": chosen.probability.astype(float),
             "distribution": [dict(zip(map(str, chosen.classes), map(float, row))) for row in chosen.proba],
+            "tie_break": chosen.drawn,
         })
         if len(answers):  # their learner's vote is out of fold, as a queried candidate's is: never trained on it
             proba = oof[known.get_indexer(answers.index)]
             batch = pd.concat([batch, pd.DataFrame({
                 KEY: answers.index.astype(str), "strategy": STRATEGY, "score": np.nan,
                 "predicted_class": np.asarray(classes)[proba.argmax(axis=1)], "probability": proba.max(axis=1),
-                "distribution": [dict(zip(classes, map(float, row))) for row in proba]})], ignore_index=True)
+                "distribution": [dict(zip(classes, map(float, row))) for row in proba], "tie_break": False})],
+                ignore_index=True)
         weight = fitted_ml_weight(self.estimator, candidates.features(known), y, classes, self.seed, oof)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         pool_predicted = self.save_pools(labels.loc[known], learner, pool_ids, X_pool)
         write_round_report(self.run_dir, state, candidates, number, name, batch, pool_predicted, chosen.all_scores,
-                           self.estimator, self.consensus, list(self.workflow_spec.classes))
-        log.info("round %d: chose %d of %d pool candidates (%s)", number, len(batch), len(pool_ids),
-                 ", ".join(f"{k}: {v}" for k, v in batch["strategy"].value_counts().items()))
+                           estimator, self.consensus, list(self.workflow_spec.classes))
+        log.info("round %d: chose %d of %d pool candidates (%s; %d by random tie-break)", number, len(batch),
+                 len(pool_ids), ", ".join(f"{k}: {v}" for k, v in batch["strategy"].value_counts().items()),
+                 batch["tie_break"].sum())
         return state.start_round(number, name, str(self.run_dir), batch, ml_weight=weight, selection=self.selection())
 
     def known_answers(self, state: CampaignState, labels: pd.DataFrame, known: pd.Index,
