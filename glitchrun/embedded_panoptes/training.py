@@ -26,12 +26,6 @@ from typing import Any
 #: the workflow's training set ids as the model reads them (CAST is Ruby's ``to_i``: "12" -> 12, "x" -> 0)
 TRAINING_SETS = ("SELECT CAST(j.value AS INTEGER) FROM workflows w, "
                  "json_each(w.attrs, '$.configuration.training_set_ids') j WHERE w.id = ?")
-#: the subjects a workflow counts: members of its linked sets that are not training sets (params: id, id)
-COUNTED_SUBJECTS = (
-    "SELECT sms.subject_id FROM set_member_subjects sms "
-    "JOIN workflow_subject_sets wss ON wss.subject_set_id = sms.subject_set_id WHERE wss.workflow_id = ? "
-    f"AND wss.subject_set_id NOT IN ({TRAINING_SETS})"
-)
 #: ``FallbackSelection.num_training_subjects_denominator``: the fallback queue holds 1/10 training subjects
 FALLBACK_TRAINING_DENOMINATOR = 10
 

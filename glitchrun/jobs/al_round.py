@@ -59,7 +59,7 @@ from glitchrun.zooniverse.resources import (
     find_subject_set,
     find_workflow,
     link_subject_set,
-    subject_set_members,
+    set_subject_count,
 )
 from glitchrun.zooniverse.uploader import SubjectUploader, UploadOutcome
 
@@ -461,7 +461,7 @@ class ActiveLearningRound:
         known = self.known_of(state, selected)
         names = [selected.subject_set_name] + ([known_set_name(selected.subject_set_name)] if len(known) else [])
         existing = [find_subject_set(project, name) for name in names]
-        check_upload_room(len(batch) - sum(len(subject_set_members(s.id)) for s in existing if s is not None))
+        check_upload_room(len(batch) - sum(set_subject_count(s.id) for s in existing if s is not None))
         return self.manifest(candidates, selected, batch, known)
 
     def upload_round(self, state: CampaignState, selected: Round, manifests: tuple[Manifest, Manifest | None],
