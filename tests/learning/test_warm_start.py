@@ -14,7 +14,7 @@ from sklearn.ensemble import RandomForestClassifier
 from glitchrun.data.loaders import GravitySpyData
 from glitchrun.data.synthetic import GRAVITY_SPY_CLASSES
 from glitchrun.learning.learner import make_learner, teach
-from glitchrun.learning.warm_start import SyntheticWarmStart, WarmStarted, synthetic_kept
+from glitchrun.learning.warm_start import SyntheticWarmStart, synthetic_kept
 
 O1 = "gravityspy_v1_o1_sample.csv"
 O3A = "gravityspy_o3a_h1_sample.csv"
