@@ -42,7 +42,7 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 from glitchrun.campaign.ingest import prior_frame
-from glitchrun.campaign.retire import apply_ml_weight, decide, fitted_ml_weight
+from glitchrun.campaign.retire import apply_ml_weight, decide, fitted_ml_weight, unanimity
 from glitchrun.campaign.state import ACTIVE, DISPUTED, LABELLED
 from glitchrun.cli import run
 from glitchrun.crowd.consensus import ACCEPTED
@@ -103,9 +103,12 @@ def fixed(crowd: Any, queried: Subjects, k: int, name: str) -> dict[str, Any]:
     return scores(f"fixed {k}", name, len(votes), accepted, 0, truth)
 
 
-def sequential(crowd: Any, queried: Subjects, max_votes: int, name: str, min_chance: float = 0.0) -> dict[str, Any]:
+def sequential(crowd: Any, queried: Subjects, max_votes: int, name: str, min_chance: float = 0.0,
+               strong: float | None = None) -> dict[str, Any]:
     """Sweeps of one more vote per active subject, each followed by the retire pass's ``decide`` (with the
-    campaign's ``min_next_vote_chance``)."""
+    campaign's ``min_next_vote_chance`` and ``strong_disagreement``: votes that all agree wait for more votes
+    unless the learner strongly disagrees, and are never labelled against; ``strong`` None: the rule before issue
+    #21, which disputed them early like any other subject and let the learner's vote outweigh them all)."""
     volunteers, truth, classes = crowd.volunteers, queried.truth, queried.classes
     features = dict(zip(truth.index, queried.features.to_dict("records")))
     subjects = pd.DataFrame({"status": ACTIVE}, index=truth.index.astype(str))
@@ -117,12 +120,15 @@ def sequential(crowd: Any, queried: Subjects, max_votes: int, name: str, min_cha
             rows.append((subject, volunteers.logins[volunteer], classes[answer]))
         votes = pd.DataFrame(rows, columns=["subject_id", "volunteer", "label"])
         decided = crowd.consensus.aggregate(votes, classes, queried.prior)
-        after = decide(subjects, decided, max_votes, None, crowd.consensus.next_vote_chance_, min_chance)
+        agreed, support = unanimity(votes, queried.prior) if strong is not None else (None, None)
+        after = decide(subjects, decided, max_votes, None, crowd.consensus.next_vote_chance_, min_chance, None,
+                       agreed, support, strong or 0.0)
         subjects = after[["status"]]
         if not (subjects["status"] == ACTIVE).any():
             break
     labels = after.loc[after["status"] == LABELLED, "label"].astype(str)
-    rule = f"consensus, cap {max_votes}" + (f", next-vote chance {min_chance:g}" if min_chance else "")
+    rule = (f"consensus, cap {max_votes}" + (f", next-vote chance {min_chance:g}" if min_chance else "")
+            + ("" if strong is not None else ", before #21 (unanimous votes disputable early, labelled against them)"))
     return scores(rule, name, len(rows), labels, int((after["status"] == DISPUTED).sum()), truth)
 
 
@@ -135,13 +141,16 @@ def votes_part(n_subjects: int, n_labelled: int, seed: int, max_votes: list[int]
         cfg = config(f"crowd={name}", f"seed={seed}", *overrides)
         crowd = instantiate(cfg.crowd)
         min_chance = float(cfg.campaign.retirement.min_next_vote_chance)
+        strong = float(cfg.campaign.retirement.strong_disagreement)
         apply_ml_weight(crowd.consensus, queried.ml_weight)
         if len(crowd.volunteers.logins) < max(fixed_max, *max_votes):
             raise ValueError(f"crowd {name} has too few volunteers for {max(fixed_max, *max_votes)} votes per subject")
         for k in range(1, fixed_max + 1):
             rows.append(fixed(crowd, queried, k, name))
         for cap in max_votes:
-            rows.append(sequential(crowd, queried, cap, name, min_chance))
+            rows.append(sequential(crowd, queried, cap, name, min_chance, strong))
+            if min_chance:  # the rule before unanimous votes were exempt from early dispute (issue #21), same run
+                rows.append(sequential(crowd, queried, cap, name, min_chance))
         print(f"{name}: done", flush=True)
     return pd.DataFrame(rows)
 

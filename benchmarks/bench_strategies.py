@@ -83,15 +83,24 @@ class CrowdLabels:
         return accepted.reindex(ids.astype(str)).to_numpy(dtype=object), len(cast)
 
 
-def curve(estimator: Any, strategy: Callable, X_pool: np.ndarray, y_pool: np.ndarray, X_test: np.ndarray,
-          y_test: np.ndarray, seed_per_class: int, batch: int, target: float, seed: int,
-          crowd: CrowdLabels | None = None, ids: np.ndarray | None = None) -> pd.DataFrame:
-    """One active-learning run: (round, labels, votes, label_accuracy, macro_f1, accuracy, full_pool_macro_f1)
-    after every batch; ``crowd`` labels the queried candidates (``ids``) instead of the truth."""
-    full = held_out_scores(y_test, clone(estimator).fit(X_pool, y_pool).predict(X_test))[0]
+def seed_rows(y_pool: np.ndarray, seed_per_class: int, seed: int) -> np.ndarray:
+    """The rows a run starts with labelled: ``seed_per_class`` of each class (all of a smaller one), drawn with ``seed``."""
     rng = np.random.default_rng(seed)
     per_class = [np.flatnonzero(y_pool == c) for c in np.unique(y_pool)]
-    labelled = np.concatenate([rng.choice(rows, min(seed_per_class, len(rows)), replace=False) for rows in per_class])
+    return np.concatenate([rng.choice(rows, min(seed_per_class, len(rows)), replace=False) for rows in per_class])
+
+
+def curve(estimator: Any, strategy: Callable, X_pool: np.ndarray, y_pool: np.ndarray, X_test: np.ndarray,
+          y_test: np.ndarray, seed_per_class: int, batch: int, target: float, seed: int,
+          crowd: CrowdLabels | None = None, ids: np.ndarray | None = None, full: float | None = None,
+          to_end: bool = False) -> pd.DataFrame:
+    """One active-learning run: (round, labels, votes, label_accuracy, macro_f1, accuracy, full_pool_macro_f1)
+    after every batch, until the target (``to_end``: until the pool is used up); ``crowd`` labels the queried
+    candidates (``ids``) instead of the truth. ``full``: the full-pool macro-F1 to aim at (default: the
+    estimator's own, fitted on the whole pool)."""
+    if full is None:
+        full = held_out_scores(y_test, clone(estimator).fit(X_pool, y_pool).predict(X_test))[0]
+    labelled = seed_rows(y_pool, seed_per_class, seed)
     pool = np.setdiff1d(np.arange(len(y_pool)), labelled)
     learner = make_learner(estimator, X_pool[labelled], y_pool[labelled])
     rows, votes, taught, right = [], 0, 0, 0
@@ -99,7 +108,7 @@ def curve(estimator: Any, strategy: Callable, X_pool: np.ndarray, y_pool: np.nda
         macro_f1, accuracy = held_out_scores(y_test, learner.predict(X_test))
         rows.append((number, len(y_pool) - len(pool), votes, right / taught if taught else 1.0, macro_f1, accuracy,
                      full))
-        if macro_f1 >= target * full or not len(pool):
+        if (macro_f1 >= target * full and not to_end) or not len(pool):
             break
         chosen = pool[query(learner, strategy, X_pool[pool], batch).indices]
         labels = y_pool[chosen]

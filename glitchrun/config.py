@@ -16,7 +16,7 @@ import os
 import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, Literal, Union
 
@@ -59,6 +59,15 @@ class RetirementSettings:
     max_votes: int
     offer_disputed: bool = False
     min_next_vote_chance: float = 0.0
+    strong_disagreement: float = 0.0
+    skill_tolerance: float = 0.05
+
+
+@dataclass
+class GoldSettings:
+    """``campaign.gold``: known-answer subjects in every batch (glitchrun/campaign/gold.py)."""
+
+    share: float = 0.0
 
 
 @dataclass
@@ -70,6 +79,7 @@ class CampaignSettings:
     project: ProjectSpec
     workflow: WorkflowSpec
     retirement: RetirementSettings
+    gold: GoldSettings = field(default_factory=GoldSettings)
 
 
 @dataclass

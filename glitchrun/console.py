@@ -256,15 +256,18 @@ def config_dir() -> Path:
 
 
 def config_groups_help(_root_: DictConfig) -> str:
-    """The config groups for ``--help``: each with its options, the default first; overlays (groups with no
-    default, e.g. experiment) shown with the ``+`` that adds them."""
+    """The config groups for ``--help``: each with its options, the default first (``null`` for a group the
+    defaults leave empty, e.g. warm_start); overlays (groups not in the defaults, e.g. experiment) shown with
+    the ``+`` that adds them."""
     loader = GlobalHydra.instance().config_loader()
     choices = _root_.hydra.runtime.choices
     lines = []
     for group in sorted(g for g in loader.list_groups("") if g != "hydra"):
         options = loader.get_group_options(group)
         default = choices.get(group)
-        if default is None:
+        if default is None and group in choices:
+            lines.append(f"  {group + '=':<13}null (default: none), {', '.join(options)}")
+        elif default is None:
             lines.append(f"  {'+' + group + '=':<13}{', '.join(options)}   (an overlay: add it with the +)")
         else:
             others = "".join(f", {o}" for o in options if o != default)

@@ -25,12 +25,15 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
+from glitchrun.campaign.gold import STRATEGY as KNOWN_ANSWER
+from glitchrun.campaign.gold import gold_answers
 from glitchrun.campaign.ingest import prior_frame
 from glitchrun.campaign.retire import apply_ml_weight
-from glitchrun.campaign.state import ACTIVE, DISPUTED, LABELLED, CampaignState
+from glitchrun.campaign.state import ACTIVE, DISPUTED, GOLD, LABELLED, CampaignState
 from glitchrun.csvio import read_csv, write_csv
 from glitchrun.data.loaders import Candidates
 from glitchrun.learning.learner import fixed_fold_performance
+from glitchrun.learning.strategies import TIE_BREAKS
 
 KEY = "candidate_id"
 FOLDS = 5
@@ -50,6 +53,17 @@ PART_ENDS = {
 #: about 0.57 of its size, its axis labels about 9 px high: legible at the sheet's own size
 SHEET_SIZE, SHEET_COLUMNS, CELL, SHEET_DPI, CAPTION = 16, 4, (4.8, 4.3), 100, 0.62
 QUALITY = "quality_over_rounds.csv"
+KNOWN = "known_answer_accuracy.csv"
+KNOWN_SCHEMA = pa.DataFrameSchema(
+    {
+        "round": pa.Column(int, pa.Check.ge(1)),
+        "subjects": pa.Column(int, pa.Check.ge(1)),  # the round's subjects of known class with volunteer votes
+        "answers": pa.Column(int, pa.Check.ge(1)),  # volunteers' votes on them
+        "right": pa.Column(int, pa.Check.ge(0)),  # of those, the known class
+        "accuracy": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
+    },
+    strict=True,
+)
 QUALITY_SCHEMA = pa.DataFrameSchema(
     {
         "round": pa.Column(int, pa.Check.ge(1)),
@@ -79,7 +93,7 @@ def markdown_table(frame: pd.DataFrame) -> list[str]:
 # -- the campaign state, as plan.md interface 1 reads it ---------------------------------------------------
 def round_subjects(state: CampaignState, number: int) -> pd.DataFrame:
     """The round's subjects (subject_id, candidate_id, status: labelled / disputed / active, votes)."""
-    return state.subjects(round=number).reset_index()[["subject_id", KEY, "status", "votes"]]
+    return state.subjects(round=number).reset_index()[["subject_id", KEY, "status", "votes", "gold_label"]]
 
 
 def votes_cast(state: CampaignState, number: int) -> pd.DataFrame:
@@ -95,13 +109,14 @@ def round_table(state: CampaignState) -> pd.DataFrame:
     subjects, sizes = state.subjects(), state.batch_sizes()  # every round's at once: a campaign may have many
     counts = subjects.groupby(["round", "status"]).size()
     votes = subjects["votes"].fillna(0).groupby(subjects["round"]).sum()
+    waiting = (subjects["status"].eq(ACTIVE) & subjects["gold_label"].isna()).groupby(subjects["round"]).sum()
     rows = []
     for r in state.rounds().itertuples():
         number = int(r.number)
         rows.append({"round": number, "subject set": f"{r.subject_set_name} ({r.subject_set_id or '-'})",
                      "status": r.status, "size": sizes.get(number, 0),
                      LABELLED: int(counts.get((number, LABELLED), 0)), DISPUTED: int(counts.get((number, DISPUTED), 0)),
-                     "waiting": int(counts.get((number, ACTIVE), 0)), "votes": int(votes.get(number, 0))})
+                     "waiting": int(waiting.get(number, 0)), "votes": int(votes.get(number, 0))})
     columns = ["round", "subject set", "status", "size", LABELLED, DISPUTED, "waiting", "votes"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -118,7 +133,7 @@ class Outcome:
 
     def counts(self) -> dict[str, int]:
         counts = self.subjects["status"].value_counts()
-        return {s: int(counts.get(s, 0)) for s in (LABELLED, DISPUTED, ACTIVE)}
+        return {s: int(counts.get(s, 0)) for s in (LABELLED, DISPUTED, ACTIVE, GOLD)}
 
     def vote_counts(self) -> pd.Series:
         """Per subject, its votes as text, most voted first: ``Blip 2, Tomte 1``."""
@@ -145,7 +160,7 @@ def agreement_plot(path: Path, outcome: Outcome) -> Path:
     status = outcome.subjects.set_index("subject_id")["status"].reindex(share.index)
     # stacked bars of np.histogram counts: once gwpy is imported its Axes.hist refuses ragged lists of samples
     bins, bottom = np.linspace(0, 1, 21), np.zeros(20)
-    for kind, colour in ((LABELLED, "tab:green"), (DISPUTED, "tab:red"), (ACTIVE, "tab:grey")):
+    for kind, colour in ((LABELLED, "tab:green"), (DISPUTED, "tab:red"), (ACTIVE, "tab:grey"), (GOLD, "tab:orange")):
         counts = np.histogram(share[status == kind].to_numpy(dtype=float), bins)[0]
         ax.bar(bins[:-1], counts, width=np.diff(bins), bottom=bottom, align="edge", color=colour, label=kind)
         bottom += counts
@@ -156,36 +171,98 @@ def agreement_plot(path: Path, outcome: Outcome) -> Path:
     return save(fig, path)
 
 
-def skill_plot(path: Path, confusion: dict[str, pd.DataFrame], class_prior: pd.Series | None, classes: Sequence[str],
+def skill_plot(path: Path, skill: pd.DataFrame, confusion: dict[str, pd.DataFrame] | None, classes: Sequence[str],
                votes: pd.DataFrame) -> Path:
-    """The consensus's volunteer confusion matrices (true class rows x answer columns): each volunteer's
-    estimated accuracy (the diagonal weighted by the class prior), and the crowd's matrix pooled over
-    volunteers by their votes."""
-    volunteers = sorted(confusion)
-    n_votes = votes["volunteer"].value_counts().reindex(volunteers, fill_value=0).to_numpy(dtype=float)
-    prior = (np.full(len(classes), 1 / len(classes)) if class_prior is None
-             else class_prior.reindex(classes, fill_value=0.0).to_numpy(dtype=float))
-    matrices = np.stack([confusion[v].reindex(index=classes, columns=classes, fill_value=0.0).to_numpy(dtype=float)
-                         for v in volunteers])
-    accuracy = matrices.diagonal(axis1=1, axis2=2) @ prior
-    pooled = np.tensordot(n_votes / max(n_votes.sum(), 1), matrices, axes=1)
-    seen = np.flatnonzero(np.isin(classes, votes["label"].unique()))
-    fig = Figure(figsize=(11, 4))
-    left, right = fig.subplots(1, 2, width_ratios=[1, 1.2])
-    order = np.argsort(accuracy)
-    left.barh(np.arange(len(volunteers)), accuracy[order], color="tab:blue")
-    left.set_yticks(np.arange(len(volunteers)), [f"{volunteers[i]} ({n_votes[i]:.0f})" for i in order], fontsize=6)
+    """The crowd as measured: each volunteer's skill (the consensus's ``volunteer_skill_``) with the gold answers
+    and votes behind it, their share of gold answers right where they have any; beside it, when the method has
+    confusion matrices, the crowd's P(answer | true class) pooled over volunteers by their votes."""
+    skill = skill.sort_values("skill")
+    names = [str(v) for v in skill.index]
+    fig = Figure(figsize=(11 if confusion else 6, max(3.0, 0.16 * len(names) + 1.2)))
+    left, right = fig.subplots(1, 2, width_ratios=[1, 1.2]) if confusion else (fig.add_subplot(), None)
+    rows = np.arange(len(names))
+    left.barh(rows, skill["skill"].to_numpy(dtype=float), color="tab:blue", label="estimated skill")
+    on_gold = skill["gold_answers"].to_numpy(dtype=float) > 0
+    gold_share = skill["gold_right"].to_numpy(dtype=float) / np.maximum(skill["gold_answers"].to_numpy(dtype=float), 1)
+    left.plot(gold_share[on_gold], rows[on_gold], "D", color="tab:orange", markersize=4,
+              label="share of gold answers right")
+    left.set_yticks(rows, [f"{n} ({int(g)} gold / {int(v)} votes)" for n, g, v in
+                           zip(names, skill["gold_answers"], skill["votes"])], fontsize=6)
     left.set_xlim(0, 1)
-    left.set_xlabel("estimated accuracy (diagonal weighted by the class prior)")
-    left.set_title("Volunteers (votes)", fontsize=10)
-    image = right.imshow(pooled[np.ix_(seen, seen)], vmin=0, vmax=1, cmap="viridis")
-    names = [classes[i] for i in seen]
-    right.set_xticks(range(len(seen)), names, rotation=90, fontsize=6)
-    right.set_yticks(range(len(seen)), names, fontsize=6)
-    right.set_xlabel("answer")
-    right.set_ylabel("true class")
-    right.set_title("P(answer | true class), pooled over volunteers", fontsize=10)
-    fig.colorbar(image, ax=right, fraction=0.046)
+    left.set_xlabel("skill, from the data")
+    left.set_title("Volunteers (gold answers / votes)", fontsize=10)
+    left.legend(fontsize=7, loc="lower right")
+    if right is not None and confusion:
+        volunteers = sorted(confusion)
+        n_votes = votes["volunteer"].value_counts().reindex(volunteers, fill_value=0).to_numpy(dtype=float)
+        matrices = np.stack([confusion[v].reindex(index=classes, columns=classes, fill_value=0.0).to_numpy(dtype=float)
+                             for v in volunteers])
+        pooled = np.tensordot(n_votes / max(n_votes.sum(), 1), matrices, axes=1)
+        seen = np.flatnonzero(np.isin(classes, votes["label"].unique()))
+        image = right.imshow(pooled[np.ix_(seen, seen)], vmin=0, vmax=1, cmap="viridis")
+        shown = [classes[i] for i in seen]
+        right.set_xticks(range(len(seen)), shown, rotation=90, fontsize=6)
+        right.set_yticks(range(len(seen)), shown, fontsize=6)
+        right.set_xlabel("answer")
+        right.set_ylabel("true class")
+        right.set_title("P(answer | true class), pooled over volunteers", fontsize=10)
+        fig.colorbar(image, ax=right, fraction=0.046)
+    return save(fig, path)
+
+
+def calibration_plot(path: Path, calibration: pd.DataFrame, cutoff: float, agreement: float,
+                     calibrated: bool) -> Path:
+    """Gravity Spy's sequential rule replayed on the gold subjects at each posterior cutoff t (the consensus's
+    ``calibration_``): the share of the labels accepted at t that are right, against t, and the share accepted."""
+    frame = calibration.sort_values("cutoff")
+    t = frame["cutoff"].to_numpy(dtype=float)
+    accepted = frame["accepted"].to_numpy(dtype=float)
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.add_subplot()
+    marker = 3 if len(frame) <= 60 else 0  # a long replay reads better as lines
+    ax.plot(t, frame["right"].to_numpy(dtype=float) / np.maximum(accepted, 1), "o-", markersize=marker,
+            label="accepted labels right")
+    ax.plot(t, accepted / np.maximum(frame["subjects"].to_numpy(dtype=float), 1), "s--", markersize=marker,
+            color="tab:grey", label="gold subjects accepted")
+    ax.plot([0, 1], [0, 1], ":", color="black", lw=0.8, label="right = cutoff")
+    ax.axhline(agreement, color="tab:red", lw=0.8, ls="--", label=f"asked for: {agreement:g}")
+    if np.isfinite(cutoff):
+        ax.axvline(cutoff, color="tab:green", lw=1, label=f"cutoff used: {cutoff:.3f}")
+    ax.set_xlabel("posterior a label needs (cutoff)")
+    ax.set_ylabel("share")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"Acceptance on {int(frame['subjects'].max()) if len(frame) else 0} gold subjects "
+                 f"({'calibrated' if calibrated else 'not calibrated: too few gold subjects'})", fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+    return save(fig, path)
+
+
+def known_answer_accuracy(state: CampaignState, gold: pd.Series) -> pd.DataFrame:
+    """Per round: how often volunteers gave the known class of the round's subjects whose class is known
+    (known-answer subjects, and those an expert classified) (``KNOWN_SCHEMA``)."""
+    votes = state.votes()
+    rounds = state.subjects()["round"]
+    votes = votes[votes["subject_id"].isin(gold.index)].assign(
+        round=lambda v: v["subject_id"].map(rounds), right=lambda v: v["label"] == v["subject_id"].map(gold))
+    table = votes.groupby("round").agg(subjects=("subject_id", "nunique"), answers=("right", "size"),
+                                       right=("right", "sum")).reset_index()
+    table["accuracy"] = table["right"] / table["answers"]
+    return table.astype({"round": int, "subjects": int, "answers": int, "right": int, "accuracy": float})
+
+
+def known_answer_plot(path: Path, table: pd.DataFrame) -> Path:
+    fig = Figure(figsize=(6, 2.8))
+    ax = fig.add_subplot()
+    ax.bar(table["round"], table["accuracy"], color="tab:orange")
+    for r, acc, n, m in zip(table["round"], table["accuracy"], table["answers"], table["subjects"]):
+        ax.annotate(f"{acc:.0%}\n{n} answers\n{m} subjects", (r, acc), textcoords="offset points", xytext=(0, 3),
+                    ha="center", fontsize=7)
+    ax.set_xticks(table["round"])
+    ax.set_ylim(0, 1.25)
+    ax.set_yticks(np.linspace(0, 1, 5))
+    ax.set_xlabel("round")
+    ax.set_ylabel("volunteers' answers right")
+    ax.set_title("Known-answer accuracy per round (known-answer and expert-reviewed subjects)", fontsize=9)
     return save(fig, path)
 
 
@@ -204,7 +281,7 @@ def outcome_section(plots: Path, state: CampaignState, number: int, consensus: A
              (f"Round {number - 1} showed {len(outcome.subjects)} subjects: **{counts[LABELLED]} labelled**, "
              f"**{counts[DISPUTED]} disputed** (no consensus within the vote cap, or out of reach of one more "
              "vote: no label), "
-             f"{counts[ACTIVE]} still active; "
+             f"{counts[ACTIVE]} still active, {counts[GOLD]} known-answer subjects; "
              f"{int(outcome.subjects['votes'].fillna(0).sum())} votes."), ""]
     if len(outcome.labels):
         by_class = outcome.labels["label"].value_counts()
@@ -228,20 +305,38 @@ def outcome_section(plots: Path, state: CampaignState, number: int, consensus: A
 
 
 def skill_lines(plots: Path, state: CampaignState, consensus: Any, classes: Sequence[str]) -> list[str]:
-    """Volunteer skill as the consensus method estimates it (its ``confusion_``) from every vote so far, with the
-    learner's prior and vote weight, as the retire pass runs it."""
+    """The crowd as measured, from every vote and gold answer so far, with the learner's prior and vote weight as
+    the retire pass runs it: each volunteer's skill, the acceptance calibrated on gold, and known-answer accuracy
+    per round (``known_answer_accuracy.csv`` beside the report)."""
     votes = state.votes()  # every round's, as the consensus counts them
     if votes.empty:
         return ["Volunteer skill: the campaign state holds no votes yet.", ""]
     apply_ml_weight(consensus, state.ml_weight())  # as the retire pass runs it
-    consensus.aggregate(votes, list(classes), prior_frame(state.distributions(), classes))
-    confusion = getattr(consensus, "confusion_", None)
-    if not confusion:
-        return [f"Volunteer skill: the consensus method ({type(consensus).__name__}) does not estimate it.", ""]
-    skill_plot(plots / "volunteer_skill.png", confusion, getattr(consensus, "class_prior_", None), list(classes),
-               votes)
-    return [f"Volunteer skill as {type(consensus).__name__} estimates it from all {len(votes)} votes so far:", "",
-            "![volunteer skill](plots/volunteer_skill.png)", ""]
+    gold = gold_answers(state.known_answers(), state.votes(expert=True))
+    consensus.aggregate(votes, list(classes), prior_frame(state.distributions(), classes), gold=gold)
+    skill = consensus.volunteer_skill_
+    skill_plot(plots / "volunteer_skill.png", skill, getattr(consensus, "confusion_", None), list(classes), votes)
+    lines = ["## The crowd as measured", "",
+             (f"Each volunteer's skill as {type(consensus).__name__} estimates it from all {len(votes)} votes so far, "
+              f"{int(skill['gold_answers'].sum())} of them on {len(gold)} subjects of known class (known-answer "
+              "subjects and experts' answers); the diamonds are the share of a volunteer's gold answers that were "
+              "right:"), "", "![volunteer skill](plots/volunteer_skill.png)", ""]
+    calibration = getattr(consensus, "calibration_", None)
+    if calibration is not None and len(calibration):
+        calibration_plot(plots / "gold_calibration.png", calibration, float(consensus.cutoff_), consensus.agreement,
+                         bool(consensus.calibrated_))
+        how = ("calibrated on gold" if consensus.calibrated_
+               else "the configured agreement: too few gold subjects to calibrate")
+        lines += [(f"Acceptance on the gold subjects: a label is accepted at posterior {consensus.cutoff_:.3f} "
+                   f"({how}; asked for: right at least {consensus.agreement:g} of the time)."), "",
+                  "![calibration on gold](plots/gold_calibration.png)", ""]
+    table = known_answer_accuracy(state, gold)
+    if len(table):
+        write_csv(table, plots.parent / KNOWN, KNOWN_SCHEMA, what="known-answer accuracy")
+        known_answer_plot(plots / "known_answer_accuracy.png", table)
+        lines += [f"Known-answer accuracy per round (figures: `{KNOWN}`):", "",
+                  "![known-answer accuracy](plots/known_answer_accuracy.png)", ""]
+    return lines
 
 
 # -- the learner's quality over rounds ---------------------------------------------------------------------
@@ -325,19 +420,22 @@ def changes(state: CampaignState, labels: pd.DataFrame, curve: pd.DataFrame, num
 
 
 # -- why each candidate was chosen -------------------------------------------------------------------------
-def tie_note(part: str, chosen: np.ndarray, pool: np.ndarray) -> str:
-    """Say when picks share a score: a forest's probabilities are fractions of its trees' votes, so whole blocks
-    of candidates score alike, and the selector draws among candidates tied at the cut at random (seeded)."""
+def tie_note(part: str, chosen: np.ndarray, pool: np.ndarray, drawn: np.ndarray) -> str:
+    """How many picks were random tie-breaks, and why picks share a score: a forest's probabilities are
+    fractions of its trees' votes, so candidates often score alike; each part then ranks them by a second
+    measure (``TIE_BREAKS``) and draws at random (seeded) only among candidates equal on both."""
+    drawn_note = f" Random tie-breaks: {int(np.sum(drawn))} of its {len(chosen)} picks"
     values, counts = np.unique(chosen[~np.isnan(chosen)], return_counts=True)
     if not len(values) or counts.max() < 2:
-        return ""
+        return drawn_note + "."
     value = values[counts.argmax()]
     in_pool = int((pool == value).sum())
     why = " (the two most probable classes exactly tied)" if part == "margin" and value == 0 else ""
-    drawn = (f"{in_pool} pool candidates share it, and those chosen among them were drawn at random (seeded)"
-             if in_pool > counts.max() else "no other pool candidate has it")
-    return (f" {counts.max()} of its {len(chosen)} picks tie at {value:.3f}{why} (a forest's probabilities are "
-            f"fractions of its trees' votes, so candidates often score alike); {drawn}.")
+    then = f"ranked by {TIE_BREAKS[part]}" if part in TIE_BREAKS else "drawn at random (seeded)"
+    shared = (f"{in_pool} pool candidates share it, {then}" if in_pool > counts.max()
+              else "no other pool candidate has it")
+    return (f"{drawn_note}. {counts.max()} of them tie at {value:.3f}{why} (a forest's probabilities are "
+            f"fractions of its trees' votes, so candidates often score alike); {shared}.")
 
 
 def query_score_plot(path: Path, part: str, pool: np.ndarray, chosen: np.ndarray) -> Path:
@@ -366,11 +464,18 @@ def query_section(plots: Path, batch: pd.DataFrame, all_scores: dict[str, np.nda
     for part, scores in all_scores.items():
         pool = np.asarray(scores, dtype=float)
         chosen = batch.loc[batch["strategy"] == part, "score"].to_numpy(dtype=float)
+        drawn = batch.loc[batch["strategy"] == part, "tie_break"].to_numpy(dtype=bool)
         query_score_plot(plots / f"query_scores_{part}.png", part, pool, chosen)
         measure, end = PART_ENDS.get(part, ("score", "chosen ones marked"))
-        lines += [f"**{part}** ({measure}): {end}.{tie_note(part, chosen, pool)}", "",
+        lines += [f"**{part}** ({measure}): {end}.{tie_note(part, chosen, pool, drawn)}", "",
                   f"![{part} scores](plots/query_scores_{part}.png)", ""]
-    unscored = sorted(set(batch["strategy"]) - set(all_scores))
+    known = batch[batch["strategy"] == KNOWN_ANSWER]
+    if len(known):
+        predicted = ", ".join(f"{c} {n}" for c, n in known["predicted_class"].value_counts().items())
+        lines += [(f"**{len(known)} known-answer subjects** (candidates whose class is known, in a training set of "
+                   "the workflow, marked `#Type: Gold` and `#Label`) measure the volunteers; their learner's vote is "
+                   f"out of fold. Predicted classes: {predicted}."), ""]
+    unscored = sorted(set(batch["strategy"]) - set(all_scores) - {KNOWN_ANSWER})
     if unscored:
         lines += [f"{', '.join(unscored)}: chosen without a score.", ""]
     return lines

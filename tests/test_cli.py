@@ -80,7 +80,7 @@ def test_help_lists_jobs_groups_overlays_and_where_the_configs_are(tmp_path: Pat
     assert out.returncode == 0, out.stderr
     for word in ("al_round", "init_project", "dedupe", "update_metadata", "PANOPTES_USERNAME", "GLITCHRUN_DEBUG",
                  "strategy=    mixed (default), ", "backend=     local (default), zooniverse",
-                 "+experiment= o3a_sample", f"are in {REPO / 'conf'}", "--copy-config", "--config-dir", "--config-path"):
+                 "+experiment= o3a_sample", "warm_start=  null (default: none), synthetic", f"are in {REPO / 'conf'}", "--copy-config", "--config-dir", "--config-path"):
         assert word in out.stdout, word
 
 

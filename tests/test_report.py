@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
 from PIL import Image
 
 from glitchrun.campaign.state import CampaignState
 from glitchrun.cli import run
-from glitchrun.report import CELL, SHEET_COLUMNS, SHEET_DPI, tie_note
+from glitchrun.crowd.datasets import shared_crowds
+from glitchrun.report import CELL, SHEET_COLUMNS, SHEET_DPI, calibration_plot, tie_note
 
 BATCH = 6
 #: small and fast: a small pool, one small Q-scan per subject; eight weak volunteers (accuracy 0.6), at most two
@@ -45,10 +47,12 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def state_counts(campaign: Path, number: int) -> dict[str, int]:
-    """A round's subjects by outcome, as the campaign state holds them."""
+    """A round's subjects by outcome, as the campaign state holds them (its known-answer subjects apart)."""
     with closing(CampaignState(campaign)) as state:
-        size, status = len(state.batch(number)), state.subjects(round=number)["status"].value_counts()
-    return {"size": size, **{s: int(status.get(s, 0)) for s in ("labelled", "disputed", "active")}}
+        size, subjects = len(state.batch(number)), state.subjects(round=number)
+    status = subjects.loc[subjects["gold_label"].isna(), "status"].value_counts()
+    return {"size": size, "known": int(subjects["gold_label"].notna().sum()),
+            **{s: int(status.get(s, 0)) for s in ("labelled", "disputed", "active")}}
 
 
 def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality_curve(campaign: Path):
@@ -61,7 +65,8 @@ def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality
         labels, batch3, subjects = state.labels(), state.batch(3), state.subjects(round=2)
         cast, all_votes = state.classifications(round=2), state.votes()
     assert (f"Round 2 showed {counts['size']} subjects: **{counts['labelled']} labelled**, "
-            f"**{counts['disputed']} disputed** (no consensus within the vote cap, or out of reach of one more vote: no label), 0 still active; "
+            f"**{counts['disputed']} disputed** (no consensus within the vote cap, or out of reach of one more vote: no label), 0 still active, "
+            f"{counts['known']} known-answer subjects; "
             f"{subjects['votes'].sum()} votes.") in report
     for subject, row in subjects[subjects["status"] == "disputed"].iterrows():  # each with its votes
         answers = cast.loc[cast["subject_id"] == subject, "answer"].value_counts()
@@ -69,7 +74,8 @@ def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality
     truth = re.search(r"In this simulation, \*\*(\d+) of (\d+)\*\* new labels", report)
     assert truth and int(truth[2]) == counts["labelled"]
     assert (round_dir / "plots" / "agreement.png").read_bytes().startswith(b"\x89PNG")
-    assert f"Volunteer skill as GravitySpyConsensus estimates it from all {len(all_votes)} votes so far" in report
+    assert f"Each volunteer's skill as GravitySpyConsensus estimates it from all {len(all_votes)} votes so far" in report
+    assert counts["known"] == 1 and "**1 known-answer subjects**" in report  # a tenth of the batch of 6, rounded
     assert (round_dir / "plots" / "volunteer_skill.png").read_bytes().startswith(b"\x89PNG")
 
     # the contact sheet: one captioned thumbnail per batch subject, in batch order
@@ -94,7 +100,7 @@ def test_round_3_report_holds_round_2_outcome_the_batch_and_a_comparable_quality
     assert curve["macro_f1"].between(0, 1).all()
     assert "![quality over rounds](plots/quality.png)" in report and (round_dir / "plots" / "quality.png").exists()
     # one query-score plot per scored strategy part, saying which end is chosen
-    for part in set(batch3["strategy"]):
+    for part in set(batch3["strategy"]) - {"known_answer"}:
         assert (round_dir / "plots" / f"query_scores_{part}.png").exists()
     assert "**margin** (gap between the two most probable classes): the lowest are chosen." in report
 
@@ -114,7 +120,8 @@ def test_status_prints_the_counts_the_campaign_state_holds(campaign: Path, tmp_p
     total = re.search(r"^total\s+(\d+)\s+(\d+)\s+(\d+)$", printed, re.MULTILINE)
     assert total and [int(n) for n in total.groups()] == [by_source["crowd"], by_source["seed"], len(labels)]
     assert status.labels.loc["Blip", "total"] == int((labels["label"] == "Blip").sum())
-    assert f"{BATCH} subjects of round 3 are still with volunteers; on the embedded Panoptes, `glitchrun job=crowd`" in (
+    waiting = state_counts(campaign, 3)["active"]
+    assert f"{waiting} subjects of round 3 are still with volunteers; on the embedded Panoptes, `glitchrun job=crowd`" in (
         printed)
     written = (tmp_path / "status" / "status.md").read_text()
     assert "## Rounds" in written and (tmp_path / "status" / "labels_over_rounds.png").exists()
@@ -126,10 +133,32 @@ def test_status_of_a_campaign_that_does_not_exist_changes_nothing(tmp_path: Path
     assert not (tmp_path / "none").exists()
 
 
-def test_tied_picks_are_explained():
+def test_tied_picks_are_explained_and_random_tie_breaks_counted():
     pool = np.array([0.0] * 30 + [0.2, 0.5])
-    note = tie_note("margin", np.zeros(3), pool)
-    assert note.startswith(" 3 of its 3 picks tie at 0.000 (the two most probable classes exactly tied)")
-    assert note.endswith("; 30 pool candidates share it, and those chosen among them were drawn at random (seeded).")
-    assert tie_note("margin", np.array([0.0, 0.2]), pool) == ""
-    assert tie_note("uncertainty", np.array([0.5, 0.5]), pool).endswith("; no other pool candidate has it.")
+    note = tie_note("margin", np.zeros(3), pool, np.array([False, False, True]))
+    assert note.startswith(" Random tie-breaks: 1 of its 3 picks. 3 of them tie at 0.000 (the two most probable "
+                           "classes exactly tied)")
+    assert note.endswith("; 30 pool candidates share it, ranked by the larger entropy, then by the larger distance to "
+                         "the nearest labelled candidate.")
+    assert tie_note("margin", np.array([0.0, 0.2]), pool, np.zeros(2, dtype=bool)) == (
+        " Random tie-breaks: 0 of its 2 picks.")
+    assert tie_note("uncertainty", np.array([0.5, 0.5]), pool, np.zeros(2, dtype=bool)).endswith(
+        "; no other pool candidate has it.")
+
+
+def test_the_calibration_plot_shows_the_acceptance_on_a_real_crowds_gold(shared_data: Path, tmp_path: Path):
+    """The report's calibration plot on gold: the consensus of crowd=gravity_spy on real votes (RTE, an expert label
+    per item) with a seeded tenth of the items as known answers; the replay it plots is the one the cutoff came
+    from, and at the cutoff used the accepted gold labels are right at least as often as asked."""
+    data = next(d for d in shared_crowds(shared_data / "crowds") if d.name == "rte")
+    gold, _ = data.split_gold(0.1, seed=0)
+    with initialize_config_module(version_base="1.3", config_module="glitchrun.conf"):
+        consensus = instantiate(compose("config", overrides=["crowd=gravity_spy"]).crowd.consensus)
+    consensus.aggregate(data.votes, data.classes, None, gold=gold)
+    assert consensus.calibrated_ and len(consensus.calibration_)
+    frame = consensus.calibration_
+    at_cutoff = frame[frame["cutoff"] >= consensus.cutoff_].sort_values("cutoff").iloc[0]
+    assert at_cutoff["right"] >= consensus.agreement * at_cutoff["accepted"] - 1e-9
+    path = calibration_plot(tmp_path / "gold_calibration.png", frame, float(consensus.cutoff_), consensus.agreement,
+                            True)
+    assert path.read_bytes().startswith(b"\x89PNG")

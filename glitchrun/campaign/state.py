@@ -6,8 +6,12 @@ stopped: ``selected`` (batch chosen) -> ``uploading`` (subject set made) -> ``up
 ``selected`` round, nothing of which was uploaded, may be discarded to choose its batch again.
 A file lock held for the whole round keeps two rounds of one campaign from running at once.
 
-Each subject is ``active`` until glitchrun retires it: ``labelled`` (its consensus passed the threshold)
-or ``disputed`` (it reached the vote cap without consensus: no label, listed for an expert). Retirement is
+Each subject is ``active`` until glitchrun retires it: ``labelled`` (its consensus passed the threshold, or
+an expert classified it) or ``disputed`` (it reached the vote cap without consensus: no label, listed for an
+expert). A known-answer subject (``gold_label``: a candidate of known class shown to measure the
+volunteers) retires as ``gold`` with its round and never gives a label. A retired subject keeps the
+``evidence`` its decision rested on (votes, gold answer, its volunteers' skill), so a later pass changes it
+only on new evidence. Classifications by project experts (``expert``) are gold answers, not votes. Retirement is
 written here (``retire_sent`` = 0) before it is asked of Zooniverse and marked sent after, so a pass
 stopped between the two resends it and never decides twice. Classifications are stored once each, keyed
 by their Zooniverse id, with the sync cursor ``last_classification_id`` in ``meta``. State files of
@@ -41,14 +45,14 @@ CREATE TABLE IF NOT EXISTS batch (
 CREATE TABLE IF NOT EXISTS subjects (
     subject_id TEXT PRIMARY KEY, candidate_id TEXT NOT NULL, round INTEGER NOT NULL,
     status TEXT NOT NULL DEFAULT 'active', votes INTEGER NOT NULL DEFAULT 0, retirement_reason TEXT,
-    retired_at TEXT, retire_sent INTEGER NOT NULL DEFAULT 0);
+    retired_at TEXT, retire_sent INTEGER NOT NULL DEFAULT 0, gold_label TEXT, evidence TEXT);
 CREATE TABLE IF NOT EXISTS labels (
     candidate_id TEXT PRIMARY KEY, label TEXT NOT NULL, source TEXT NOT NULL, round INTEGER,
     votes INTEGER, agreement REAL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS classifications (
     classification_id INTEGER NOT NULL, subject_id TEXT NOT NULL, volunteer TEXT NOT NULL,
     workflow_id TEXT NOT NULL, workflow_version TEXT NOT NULL, created_at TEXT NOT NULL, answer TEXT,
-    round INTEGER, PRIMARY KEY (classification_id, subject_id));
+    round INTEGER, expert INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (classification_id, subject_id));
 CREATE TABLE IF NOT EXISTS label_changes (
     candidate_id TEXT NOT NULL, old_label TEXT, new_label TEXT, round INTEGER, reason TEXT NOT NULL,
     at TEXT NOT NULL);
@@ -59,12 +63,17 @@ ADDED_COLUMNS = {
     "rounds": {"ml_weight": "REAL", "selection": "TEXT"},
     "batch": {"distribution": "TEXT"},
     "subjects": {"status": "TEXT NOT NULL DEFAULT 'active'", "votes": "INTEGER NOT NULL DEFAULT 0",
-                 "retirement_reason": "TEXT", "retired_at": "TEXT", "retire_sent": "INTEGER NOT NULL DEFAULT 0"},
+                 "retirement_reason": "TEXT", "retired_at": "TEXT", "retire_sent": "INTEGER NOT NULL DEFAULT 0",
+                 "gold_label": "TEXT", "evidence": "TEXT"},
+    "classifications": {"expert": "INTEGER NOT NULL DEFAULT 0"},
 }
 
 STATUSES = ("selected", "uploading", "uploaded", "labelled")
-#: a subject's status: waiting for votes, labelled by consensus, or retired at the vote cap without consensus
-ACTIVE, LABELLED, DISPUTED = "active", "labelled", "disputed"
+#: a subject's status: waiting for votes, labelled (by consensus or an expert), retired without consensus, or a
+#: known-answer subject retired with its round
+ACTIVE, LABELLED, DISPUTED, GOLD = "active", "labelled", "disputed", "gold"
+#: where a label came from: the crowd's consensus, an expert's classification (the others: data, seed)
+CROWD, EXPERT = "crowd", "expert"
 
 
 class CampaignBusy(RuntimeError):
@@ -259,13 +268,17 @@ class CampaignState:
         return {row[0] for row in self.db.execute(query)}
 
     # -- subjects -------------------------------------------------------------------------------------
-    def record_subjects(self, number: int, subject_ids: dict[str, str]) -> None:
-        """Remember which Zooniverse subject shows which candidate (``candidate id -> subject id``); a subject
-        already known keeps its status."""
+    def record_subjects(self, number: int, subject_ids: dict[str, str],
+                        known: dict[str, str] | None = None) -> None:
+        """Remember which Zooniverse subject shows which candidate (``candidate id -> subject id``), and the class
+        of those shown as known-answer subjects (``known``: candidate id -> class); a subject already known keeps
+        its status."""
+        known = known or {}
         with self.transaction() as db:
             db.executemany(
-                "INSERT INTO subjects (subject_id, candidate_id, round) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                [(str(s), str(c), number) for c, s in subject_ids.items()],
+                "INSERT INTO subjects (subject_id, candidate_id, round, gold_label) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                [(str(s), str(c), number, known.get(str(c))) for c, s in subject_ids.items()],
             )
 
     def subject_candidates(self) -> dict[str, str]:
@@ -277,6 +290,18 @@ class CampaignState:
         query = "SELECT * FROM subjects" + (" WHERE round = ?" if round is not None else "") + " ORDER BY rowid"
         frame = pd.read_sql_query(query, self.db, params=(round,) if round is not None else ())
         return frame.set_index("subject_id")
+
+    def known_answers(self) -> pd.Series:
+        """The class of each known-answer subject (index subject_id)."""
+        rows = self.db.execute("SELECT subject_id, gold_label FROM subjects WHERE gold_label IS NOT NULL "
+                               "ORDER BY rowid")
+        return pd.Series(dict(rows.fetchall()), dtype=object).rename_axis("subject_id")
+
+    def gold_uses(self) -> pd.Series:
+        """How many known-answer subjects each candidate has been shown as (index candidate_id)."""
+        rows = self.db.execute("SELECT candidate_id, COUNT(*) FROM subjects WHERE gold_label IS NOT NULL "
+                               "GROUP BY candidate_id")
+        return pd.Series(dict(rows.fetchall()), dtype=int).rename_axis("candidate_id")
 
     def distributions(self) -> dict[str, dict[str, float]]:
         """The learner's class distribution for each subject, as recorded when its batch was chosen."""
@@ -297,10 +322,12 @@ class CampaignState:
     def record_pass(self, subjects: pd.DataFrame, changes: pd.DataFrame) -> None:
         """Write one retire pass's decisions in one transaction.
 
-        ``subjects`` (index subject_id; candidate_id, round, status, retirement_reason, votes, label, agreement,
-        sent): every subject whose state the pass decided; a row whose status leaves ``active`` is retired now
-        (to be confirmed by Zooniverse unless ``sent``); its crowd label is set from ``label`` or, when that
-        is missing, removed. ``changes`` rows go to ``label_changes``.
+        ``subjects`` (index subject_id; candidate_id, round, status, retirement_reason, votes, label, source,
+        agreement, sent, decided, evidence): every campaign subject after the pass; a row whose status leaves
+        ``active`` is retired now (to be confirmed by Zooniverse unless ``sent``). Only a ``decided`` row (one the
+        pass decided, not one it kept for want of new evidence) sets its label from ``label`` (``source``: crowd
+        or expert) or, when that is missing and it is retired, removes its crowd or expert label; ``evidence``
+        (JSON), when given, replaces what the subject's decision rests on. ``changes`` rows go to ``label_changes``.
         """
         stamp = now()
         with self.transaction() as db:
@@ -308,17 +335,20 @@ class CampaignState:
                 db.execute(
                     "UPDATE subjects SET votes = ?, status = ?, retirement_reason = COALESCE(retirement_reason, ?), "
                     "retired_at = CASE WHEN ? != 'active' THEN COALESCE(retired_at, ?) END, "
-                    "retire_sent = CASE WHEN status = 'active' AND ? != 'active' THEN ? ELSE retire_sent END "
-                    "WHERE subject_id = ?",
+                    "retire_sent = CASE WHEN status = 'active' AND ? != 'active' THEN ? ELSE retire_sent END, "
+                    "evidence = COALESCE(?, evidence) WHERE subject_id = ?",
                     (int(row["votes"]), row["status"], row["retirement_reason"], row["status"], stamp, row["status"],
-                     int(bool(row["sent"])), str(subject)),
+                     int(bool(row["sent"])), row.get("evidence"), str(subject)),
                 )
+                if not row.get("decided", True):
+                    continue
                 if isinstance(row["label"], str):
-                    db.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, 'crowd', ?, ?, ?, ?)",
-                               (row["candidate_id"], row["label"], int(row["round"]), int(row["votes"]),
-                                float(row["agreement"]), stamp))
-                elif row["status"] != ACTIVE:
-                    db.execute("DELETE FROM labels WHERE candidate_id = ? AND source = 'crowd'", (row["candidate_id"],))
+                    db.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (row["candidate_id"], row["label"], row.get("source", CROWD), int(row["round"]),
+                                int(row["votes"]), float(row["agreement"]), stamp))
+                elif row["status"] in (LABELLED, DISPUTED):
+                    db.execute("DELETE FROM labels WHERE candidate_id = ? AND source IN (?, ?)",
+                               (row["candidate_id"], CROWD, EXPERT))
             db.executemany("INSERT INTO label_changes VALUES (?, ?, ?, ?, ?, ?)",
                            [(c.candidate_id, c.old_label, c.new_label, c.round, c.reason, stamp)
                             for c in changes.itertuples(index=False)])
@@ -326,11 +356,11 @@ class CampaignState:
     # -- classifications --------------------------------------------------------------------------------
     def add_classifications(self, rows: Iterable[tuple], cursor: int) -> int:
         """Store classifications once each (``classification_id, subject_id, volunteer, workflow_id,
-        workflow_version, created_at, answer, round`` tuples) and move the sync cursor, together; returns
-        how many were new."""
+        workflow_version, created_at, answer, round, expert`` tuples; ``expert``: 1 for a project expert's) and
+        move the sync cursor, together; returns how many were new."""
         with self.transaction() as db:
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO classifications VALUES (?, ?, ?, ?, ?, ?, ?, ?)", list(rows))
+            db.executemany("INSERT OR IGNORE INTO classifications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", list(rows))
             added = db.total_changes - before
             db.execute("INSERT OR REPLACE INTO meta VALUES ('last_classification_id', ?)", (str(cursor),))
         return added
@@ -340,11 +370,13 @@ class CampaignState:
         return pd.read_sql_query(query + " ORDER BY classification_id", self.db,
                                  params=(round,) if round is not None else ())
 
-    def votes(self) -> pd.DataFrame:
-        """One vote per volunteer and campaign subject (the first answered one): subject_id, volunteer, label."""
+    def votes(self, expert: bool = False) -> pd.DataFrame:
+        """One vote per volunteer and campaign subject (the first answered one): subject_id, volunteer, label; with
+        ``expert``, the project experts' answers instead of the volunteers' votes."""
         frame = pd.read_sql_query(
             "SELECT subject_id, volunteer, answer AS label FROM classifications WHERE answer IS NOT NULL "
-            "AND subject_id IN (SELECT subject_id FROM subjects) ORDER BY classification_id", self.db)
+            "AND expert = ? AND subject_id IN (SELECT subject_id FROM subjects) ORDER BY classification_id", self.db,
+            params=(int(expert),))
         return frame.drop_duplicates(["subject_id", "volunteer"]).reset_index(drop=True)
 
     def label_changes(self) -> pd.DataFrame:

@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from scipy.optimize import minimize, minimize_scalar
-from scipy.special import expit, logit, logsumexp
+from scipy.special import expit, logsumexp
 
 log = logging.getLogger(__name__)
 

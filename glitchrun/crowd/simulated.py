@@ -17,6 +17,10 @@ campaign hands the features to the crowd in each subject's hidden ``#features`` 
 
 Every answer is drawn from a generator seeded by (seed, volunteer, subject), so a volunteer answers a
 subject the same way whatever the order, the thread or the re-run.
+
+``reviewers`` are project experts on top of the volunteers (accounts ``<expert_prefix>000``, ...): of
+``expert_accuracy``, they do not classify the queue but review the campaign's disputed subjects in
+Zooniverse's gold-standard mode (``job=crowd``).
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ FEATURES_KEY = "#features"
 
 class SimulatedCrowd:
     """``volunteers`` accounts (``experts`` of them with ``expert_accuracy``, the rest with accuracies drawn
-    from a Beta distribution of mean ``accuracy`` and standard deviation ``accuracy_sd``)."""
+    from a Beta distribution of mean ``accuracy`` and standard deviation ``accuracy_sd``), and ``reviewers``
+    project experts of ``expert_accuracy`` (``reviewer_logins``; their index follows the volunteers')."""
 
     def __init__(
         self,
@@ -53,9 +58,12 @@ class SimulatedCrowd:
         login_prefix: str = "volunteer",
         seed: int = 0,
         fit: Fit = FIT,
+        reviewers: int = 0,
+        expert_prefix: str = "expert",
     ) -> None:
-        if int(volunteers) < 1 or not 0 <= int(experts) <= int(volunteers):
-            raise ValueError(f"need volunteers >= 1 and 0 <= experts <= volunteers, got {volunteers} and {experts}")
+        if int(volunteers) < 1 or not 0 <= int(experts) <= int(volunteers) or int(reviewers) < 0:
+            raise ValueError(f"need volunteers >= 1, 0 <= experts <= volunteers and reviewers >= 0, got {volunteers}, "
+                             f"{experts} and {reviewers}")
         for name, value in (("accuracy", accuracy), ("expert_accuracy", expert_accuracy), ("confusion", confusion),
                             ("difficulty", difficulty)):
             if not 0.0 <= float(value) <= 1.0:
@@ -66,8 +74,10 @@ class SimulatedCrowd:
         self.fit = fit
         self.similar = [list(group) for group in similar]
         self.logins = [f"{login_prefix}{i:03d}" for i in range(int(volunteers))]
+        self.reviewer_logins = [f"{expert_prefix}{i:03d}" for i in range(int(reviewers))]
         drawn = beta_draws(float(accuracy), float(accuracy_sd), int(volunteers) - int(experts), self.seed)
-        self.accuracies = np.concatenate([np.full(int(experts), float(expert_accuracy)), drawn])
+        self.accuracies = np.concatenate([np.full(int(experts), float(expert_accuracy)), drawn,
+                                          np.full(int(reviewers), float(expert_accuracy))])
         self._matrices: dict[tuple[int, tuple[str, ...]], np.ndarray] = {}  # confusion_matrix, per workflow
 
     def confusion_matrix(self, volunteer: int, classes: Sequence[str]) -> np.ndarray:

@@ -24,7 +24,17 @@ import pandera.pandas as pa
 
 from glitchrun.csvio import CsvError, read_csv, validate
 from glitchrun.data.loaders import detect_format
-from glitchrun.data.synthetic import LOG_FEATURES, O3A_FILE, SUMMARY_FILE, SUMMARY_MEANS, Fit, Mode, Shape
+from glitchrun.data.synthetic import (
+    FIT,
+    LOG_FEATURES,
+    O3A_FILE,
+    SUMMARY_FILE,
+    SUMMARY_MEANS,
+    V1_MEANS,
+    Fit,
+    Mode,
+    Shape,
+)
 
 SUMMARY_SCHEMA = pa.DataFrameSchema(
     {
@@ -96,29 +106,56 @@ def real_rows(path: Path) -> pd.DataFrame:
         raise CsvError(f"{fmt.name} {path}: calibration needs the feature columns {missing}")
     labels = raw[fmt.columns["label"]].dropna().astype(str).unique().tolist() if "label" in fmt.columns else []
     frame = fmt.to_canonical(validate(raw, fmt.schema(labels), source=f"{fmt.name} {path}"))
-    return frame.loc[frame["label"].notna() & (frame["label"] != "nan"), ["label", *LOG_FEATURES]]
+    return frame.loc[frame["label"].notna() & (frame["label"] != "nan"), ["label", "ifo", *LOG_FEATURES]]
 
 
 def refit(summary_path: Path, tables: Sequence[Path], min_rows: int = MIN_ROWS,
-          shrink_rows: float = SHRINK_ROWS) -> Calibration:
+          shrink_rows: float = SHRINK_ROWS, own_detectors: bool = False) -> Calibration:
     """Class medians and spreads from the labelled rows of ``tables`` where a class has ``min_rows``,
     else from the v1.0 means; priors and detector split from the summary (see ``glitchrun.data.synthetic``)."""
     summary = read_csv(summary_path, SUMMARY_SCHEMA, what="class summary").set_index("label")
     rows = pd.concat([real_rows(Path(path)) for path in tables], ignore_index=True)
+    return refit_rows(rows, summary, min_rows, shrink_rows, own_detectors,
+                      source=f"{summary_path.name} and {list(map(str, tables))}")
+
+
+def v1_summary() -> pd.DataFrame:
+    """The v1.0 class summary as ``refit_rows`` reads it (index label; n_H1, n_L1 and the class means), from the
+    figures the package keeps (``FIT``'s detector counts, ``V1_MEANS``): a campaign refits with no files."""
+    return pd.DataFrame([{"label": name, "n_H1": shape.n_h1, "n_L1": shape.n_l1,
+                          **dict(zip(SUMMARY_MEANS.values(), V1_MEANS[name], strict=True))}
+                         for name, shape in FIT.shapes.items()]).set_index("label")
+
+
+def refit_rows(rows: pd.DataFrame, summary: pd.DataFrame | None = None, min_rows: int = MIN_ROWS,
+               shrink_rows: float = SHRINK_ROWS, own_detectors: bool = False,
+               source: str = "the labelled rows") -> Calibration:
+    """``refit`` on labelled rows already read (columns ``label``, ``LOG_FEATURES`` in natural units and, for
+    ``own_detectors``, ``ifo``) against ``summary`` (default: ``v1_summary()``).
+
+    ``own_detectors``: draw only the detectors the rows come from (all of a class's v1.0 count goes to H1 when
+    every row is H1): a campaign on one detector's glitches should not learn the v1.0 detector split of its
+    classes (v1.0 Whistles are 99 % L1; O3a Hanford ones are all H1). With both detectors, v1.0's split stays.
+    """
+    summary = v1_summary() if summary is None else summary
     counts = rows["label"].value_counts()
-    left_out = {name: f"{n} real rows, not a class of the summary {summary_path.name}: no prior"
+    left_out = {name: f"{n} real rows, not a class of the class summary: no prior"
                 for name, n in counts.items() if name not in summary.index}
     calibrated = [name for name in summary.index if counts.get(name, 0) >= min_rows]
     uncalibrated = {name: f"{counts.get(name, 0)} real rows, fewer than {min_rows}: v1.0 means, pooled spread"
                     for name in summary.index if name not in calibrated}
-    if not calibrated:
-        raise ValueError(f"no class of {summary_path.name} has {min_rows} labelled real rows in {list(map(str, tables))}")
+    detectors = set(rows["ifo"]) & {"H1", "L1"} if own_detectors else set()
 
-    rows = rows[rows["label"].isin(calibrated)]
+    # the spread and correlation within classes, pooled over every class of the summary with two rows or more
+    # (a class's own centre needs min_rows; its deviations from its mean count from two rows on)
+    rows = rows[rows["label"].isin(summary.index)]
     logs = pd.DataFrame(np.log(rows[list(LOG_FEATURES)].to_numpy(dtype=np.float64)), columns=list(LOG_FEATURES),
                         index=rows["label"].to_numpy(dtype=object))
     groups = logs.groupby(level=0)
     within = logs - groups.transform("mean")
+    if len(within) - groups.ngroups < 1:
+        raise ValueError(f"calibration needs two labelled rows of one class of the class summary at least, "
+                         f"in {source}")
     pooled_sd = np.sqrt((within**2).sum() / (len(within) - groups.ngroups)).to_numpy()
     # ln amplitude as a linear function of the other ln features, for classes known only by v1.0 means
     pooled = np.corrcoef(within.to_numpy().T)
@@ -151,7 +188,10 @@ def refit(summary_path: Path, tables: Sequence[Path], min_rows: int = MIN_ROWS,
             sd, correlation = pooled_sd, pooled
             centre = np.log(row[list(SUMMARY_MEANS.values())].to_numpy(dtype=np.float64)) - sd[:-1] ** 2 / 2
             centre = np.append(centre, amplitude[0] + amplitude[1:] @ centre)
-        shapes[str(name)] = Shape(int(row["n_H1"]), int(row["n_L1"]), significant(np.exp(centre), 4),
+        n_h1, n_l1 = int(row["n_H1"]), int(row["n_L1"])
+        if len(detectors) == 1:
+            n_h1, n_l1 = (n_h1 + n_l1, 0) if detectors == {"H1"} else (0, n_h1 + n_l1)
+        shapes[str(name)] = Shape(n_h1, n_l1, significant(np.exp(centre), 4),
                                   rounded(sd, 3), int(counts.get(name, 0)) if name in calibrated else 0,
                                   rounded(correlation[upper], 4), modes)
         shapes[str(name)].cholesky()  # raises now, not at the first draw, if rounding broke positive-definiteness
@@ -187,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="a real labelled Gravity Spy table (v1.0 or O3 catalogue format); repeat for several")
     parser.add_argument("--shrink-rows", type=float, default=SHRINK_ROWS,
                         help=f"pseudo-rows of the pooled correlation in each class's (default {SHRINK_ROWS:g})")
+    parser.add_argument("--own-detectors", action="store_true",
+                        help="draw only the detectors the real rows come from (default: the v1.0 split)")
     parser.add_argument("--min-rows", type=int, default=MIN_ROWS,
                         help=f"fewest real rows of a class to calibrate it (default {MIN_ROWS})")
     args = parser.parse_args(argv)
@@ -197,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                      f"got {args.shrink_rows}")
     try:
         calibration = refit(args.refit / SUMMARY_FILE, args.table or [args.refit / O3A_FILE], args.min_rows,
-                            args.shrink_rows)
+                            args.shrink_rows, args.own_detectors)
     except (CsvError, ValueError, OSError) as err:
         sys.exit(f"calibrate: {err}")
     print(calibration.fit.source())

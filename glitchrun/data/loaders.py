@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 
@@ -208,6 +208,15 @@ class SourceFormat:
     nanoseconds: str | None = None
     #: canonical quantities a file of this format may lack (left out of the features)
     optional: tuple[str, ...] = ("central_frequency", "duration", "bandwidth", "amplitude")
+    #: a column holding the whole ``event_time``, read when a file lacks ``columns["event_time"]``
+    whole_event_time: str | None = None
+
+    def for_header(self, header: Sequence[str]) -> SourceFormat:
+        """This format as a file with ``header`` has it: its time in ``whole_event_time`` when it lacks the
+        usual time column (a v1.0 table with ``event_time`` but no ``peak_time``/``peak_time_ns``)."""
+        if self.columns["event_time"] in header or self.whole_event_time not in header:
+            return self
+        return replace(self, columns={**self.columns, "event_time": self.whole_event_time}, nanoseconds=None)
 
     def schema(self, classes: Sequence[str]) -> pa.DataFrameSchema:
         columns = {column: canonical_column(name, classes, required=name not in self.optional)
@@ -217,7 +226,8 @@ class SourceFormat:
         return pa.DataFrameSchema(columns)
 
     def to_canonical(self, table: pd.DataFrame) -> pd.DataFrame:
-        """Only this format's columns, renamed (v1.0 files also have an ``event_time`` that is not ours)."""
+        """Only this format's columns, renamed (a v1.0 file's ``event_time`` is ``peak_time`` + ``peak_time_ns``:
+        the exact pair is read when the file has it)."""
         present = {column: name for name, column in self.columns.items() if column in table.columns}
         renamed = table[list(present)].rename(columns=present)
         if self.nanoseconds in table.columns:
@@ -228,7 +238,7 @@ class SourceFormat:
 V1_FORMAT = SourceFormat("Gravity Spy v1.0 metadata", {
     "id": "gravityspy_id", "ifo": "ifo", "event_time": "peak_time", "peak_frequency": "peak_frequency",
     "central_frequency": "central_freq", "duration": "duration", "bandwidth": "bandwidth", "snr": "snr",
-    "amplitude": "amplitude", "label": "label"}, nanoseconds="peak_time_ns")
+    "amplitude": "amplitude", "label": "label"}, nanoseconds="peak_time_ns", whole_event_time="event_time")
 O3_FORMAT = SourceFormat("Gravity Spy O3 catalogue", {
     "id": "id", "ifo": "ifo", "event_time": "GPStime", "peak_frequency": "peakFreq",
     "central_frequency": "centralFreq", "duration": "duration", "bandwidth": "bandwidth", "snr": "snr",
@@ -237,10 +247,10 @@ FORMATS = (V1_FORMAT, O3_FORMAT)
 
 
 def detect_format(columns: Sequence[str], path: str | os.PathLike[str]) -> SourceFormat:
-    """The format whose id column the header has (v1.0 ``gravityspy_id``, O3 ``id``)."""
+    """The format whose id column the header has (v1.0 ``gravityspy_id``, O3 ``id``), as ``columns`` has it."""
     for fmt in FORMATS:
         if fmt.columns["id"] in columns:
-            return fmt
+            return fmt.for_header(columns)
     expected = " or ".join(f"{fmt.columns['id']!r} ({fmt.name})" for fmt in FORMATS)
     raise CsvError(f"Gravity Spy metadata {path}: line 1 has no id column {expected}")
 

@@ -210,6 +210,34 @@ FIT = Fit({
 #: the Gravity Spy v1.0 classes, in the order of the v1.0 summary
 GRAVITY_SPY_CLASSES: tuple[str, ...] = tuple(FIT.shapes)
 
+# The class means of the v1.0 summary (SUMMARY_FILE: the Gravity Spy v1.0 training set, Zenodo 1476551, CC BY 4.0),
+# in the order of SUMMARY_MEANS: what a refit on a campaign's own rows (glitchrun.data.calibrate.refit_rows) takes
+# for the classes those rows are too few to calibrate, with no files.
+V1_MEANS: dict[str, tuple[float, ...]] = {
+    '1080Lines': (1111.0, 2961.0, 0.85, 4730.0, 10.2),
+    '1400Ripples': (1527.0, 1846.0, 0.15, 1654.0, 10.9),
+    'Air_Compressor': (48.0, 320.0, 0.41, 567.0, 8.7),
+    'Blip': (199.0, 839.0, 0.27, 1595.0, 22.8),
+    'Chirp': (141.0, 264.0, 0.29, 461.0, 13.6),
+    'Extremely_Loud': (140.0, 2673.0, 8.17, 5311.0, 2416.0),
+    'Helix': (134.0, 263.0, 0.09, 326.0, 8.8),
+    'Koi_Fish': (157.0, 1834.0, 1.75, 3629.0, 139.0),
+    'Light_Modulation': (105.0, 2000.0, 2.34, 3966.0, 34.6),
+    'Low_Frequency_Burst': (16.0, 2611.0, 2.91, 5208.0, 29.9),
+    'Low_Frequency_Lines': (12.0, 2630.0, 3.94, 5243.0, 23.1),
+    'No_Glitch': (183.0, 1601.0, 1.95, 2915.0, 9.3),
+    'None_of_the_Above': (170.0, 1744.0, 2.72, 3436.0, 45.3),
+    'Paired_Doves': (41.0, 1270.0, 0.42, 2505.0, 33.4),
+    'Power_Line': (62.0, 733.0, 0.75, 1367.0, 11.3),
+    'Repeating_Blips': (200.0, 1650.0, 0.31, 3214.0, 29.2),
+    'Scattered_Light': (30.0, 2175.0, 2.61, 4319.0, 16.4),
+    'Scratchy': (153.0, 1223.0, 1.45, 2269.0, 8.6),
+    'Tomte': (47.0, 833.0, 0.73, 1622.0, 16.2),
+    'Violin_Mode': (1673.0, 1742.0, 0.29, 2637.0, 13.4),
+    'Wandering_Line': (667.0, 2127.0, 6.05, 3929.0, 27.8),
+    'Whistle': (1093.0, 2690.0, 0.59, 4788.0, 9.5),
+}
+
 
 def class_weights(names: Sequence[str], fit: Fit, priors: Mapping[str, float] | None) -> np.ndarray:
     """The chance of each of ``names``: ``priors`` (any positive scale) or else the v1.0 counts."""
@@ -226,9 +254,12 @@ def class_weights(names: Sequence[str], fit: Fit, priors: Mapping[str, float] | 
 
 
 def generate(n: int, seed: int, classes: Sequence[str] | None = None, fit: Fit = FIT,
-             priors: Mapping[str, float] | None = None) -> pd.DataFrame:
+             priors: Mapping[str, float] | None = None, interleaved: bool = False) -> pd.DataFrame:
     """``n`` candidates of ``classes`` (default all), drawn with ``seed``: an ``id`` column, ``ifo``,
-    ``event_time``, the six features and ``truth``; vectorised, about 110 bytes a row."""
+    ``event_time``, the six features and ``truth``; vectorised, about 110 bytes a row.
+
+    ``interleaved``: the classes in turn (one of each in ``classes`` order, then the next of each, ...)
+    instead of drawn at their priors, so that any first rows hold the classes equally (to one candidate)."""
     names = list(fit.shapes if classes is None else classes)
     unknown = sorted(set(names) - set(fit.shapes))
     if unknown:
@@ -244,7 +275,16 @@ def generate(n: int, seed: int, classes: Sequence[str] | None = None, fit: Fit =
     log_sd = np.array([sd for *_, sd in components])
 
     rng = np.random.default_rng(seed)
-    c = rng.choice(len(components), size=n, p=chance / chance.sum())
+    if interleaved:  # each row's class fixed, its component (mode) drawn at the mode's share of the class
+        k = np.arange(n) % len(names)
+        share = np.array([weight for _, weight, _, _ in components])
+        first = np.searchsorted(owner, np.arange(len(names)))  # components are listed class by class
+        upto = np.full((len(names), max(len(shape.components()) for shape in shapes)), np.inf)
+        for j in range(len(names)):  # cumulative mode shares of each class, but the last
+            upto[j, : np.sum(owner == j) - 1] = share[owner == j].cumsum()[:-1]
+        c = first[k] + (rng.random(n)[:, None] >= upto[k]).sum(axis=1)
+    else:
+        c = rng.choice(len(components), size=n, p=chance / chance.sum())
     k = owner[c]
     # one float block filled in place (it becomes the frame's, uncopied); rows: event_time, LOG_FEATURES
     floats = ["event_time", *LOG_FEATURES]

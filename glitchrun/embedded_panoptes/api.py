@@ -13,18 +13,19 @@ import json
 import re
 import sqlite3
 from collections.abc import Callable
+from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
 from flask import Flask, Response, request
+from werkzeug.routing import BaseConverter
 
 from glitchrun.embedded_panoptes import exports, policies, schemas
 from glitchrun.embedded_panoptes.counting import (
     RETIREMENT_REASONS,
-    count_classification,
     ensure_statuses,
     refresh_finished,
-    set_retired,
+    seen_subjects,
     workflows_of_set,
 )
 from glitchrun.embedded_panoptes.errors import ApiError, not_found
@@ -41,6 +42,7 @@ from glitchrun.embedded_panoptes.resources import (
     WORKFLOW_DEFAULTS,
     WORKFLOWS,
     Kind,
+    list_gold_standard,
     list_project_classifications,
     list_resources,
     subject_limit,
@@ -58,6 +60,7 @@ from glitchrun.embedded_panoptes.web import (
     to_id,
     to_ids,
 )
+from glitchrun.embedded_panoptes.worker import schedule
 
 #: project attributes kept in their own columns (filterable); the rest live in ``attrs``
 PROJECT_COLUMNS = ("display_name", "private", "live", "launch_approved", "beta_approved", "state")
@@ -78,10 +81,11 @@ def slug_of(login: str, display_name: str) -> str:
 
 # ------------------------------------------------------------------------------------ ownership
 def writable_project(ctx: Ctx, project_id: int) -> sqlite3.Row:
-    """The project if the caller may update it (owner or collaborator): 401 without a token, else the
-    real 404 (``lib/json_api_controller/check_resources_exist.rb``: outside the update scope it is not found)."""
+    """The project if the caller may update it (owner or collaborator) and it is not deactivated: 401 without
+    a token, else the real 404 (``lib/json_api_controller/check_resources_exist.rb``: outside the update
+    scope, or deactivated (``pundit_policy.rb`` ``scope.active``), it is not found)."""
     project = policies.in_scope(ctx.db, policies.writable(ctx.require_viewer()), project_id)
-    if project is None:
+    if project is None or project["deactivated_at"] is not None:
         raise not_found("project", project_id)
     return project
 
@@ -95,12 +99,23 @@ def linked_project(ctx: Ctx, value: Any) -> sqlite3.Row:
 
 
 def writable(ctx: Ctx, kind: Kind, ident: int) -> sqlite3.Row:
-    """A workflow, subject set or subject of a project the caller may update, else 404 naming it."""
+    """A workflow, subject set or subject of a project the caller may update (and not deactivated), else 404."""
     ctx.require_viewer()
     row = ctx.db.execute(f"SELECT {kind.alias}.* {kind.source} WHERE {kind.alias}.id = ?", (ident,)).fetchone()
-    if row is None or policies.in_scope(ctx.db, policies.writable(ctx.viewer), row["project_id"]) is None:
+    if row is None or policies.in_scope(ctx.db, policies.writable(ctx.viewer), row["project_id"]) is None or (
+            kind.activatable and row["deactivated_at"] is not None):
         raise not_found(kind.singular, ident)
     return row
+
+
+def deactivate(ctx: Ctx, table: str, row: sqlite3.Row, **changes: Any) -> Response:
+    """DELETE of an ``Activatable`` resource (projects, workflows, subjects:
+    ``lib/json_api_controller/deactivatable_resource.rb``): it is deactivated, not removed. It leaves every
+    list and show (404), and nothing linked to it changes: a subject stays in its sets, a workflow keeps
+    its classifications."""
+    stamp = now()
+    update(ctx.db, table, row["id"], {"deactivated_at": stamp, "updated_at": stamp, **changes})
+    return no_content()
 
 
 def _id_array(body: dict[str, Any], key: str) -> list[int]:
@@ -115,6 +130,59 @@ def _id_array(body: dict[str, Any], key: str) -> list[int]:
 def _existing(ctx: Ctx, table: str, ids: list[int]) -> list[sqlite3.Row]:
     return ctx.db.execute(f"SELECT * FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
                           (id_list(ids),)).fetchall()
+
+
+def _link_ids(body: dict[str, Any], relation: str) -> list[int]:
+    """The ids of a link body (``updatable_resource.rb`` ``update_links``): the body must name the relation
+    (``check_relation``, 422 BadLinkParams); one id or a list."""
+    values = body.get(relation)
+    if values is None:
+        raise ApiError(422, f"Link relation {relation} must match body key")
+    return to_ids(values if isinstance(values, list) else [values], relation)
+
+
+def linkable(ctx: Ctx, kind: Kind, ids: list[int], scope: tuple[str, list[Any]] | None = None) -> list[sqlite3.Row]:
+    """``RelationManager#relation_find`` over the policy's linkable scope (by default what the caller may see:
+    public projects' and the projects where they hold a role): the rows found, in id order; when ids were
+    asked for and none is found, 422 NotLinkable. Some missing is no error: the others are linked."""
+    clause, params = scope or policies.readable(ctx.viewer)
+    rows = ctx.db.execute(f"SELECT {kind.alias}.* {kind.source} WHERE {kind.alias}.id IN "
+                          f"(SELECT value FROM json_each(?)) AND {clause} ORDER BY {kind.alias}.id",
+                          (id_list(ids), *params)).fetchall()
+    if ids and not rows:
+        raise policies.not_linkable(kind.key)
+    return rows
+
+
+def copy_subject_set(ctx: Ctx, subject_set: sqlite3.Row, project_id: int) -> int:
+    """``lib/subject_set_copier.rb``: a set of another project linked to this one's project or workflow is
+    duplicated into this project (same name, metadata and member subjects; the subjects are not copied)."""
+    _check_set_name(ctx, project_id, subject_set["display_name"])
+    stamp = now()
+    set_id = insert(ctx.db, "subject_sets", {"project_id": project_id, "display_name": subject_set["display_name"],
+                                             "metadata": subject_set["metadata"], "created_at": stamp,
+                                             "updated_at": stamp})
+    ctx.db.execute("INSERT INTO set_member_subjects (subject_set_id, subject_id, created_at, updated_at) "
+                   "SELECT ?, subject_id, ?, ? FROM set_member_subjects WHERE subject_set_id = ? ORDER BY id",
+                   (set_id, stamp, stamp, subject_set["id"]))
+    return set_id
+
+
+def copy_workflow(ctx: Ctx, workflow: sqlite3.Row, project_id: int) -> int:
+    """``lib/workflow_copier.rb``: a workflow linked to a project is copied into it (even one of the same
+    project): inactive, named ``<name> (copy: <UTC time>)``, ``configuration.source_workflow_id`` the
+    original, version 1.1, no subject sets, counts from zero."""
+    attrs = json.loads(workflow["attrs"])
+    attrs["configuration"] = {**attrs.get("configuration", {}), "source_workflow_id": workflow["id"]}
+    moment = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    stamp = now()
+    wid = insert(ctx.db, "workflows", {
+        "project_id": project_id, "display_name": f"{workflow['display_name']} (copy: {moment})", "active": 0,
+        "major": 1, "minor": 1, "tasks": workflow["tasks"], "first_task": workflow["first_task"],
+        "retirement": workflow["retirement"], "attrs": dumps(attrs), "created_at": stamp, "updated_at": stamp,
+    })
+    _add_version(ctx, wid, 1, 1, json.loads(workflow["tasks"]), workflow["first_task"])
+    return wid
 
 
 # ------------------------------------------------------------------------------------ projects
@@ -171,35 +239,28 @@ def update_project(ctx: Ctx, ident: str) -> Response:
     return PROJECTS.respond(ctx, [PROJECTS.find(ctx, project["id"])])
 
 
-def _delete_subject_media(ctx: Ctx, where: str, param: Any) -> None:
-    """Remove the uploaded files of the subjects ``where`` selects (call before deleting the rows)."""
-    names = [r[0] for r in ctx.db.execute(
-        f"SELECT media_name FROM locations WHERE media_name IS NOT NULL AND subject_id IN ({where})", (param,))]
-    ctx.media.remove(UPLOADS, names)
-
-
 def delete_project(ctx: Ctx, ident: str) -> Response:
+    """``projects_controller.rb#destroy``: deactivated, its display name suffixed ``_deleted`` (once), so the
+    owner may make a project of that name again."""
     project = writable_project(ctx, to_id(ident, "project id"))
     require_if_match("projects", project)
-    pid = project["id"]
-    _delete_subject_media(ctx, "SELECT id FROM subjects WHERE project_id = ?", pid)
-    workflow_ids = [r[0] for r in ctx.db.execute("SELECT id FROM workflows WHERE project_id = ?", (pid,))]
-    exports.drop(ctx, "workflows", workflow_ids)
-    exports.drop(ctx, "projects", [pid])
-    ctx.db.execute("DELETE FROM projects WHERE id = ?", (pid,))
-    return no_content()
+    name = project["display_name"]
+    return deactivate(ctx, "projects", project,
+                      display_name=name if name.split("_")[-1] == "deleted" else f"{name}_deleted")
 
 
 def link_to_project(ctx: Ctx, ident: str, link: str) -> Response:
-    """POST /projects/{id}/links/{subject_sets|workflows}: the objects must already be in the project."""
+    """POST /projects/{id}/links/{subject_sets|workflows} (``projects_controller.rb`` ``construct_new_items``):
+    any set or workflow the caller may see; a set of another project is copied into this one, and every
+    linked workflow is copied (``WorkflowCopier``), this project's own too."""
     project = writable_project(ctx, to_id(ident, "project id"))
-    ids = _id_array(json_body(), link)
-    rows = _existing(ctx, link, ids)
-    if len(rows) != len(set(ids)):
-        raise ApiError(422, f"Error: check that all the {link} exist.")
-    if any(r["project_id"] != project["id"] for r in rows):
-        raise ApiError(422, f"{link} of another project cannot be linked: the embedded Panoptes does not copy them")
-    return PROJECTS.respond(ctx, [project])
+    for row in linkable(ctx, SUBJECT_SETS if link == "subject_sets" else WORKFLOWS, _link_ids(json_body(), link)):
+        if link == "workflows":
+            copy_workflow(ctx, row, project["id"])
+        elif row["project_id"] != project["id"]:
+            copy_subject_set(ctx, row, project["id"])
+    update(ctx.db, "projects", project["id"], {"updated_at": now()})  # update_links touches the resource
+    return PROJECTS.respond(ctx, [PROJECTS.find(ctx, project["id"])])
 
 
 # ------------------------------------------------------------------------------------ workflows
@@ -213,10 +274,11 @@ def _add_version(ctx: Ctx, workflow_id: int, major: int, minor: int, tasks: Any,
 
 
 def _link_sets(ctx: Ctx, workflow: sqlite3.Row, set_ids: list[int]) -> None:
-    """Link subject sets of the workflow's project; make the status rows of their subjects."""
-    rows = _existing(ctx, "subject_sets", set_ids)
-    if len(rows) != len(set(set_ids)) or any(r["project_id"] != workflow["project_id"] for r in rows):
-        raise ApiError(422, f"Error: check that subject sets {set_ids} exist in project {workflow['project_id']}.")
+    """Link subject sets the caller may see (``WorkflowPolicy#linkable_subject_sets``); a set of another project
+    is copied into the workflow's project and the copy linked (``workflows_controller.rb``
+    ``construct_new_items``). Make the status rows of their subjects."""
+    set_ids = [r["id"] if r["project_id"] == workflow["project_id"] else copy_subject_set(ctx, r, workflow["project_id"])
+               for r in linkable(ctx, SUBJECT_SETS, set_ids)]
     stamp = now()
     ctx.db.executemany("INSERT OR IGNORE INTO workflow_subject_sets (workflow_id, subject_set_id) VALUES (?, ?)",
                        [(workflow["id"], sid) for sid in set_ids])
@@ -287,14 +349,12 @@ def update_workflow(ctx: Ctx, ident: str) -> Response:
 def delete_workflow(ctx: Ctx, ident: str) -> Response:
     row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
     require_if_match("workflows", row)
-    exports.drop(ctx, "workflows", [row["id"]])
-    ctx.db.execute("DELETE FROM workflows WHERE id = ?", (row["id"],))
-    return no_content()
+    return deactivate(ctx, "workflows", row)
 
 
 def link_sets_to_workflow(ctx: Ctx, ident: str) -> Response:
     row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
-    _link_sets(ctx, row, _id_array(json_body(), "subject_sets"))
+    _link_sets(ctx, row, _link_ids(json_body(), "subject_sets"))
     update(ctx.db, "workflows", row["id"], {"updated_at": now()})  # update_links touches the resource
     return WORKFLOWS.respond(ctx, [WORKFLOWS.find(ctx, row["id"])])
 
@@ -314,19 +374,25 @@ def _operation_ids(body: dict[str, Any]) -> list[int]:
     return list(dict.fromkeys(to_ids([*ids, *([single] if single is not None else [])], "subject_ids")))
 
 
+def _later(ctx: Ctx, kind: str, payload: dict[str, Any]) -> None:
+    """Hand a job to the worker (``rules.worker_delay`` from now; on a quiet server, at once)."""
+    schedule(ctx.db, ctx.rules, kind, payload, ctx.rules.clock() + ctx.rules.worker_delay)
+
+
 def retire_subjects(ctx: Ctx, ident: str) -> Response:
     """POST /workflows/{id}/retired_subjects (``app/operations/workflows/retire_subjects.rb``): 204; reason
-    one of the SubjectWorkflowStatus reasons, ``blank`` meaning nothing_here, or none; unknown subject ids
-    are skipped (``RetireSubjectWorker`` rescues them); subjects need not be in the workflow's sets."""
+    one of the SubjectWorkflowStatus reasons, ``blank`` meaning nothing_here, or none. The retirement itself
+    is ``RetireSubjectWorker``'s (rules.py ``worker_delay``): unknown subject ids are skipped there;
+    subjects need not be in the workflow's sets."""
     row = writable(ctx, WORKFLOWS, to_id(ident, "workflow id"))
     body = json_body()
     reason = body.get("retirement_reason")
     reason = "nothing_here" if reason == "blank" else reason
     if reason is not None and reason not in RETIREMENT_REASONS:
         raise ApiError(422, "Retirement reason is not included in the list")
-    subject_ids = [r["id"] for r in _existing(ctx, "subjects", _operation_ids(body))]
+    subject_ids = _operation_ids(body)
     if subject_ids:
-        set_retired(ctx.db, row["id"], sorted(subject_ids), reason or None, now(), retire=True)
+        _later(ctx, "retire", {"workflow": row["id"], "subjects": sorted(subject_ids), "reason": reason or None})
     return no_content()
 
 
@@ -340,22 +406,24 @@ def unretire_subjects(ctx: Ctx, ident: str) -> Response:
             "SELECT DISTINCT subject_id FROM set_member_subjects "
             "WHERE subject_set_id IN (SELECT value FROM json_each(?))", (id_list(set_ids),))]
     else:
-        subject_ids = [r["id"] for r in _existing(ctx, "subjects", _operation_ids(body))]
-    set_retired(ctx.db, row["id"], sorted(set(subject_ids)), None, now(), retire=False)
+        subject_ids = _operation_ids(body)
+    if subject_ids:
+        _later(ctx, "unretire", {"workflow": row["id"], "subjects": sorted(set(subject_ids))})
     return no_content()
 
 
 # ------------------------------------------------------------------------------------ subject sets
 def _link_subjects(ctx: Ctx, subject_set: sqlite3.Row, subject_ids: list[int], exact: bool = False) -> None:
-    """Add members (existing ones are kept once); subjects must be in projects the caller may write.
+    """Add members (existing ones are kept once): any subjects the caller may see
+    (``SubjectSetPolicy#linkable_subjects``: public projects' too), none found is 422 NotLinkable.
 
-    ``exact`` (a link body, ``subject_sets_controller.rb#add_relation``): the subjects found must number as
-    many as the ids sent, so the same subject twice is 422 too; a create's ``links.subjects`` dedups."""
-    rows = _existing(ctx, "subjects", subject_ids)
-    if len(rows) != (len(subject_ids) if exact else len(set(subject_ids))):
+    ``exact`` (a link body, ``subject_sets_controller.rb#add_relation``): the active subjects found must
+    number as many as the ids sent, so a deactivated subject, a missing one or the same subject twice is
+    422; a create's ``links.subjects`` takes the subjects it finds."""
+    rows = linkable(ctx, SUBJECTS, subject_ids)
+    if exact and sum(r["deactivated_at"] is None for r in rows) != len(subject_ids):
         raise ApiError(422, LINK_ERROR)
-    for project_id in {r["project_id"] for r in rows} - {subject_set["project_id"]}:
-        writable_project(ctx, project_id)
+    subject_ids = [r["id"] for r in rows]
     stamp = now()
     ctx.db.executemany(
         "INSERT OR IGNORE INTO set_member_subjects (subject_set_id, subject_id, created_at, updated_at) "
@@ -397,8 +465,10 @@ def update_subject_set(ctx: Ctx, ident: str) -> Response:
     if "metadata" in attrs:
         changes["metadata"] = dumps(attrs["metadata"])
     update(ctx.db, "subject_sets", row["id"], {**changes, "updated_at": now()})
-    if links.get("subjects"):
-        _link_subjects(ctx, row, to_ids(links["subjects"], "links.subjects"))
+    if "subjects" in links:  # an update's links replace the set's subjects (has_many assignment)
+        ctx.db.execute("DELETE FROM set_member_subjects WHERE subject_set_id = ?", (row["id"],))
+        _link_subjects(ctx, row, to_ids(links["subjects"] or [], "links.subjects"))
+        refresh_finished(ctx.db, workflows_of_set(ctx.db, row["id"]), now())
     return SUBJECT_SETS.respond(ctx, [SUBJECT_SETS.find(ctx, row["id"])])
 
 
@@ -414,7 +484,7 @@ def delete_subject_set(ctx: Ctx, ident: str) -> Response:
 
 def link_subjects_to_set(ctx: Ctx, ident: str) -> Response:
     row = writable(ctx, SUBJECT_SETS, to_id(ident, "subject set id"))
-    _link_subjects(ctx, row, _id_array(json_body(), "subjects"), exact=True)
+    _link_subjects(ctx, row, _link_ids(json_body(), "subjects"), exact=True)
     update(ctx.db, "subject_sets", row["id"], {"updated_at": now()})  # update_links touches the resource
     return SUBJECT_SETS.respond(ctx, [SUBJECT_SETS.find(ctx, row["id"])])
 
@@ -467,6 +537,26 @@ def check_subject_limit(ctx: Ctx) -> None:
         raise ApiError(403, f"User has uploaded {current} subjects of {limit} maximum")
 
 
+def _set_memberships(ctx: Ctx, subject_id: int, links: dict[str, Any]) -> None:
+    """``links.subject_sets`` of a subject create or update: the sets the caller may update
+    (``SubjectPolicy#linkable_subject_sets``: their own projects' sets, NotLinkable when none is found)
+    become the subject's sets (has_many assignment: an update replaces its memberships)."""
+    if "subject_sets" not in links:
+        return
+    wanted = [r["id"] for r in linkable(ctx, SUBJECT_SETS, to_ids(links["subject_sets"] or [], "links.subject_sets"),
+                                        policies.writable(ctx.viewer))]
+    dropped = [r[0] for r in ctx.db.execute(
+        "SELECT subject_set_id FROM set_member_subjects WHERE subject_id = ? AND subject_set_id NOT IN "
+        "(SELECT value FROM json_each(?))", (subject_id, id_list(wanted)))]
+    ctx.db.execute("DELETE FROM set_member_subjects WHERE subject_id = ? AND subject_set_id IN "
+                   "(SELECT value FROM json_each(?))", (subject_id, id_list(dropped)))
+    stamp = now()
+    ctx.db.executemany("INSERT OR IGNORE INTO set_member_subjects (subject_set_id, subject_id, created_at, updated_at) "
+                       "VALUES (?, ?, ?, ?)", [(set_id, subject_id, stamp, stamp) for set_id in wanted])
+    ensure_statuses(ctx.db, "sms.subject_id = ?", (subject_id,), stamp)
+    refresh_finished(ctx.db, [w for s in wanted + dropped for w in workflows_of_set(ctx.db, s)], stamp)
+
+
 def create_subject(ctx: Ctx) -> Response:
     check_subject_limit(ctx)
     attrs, links = schemas.validate("subjects", "create", schemas.require(json_body(), "subjects"))
@@ -479,8 +569,7 @@ def create_subject(ctx: Ctx) -> Response:
                                       "external_id": attrs.get("external_id"), "created_at": stamp,
                                       "updated_at": stamp})
     uploads = _write_locations(ctx, sid, attrs["locations"], {})
-    for set_id in to_ids(links.get("subject_sets") or [], "links.subject_sets"):
-        _link_subjects(ctx, writable(ctx, SUBJECT_SETS, set_id), [sid])
+    _set_memberships(ctx, sid, links)
     rows = [SUBJECTS.find(ctx, sid)]
     return SUBJECTS.respond(ctx, rows, 201, serialize_subjects(ctx, rows, uploads))
 
@@ -494,8 +583,7 @@ def update_subject(ctx: Ctx, ident: str) -> Response:
     if "metadata" in attrs:
         changes["metadata"] = dumps(attrs["metadata"])
     update(ctx.db, "subjects", row["id"], changes)
-    for set_id in to_ids(links.get("subject_sets") or [], "links.subject_sets"):
-        _link_subjects(ctx, writable(ctx, SUBJECT_SETS, set_id), [row["id"]])
+    _set_memberships(ctx, row["id"], links)
     uploads: frozenset[str] = frozenset()
     if "locations" in attrs:
         keep = {r["media_name"]: r for r in ctx.db.execute(
@@ -508,15 +596,12 @@ def update_subject(ctx: Ctx, ident: str) -> Response:
 
 
 def delete_subject(ctx: Ctx, ident: str) -> Response:
+    """Deactivated, not removed (``subjects_controller.rb#destroy``): it stays in its subject sets and keeps
+    its images. (``SubjectRemovalWorker`` may later remove a subject nobody ever classified, but only behind a
+    feature flag: a client must expect the subject to stay.)"""
     row = writable(ctx, SUBJECTS, to_id(ident, "subject id"))
     require_if_match("subjects", row)
-    workflows = [r[0] for r in ctx.db.execute(
-        "SELECT DISTINCT wss.workflow_id FROM workflow_subject_sets wss JOIN set_member_subjects sms "
-        "ON sms.subject_set_id = wss.subject_set_id WHERE sms.subject_id = ?", (row["id"],))]
-    _delete_subject_media(ctx, "?", row["id"])
-    ctx.db.execute("DELETE FROM subjects WHERE id = ?", (row["id"],))
-    refresh_finished(ctx.db, workflows, now())
-    return no_content()
+    return deactivate(ctx, "subjects", row)
 
 
 # ------------------------------------------------------------------------------------ classifications
@@ -565,38 +650,73 @@ def _validate_classification(ctx: Ctx, attrs: dict[str, Any], subject_ids: list[
         raise ApiError(400, f"Validation failed: {', '.join(problems)}")
 
 
+def _classified_subjects(ctx: Ctx, ids: list[int]) -> list[int]:
+    """``Classification.new(subject_ids: ...)`` (Rails' ``ids_writer``): every subject must exist, deactivated
+    ones included, or the create is ``ActiveRecord::RecordNotFound`` (404) before its links are looked at."""
+    found = {r["id"] for r in _existing(ctx, "subjects", ids)}
+    missing = [i for i in ids if i not in found]
+    if not missing:
+        return ids
+    if len(ids) == 1:
+        raise ApiError(404, f"Couldn't find Subject with 'id'={ids}")
+    raise ApiError(404, f"Couldn't find all Subjects with 'id': ({', '.join(map(str, ids))}) (found "
+                        f"{len(ids) - len(missing)} results, but was looking for {len(ids)}). Couldn't find "
+                        f"{'Subject' if len(missing) == 1 else 'Subjects'} with "
+                        f"{'id' if len(missing) == 1 else 'ids'} {', '.join(map(str, missing))}.")
+
+
+def _expert_level(ctx: Ctx, project_id: int) -> str | None:
+    """``Project#expert_classifier_level``: the first of ``Project::EXPERT_ROLES`` the caller holds on the project,
+    recorded on a gold-standard classification of subjects new to them (``lib/classification_lifecycle.rb``
+    ``#mark_expert_classifier``; the export's ``expert`` column)."""
+    if ctx.viewer is None:
+        return None
+    row = ctx.db.execute("SELECT owner_id, (SELECT roles FROM project_roles WHERE project_id = p.id AND user_id = ?) "
+                         "FROM projects p WHERE id = ?", (ctx.viewer["id"], project_id)).fetchone()
+    held = set(json.loads(row[1] or "[]")) | ({"owner"} if row[0] == ctx.viewer["id"] else set())
+    return next((role for role in policies.EXPERT_ROLES if role in held), None)
+
+
 def create_classification(ctx: Ctx) -> Response:
-    """POST /classifications (anonymous allowed): store it, then count and retire at once (§8)."""
+    """POST /classifications (anonymous allowed): store it, then count it (``ClassificationLifecycle``, a
+    worker job: at once on a quiet server, later on a busy one). It becomes visible to other requests at
+    once, or after the rules' ``visibility_lag``."""
     attrs, links = schemas.validate("classifications", "create", schemas.require(json_body(), "classifications"))
     metadata = attrs["metadata"]
     completed = attrs.get("completed", True)
+    subject_ids = _classified_subjects(ctx, to_ids(links["subjects"], "links.subjects"))
     workflow = _linked_workflow(ctx, links)
     project_id = to_id(links["project"], "links.project")
-    subject_ids = [r["id"] for r in _existing(ctx, "subjects", to_ids(links["subjects"], "links.subjects"))]
-    subject_ids.sort(key=[int(i) for i in links["subjects"]].index)
     _validate_classification(ctx, attrs, subject_ids, completed, project_id)
     user_id = ctx.viewer["id"] if ctx.viewer is not None else None
     stamp = now()
-    # app/workers/classification_count_worker.rb: counted towards retirement only when the workflow's
-    # project is live; lib/classification_lifecycle.rb stores live_project either way
+    seen = seen_subjects(ctx.db, workflow["id"], user_id, subject_ids)
     live = ctx.db.execute("SELECT live FROM projects WHERE id = ?", (workflow["project_id"],)).fetchone()["live"]
-    seen = count_classification(ctx.db, workflow, user_id, subject_ids, stamp=stamp,
-                                counts=bool(live) and completed and metadata.get("seen_before") is not True)
+    gold = attrs.get("gold_standard") is True
     stored = {k: v for k, v in metadata.items() if k != "workflow_version"}
-    stored["live_project"] = bool(live)
+    stored["live_project"] = bool(live)  # lib/classification_lifecycle.rb stores it either way
     if user_id is not None:
         stored["user_group_ids"] = []
     if seen:
         stored["seen_before"] = True
+    visible_at = ctx.rules.visible_at()
     cid = insert(ctx.db, "classifications", {
         "project_id": project_id, "workflow_id": workflow["id"], "user_id": user_id,
         "user_ip": request.remote_addr or "", "completed": int(completed),
         "gold_standard": None if attrs.get("gold_standard") is None else int(attrs["gold_standard"]),
+        "expert_classifier": _expert_level(ctx, project_id) if gold and not seen else None,
         "workflow_version": str(metadata["workflow_version"]), "annotations": dumps(attrs["annotations"]),
-        "metadata": dumps(stored), "created_at": stamp, "updated_at": stamp,
+        "metadata": dumps(stored), "created_at": stamp, "updated_at": stamp, "visible_at": visible_at,
     })
     ctx.db.executemany("INSERT INTO classification_subjects (classification_id, subject_id) VALUES (?, ?)",
-                       [(cid, sid) for sid in subject_ids])
+                       [(cid, sid) for sid in dict.fromkeys(subject_ids)])
+    # should_count_towards_retirement?: completed, not flagged seen_before by the caller, and (for a logged-in
+    # classifier) a subject not classified before; the worker counts it only if the project is live then;
+    # app/counters/subject_workflow_counter.rb: a gold-standard classification never counts towards retirement
+    counted = [sid for sid in dict.fromkeys(subject_ids) if sid not in seen]
+    if completed and metadata.get("seen_before") is not True and not gold and counted:
+        schedule(ctx.db, ctx.rules, "count", {"workflow": workflow["id"], "subjects": counted},
+                 (visible_at or ctx.rules.clock()) + ctx.rules.worker_delay)
     rows = ctx.db.execute("SELECT * FROM classifications WHERE id = ?", (cid,)).fetchall()
     return CLASSIFICATIONS.respond(ctx, rows, 201)
 
@@ -626,21 +746,51 @@ def me(ctx: Ctx) -> Response:
 
 
 # ------------------------------------------------------------------------------------ project roles
-def _strong_roles(doc: dict[str, Any]) -> list[str]:
-    """``allowed_params ... roles: []``: strong params keep an array of scalars and silently drop the rest."""
-    roles = doc.get("roles")
-    if isinstance(roles, list) and all(isinstance(r, (str, int, float)) and not isinstance(r, bool) for r in roles):
-        return [str(r) for r in roles]
-    return []
+#: ``project_roles_controller.rb`` ``allowed_params``: ``[]`` an array of scalars, a tuple a nested hash's keys
+ROLE_PARAMS = {"create": {"roles": [], "links": ("user", "project")}, "update": {"roles": []}}
+#: Rails' permitted scalar types (strong parameters): strings, numbers, booleans, nil
+SCALARS = (str, int, float, bool, type(None))
 
 
-def _roles_doc() -> dict[str, Any]:
-    """``params.require(:project_roles)`` (``app/controllers/concerns/roles_controller.rb``, strong params,
-    no JSON schema): a missing or empty document is Rails' ParameterMissing, 422."""
+def permit(doc: dict[str, Any], allowed: dict[str, Any] | tuple[str, ...]) -> None:
+    """Rails' strong parameters with ``action_on_unpermitted_parameters = :raise`` (``config/application.rb``):
+    a key not allowed, or whose value has the wrong shape (a string where an array of scalars is allowed, an
+    object where a scalar is), is ``UnpermittedParameters``: 422, nested keys first."""
+    spec = dict.fromkeys(allowed) if isinstance(allowed, tuple) else allowed
+    refused = []
+    for key, value in doc.items():
+        rule = spec.get(key, ())
+        if key not in spec:
+            ok = False
+        elif rule is None:
+            ok = isinstance(value, SCALARS)
+        elif rule == []:
+            ok = isinstance(value, list) and all(isinstance(v, SCALARS) for v in value)
+        else:
+            ok = isinstance(value, dict)
+            if ok:
+                permit(value, rule)
+        if not ok:
+            refused.append(key)
+    if refused:
+        raise ApiError(422, f"found unpermitted parameter{'s' if len(refused) > 1 else ''}: "
+                            f"{', '.join(f':{key}' for key in refused)}")
+
+
+def _roles_doc(action: str) -> dict[str, Any]:
+    """``params.require(:project_roles).permit(...)`` (``app/controllers/concerns/roles_controller.rb``, strong
+    params, no JSON schema): a missing or empty document is Rails' ParameterMissing, anything not permitted
+    UnpermittedParameters; both 422."""
     doc = json_body().get("project_roles")
     if not isinstance(doc, dict) or not doc:
         raise ApiError(422, "param is missing or the value is empty: project_roles")
+    permit(doc, ROLE_PARAMS[action])
     return doc
+
+
+def _roles(doc: dict[str, Any]) -> list[str]:
+    """The role names as stored (the real server does not check them)."""
+    return ["" if r is None else str(r).lower() if isinstance(r, bool) else str(r) for r in doc.get("roles") or []]
 
 
 def create_project_role(ctx: Ctx) -> Response:
@@ -648,8 +798,8 @@ def create_project_role(ctx: Ctx) -> Response:
     (422), the project must be one the caller may update (422 NotLinkable), one role row per user and
     project (400). Role names are stored as given, as the real server does."""
     ctx.require_viewer()
-    doc = _roles_doc()
-    links = doc.get("links") if isinstance(doc.get("links"), dict) else {}
+    doc = _roles_doc("create")
+    links = doc.get("links") or {}
     user_ref = links.get("user")
     user = ctx.db.execute("SELECT id FROM users WHERE id = ?", (to_id(user_ref, "links.user"),)).fetchone() \
         if user_ref is not None and str(user_ref).strip().isdigit() else None
@@ -662,7 +812,7 @@ def create_project_role(ctx: Ctx) -> Response:
         raise ApiError(400, "Validation failed: User group . Roles have already been set for this user or group")
     stamp = now()
     role_id = insert(ctx.db, "project_roles", {"project_id": project["id"], "user_id": user["id"],
-                                               "roles": dumps(_strong_roles(doc)), "created_at": stamp,
+                                               "roles": dumps(_roles(doc)), "created_at": stamp,
                                                "updated_at": stamp})
     return PROJECT_ROLES.respond(ctx, [PROJECT_ROLES.find(ctx, role_id)], 201)
 
@@ -679,8 +829,8 @@ def _writable_role(ctx: Ctx, ident: str) -> sqlite3.Row:
 def update_project_role(ctx: Ctx, ident: str) -> Response:
     row = _writable_role(ctx, ident)
     require_if_match("project_roles", row)
-    doc = _roles_doc()
-    update(ctx.db, "project_roles", row["id"], {"roles": dumps(_strong_roles(doc)), "updated_at": now()})
+    doc = _roles_doc("update")
+    update(ctx.db, "project_roles", row["id"], {"roles": dumps(_roles(doc)), "updated_at": now()})
     return PROJECT_ROLES.respond(ctx, [PROJECT_ROLES.find(ctx, row["id"])])
 
 
@@ -691,19 +841,28 @@ def delete_project_role(ctx: Ctx, ident: str) -> Response:
     return no_content()
 
 
+class IdConverter(BaseConverter):
+    """``lib/routes/json_api_routes.rb`` ``VALID_IDS``: a resource id in a route is digits only, so a comma list
+    or anything else in its place matches no route (404 ``Not Found``)."""
+
+    regex = "[0-9]+"
+
+
 def register(app: Flask, store: Store, viewer_of: Callable[[sqlite3.Connection], sqlite3.Row | None], media: Media,
              rules: Rules) -> None:
     view = api_view(store, viewer_of, media, rules)
+    app.url_map.converters["id"] = IdConverter
 
     def route(rule: str, fn: Any, method: str) -> None:
         app.add_url_rule(f"/api{rule}", f"{method} {rule}", view(fn), methods=[method])
 
-    # before the <path_ids> routes of the kinds, as in the real routes.rb (collection routes first)
+    # before the <id:path_ids> routes of the kinds, as in the real routes.rb (collection routes first)
     route("/classifications/project", list_project_classifications, "GET")
+    route("/classifications/gold_standard", list_gold_standard, "GET")
     route("/subjects/queued", queued, "GET")
     for kind in KINDS:
         route(f"/{kind.key}", partial(list_resources, kind=kind), "GET")
-        route(f"/{kind.key}/<path_ids>", partial(list_resources, kind=kind), "GET")
+        route(f"/{kind.key}/<id:path_ids>", partial(list_resources, kind=kind), "GET")
     route("/me", me, "GET")
     writes = {"projects": (create_project, update_project, delete_project),
               "workflows": (create_workflow, update_workflow, delete_workflow),
@@ -711,23 +870,23 @@ def register(app: Flask, store: Store, viewer_of: Callable[[sqlite3.Connection],
               "subjects": (create_subject, update_subject, delete_subject)}
     for key, (create, change, delete) in writes.items():
         route(f"/{key}", create, "POST")
-        route(f"/{key}/<ident>", change, "PUT")
-        route(f"/{key}/<ident>", delete, "DELETE")
+        route(f"/{key}/<id:ident>", change, "PUT")
+        route(f"/{key}/<id:ident>", delete, "DELETE")
     route("/classifications", create_classification, "POST")
     route("/project_roles", create_project_role, "POST")
-    route("/project_roles/<ident>", update_project_role, "PUT")
-    route("/project_roles/<ident>", delete_project_role, "DELETE")
-    route("/projects/<ident>/links/subject_sets", partial(link_to_project, link="subject_sets"), "POST")
-    route("/projects/<ident>/links/workflows", partial(link_to_project, link="workflows"), "POST")
-    route("/workflows/<ident>/links/subject_sets", link_sets_to_workflow, "POST")
-    route("/workflows/<ident>/links/subject_sets/<ids>", unlink_sets_from_workflow, "DELETE")
-    route("/workflows/<ident>/retired_subjects", retire_subjects, "POST")
-    route("/workflows/<ident>/unretire_subjects", unretire_subjects, "POST")
-    route("/subject_sets/<ident>/links/subjects", link_subjects_to_set, "POST")
-    route("/subject_sets/<ident>/links/subjects/<ids>", unlink_subjects_from_set, "DELETE")
+    route("/project_roles/<id:ident>", update_project_role, "PUT")
+    route("/project_roles/<id:ident>", delete_project_role, "DELETE")
+    route("/projects/<id:ident>/links/subject_sets", partial(link_to_project, link="subject_sets"), "POST")
+    route("/projects/<id:ident>/links/workflows", partial(link_to_project, link="workflows"), "POST")
+    route("/workflows/<id:ident>/links/subject_sets", link_sets_to_workflow, "POST")
+    route("/workflows/<id:ident>/links/subject_sets/<ids>", unlink_sets_from_workflow, "DELETE")
+    route("/workflows/<id:ident>/retired_subjects", retire_subjects, "POST")
+    route("/workflows/<id:ident>/unretire_subjects", unretire_subjects, "POST")
+    route("/subject_sets/<id:ident>/links/subjects", link_subjects_to_set, "POST")
+    route("/subject_sets/<id:ident>/links/subjects/<ids>", unlink_subjects_from_set, "DELETE")
     for linked_type, export_types in exports.EXPORT_TYPES.items():
         for export_type in export_types:
             for method, generate in (("POST", True), ("GET", False)):
-                route(f"/{linked_type}/<ident>/{export_type}_export",
+                route(f"/{linked_type}/<id:ident>/{export_type}_export",
                       partial(export_view, linked_type=linked_type, export_type=export_type, generate=generate), method)
-    route("/workflows/<ident>/workflow_contents_export", retired_export, "POST")
+    route("/workflows/<id:ident>/workflow_contents_export", retired_export, "POST")

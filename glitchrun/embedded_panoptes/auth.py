@@ -22,6 +22,13 @@ from glitchrun.embedded_panoptes.store import Store, now
 from glitchrun.embedded_panoptes.web import json_response
 
 SESSION_COOKIE = "_panoptes_session"
+#: zooniverse.org's own (first-party) OAuth application: the client id panoptes-client and the ``panoptes`` CLI
+#: send by default (``Panoptes._endpoint_client_ids['default']``), registered here as it is there
+FIRST_PARTY_CLIENT_ID = "ce310d45f951de68c4cc8ef46ca38cc0a008f607a2026680295757bfef99f43c"
+#: ``lib/gem_ext/doorkeeper/application.rb`` ``allowed_grants``: a first-party application (this server's
+#: own) may use the password grant; an application registered for client credentials is a ``secure`` one
+FIRST_PARTY_GRANTS = frozenset({"client_credentials", "authorization_code", "password", "refresh_token"})
+SECURE_GRANTS = frozenset({"client_credentials", "authorization_code", "refresh_token"})
 PBKDF2_ROUNDS = 60_000
 SCOPE = "public user project group collection classification subject medium organization translation"
 
@@ -138,10 +145,23 @@ class Accounts:
         response.set_cookie(SESSION_COOKIE, session, path="/", httponly=True, samesite="Lax")
         return response
 
+    def allowed_grants(self, client_id: str) -> frozenset[str]:
+        """The grants of the OAuth application ``client_id`` (none for an unknown one)."""
+        if client_id == FIRST_PARTY_CLIENT_ID:
+            return FIRST_PARTY_GRANTS
+        with self.store.tx() as db:
+            known = db.execute("SELECT 1 FROM client_apps WHERE client_id = ?", (client_id,)).fetchone()
+        return SECURE_GRANTS if known is not None else frozenset()
+
     def token(self) -> Response:
-        """POST /oauth/token: the password (session cookie), refresh_token and client_credentials grants."""
+        """POST /oauth/token: the password (session cookie), refresh_token and client_credentials grants.
+
+        ``app/controllers/tokens_controller.rb`` ``allowed_grants`` first: the ``client_id`` must be a known
+        application allowed this grant, else 422 with an empty body (``head :unprocessable_entity``)."""
         form = request.form
         grant = form.get("grant_type", "")
+        if grant not in self.allowed_grants(form.get("client_id", "")):
+            return Response(status=422)
         user_id: int | None = None
         if grant == "password":
             with self._lock:
@@ -154,7 +174,7 @@ class Accounts:
                 user_id = self._refresh.pop(form.get("refresh_token", ""), None)
         elif grant == "client_credentials":
             user_id = self._client_user(form.get("client_id", ""), form.get("client_secret", ""))
-        else:
+        else:  # authorization_code: the browser flow, not served here
             return _grant_error(f"unsupported grant_type {grant!r}")
         if user_id is None:
             return _grant_error(f"the {grant} grant was refused: sign in again or check the credentials")

@@ -95,7 +95,8 @@ def classification_rows(ctx: Ctx, linked_type: str, linked_id: int) -> list[list
     rows = db.execute(
         "SELECT c.*, w.display_name AS workflow_name, w.tasks AS current_tasks, u.login AS login "
         "FROM classifications c JOIN workflows w ON w.id = c.workflow_id LEFT JOIN users u ON u.id = c.user_id "
-        f"WHERE c.completed = 1 AND {CLASSIFICATION_SCOPES[linked_type]} ORDER BY c.id", {"id": linked_id},
+        "WHERE c.completed = 1 AND (c.visible_at IS NULL OR c.visible_at <= :now) AND "
+        f"{CLASSIFICATION_SCOPES[linked_type]} ORDER BY c.id", {"id": linked_id, "now": ctx.rules.clock()},
     ).fetchall()
     subjects_of: dict[int, list[int]] = defaultdict(list)
     for cid, sid in db.execute("SELECT classification_id, subject_id FROM classification_subjects "
@@ -128,7 +129,8 @@ def classification_rows(ctx: Ctx, linked_type: str, linked_id: int) -> list[list
         out.append([
             r["id"], user, r["user_id"] if r["user_id"] is not None else "", ip_hash(r["user_ip"]), wid,
             _text(r["workflow_name"]), r["workflow_version"], csv_time(r["created_at"]), _bool(r["gold_standard"]),
-            "", dumps(json.loads(r["metadata"])), dumps(label_annotations(json.loads(r["annotations"]), tasks)),
+            r["expert_classifier"] or "",
+            dumps(json.loads(r["metadata"])), dumps(label_annotations(json.loads(r["annotations"]), tasks)),
             dumps(subject_data), ";".join(map(str, subjects_of[r["id"]])),
         ])
     return out
@@ -176,20 +178,21 @@ def workflow_rows(ctx: Ctx, linked_type: str, project_id: int) -> list[list[Any]
     """§9.4: one row per workflow version; ``tasks`` with string keys and ``strings`` as on Zooniverse."""
     db = ctx.db
     rows = db.execute(
-        "SELECT v.*, w.display_name, w.active, w.classifications_count, w.retirement, w.attrs "
+        "SELECT v.*, w.display_name, w.active, w.retirement, w.attrs "
         "FROM workflow_versions v JOIN workflows w ON w.id = v.workflow_id WHERE w.project_id = ? "
         "ORDER BY v.workflow_id, v.major, v.minor", (project_id,),
     ).fetchall()
-    retired = {wid: workflow_counts(db, wid)[1] for wid in {r["workflow_id"] for r in rows}}
+    counts = {wid: workflow_counts(db, wid) for wid in {r["workflow_id"] for r in rows}}
     out = []
     for r in rows:
         attrs = json.loads(r["attrs"])
         structure, strings = split_strings(json.loads(r["tasks"]))
         out.append([
-            r["workflow_id"], _text(r["display_name"]), r["major"], _bool(r["active"]), r["classifications_count"],
+            r["workflow_id"], _text(r["display_name"]), r["major"], _bool(r["active"]),
+            counts[r["workflow_id"]].classifications,
             _bool(attrs.get("pairwise", False)), _bool(attrs.get("grouped", False)),
             _bool(attrs.get("prioritized", False)), attrs.get("primary_language", "en"), r["first_task"], "",
-            retired[r["workflow_id"]], dumps(structure), r["retirement"], dumps(attrs.get("aggregation", {})),
+            counts[r["workflow_id"]].retired, dumps(structure), r["retirement"], dumps(attrs.get("aggregation", {})),
             dumps(strings), r["minor"],
         ])
     return out
@@ -289,15 +292,6 @@ def describe(ctx: Ctx, linked_type: str, linked_id: int, export_type: str) -> Re
     if row is None:
         raise ApiError(404, f"No {export_type}_export exists for {linked_type[:-1]} #{linked_id}")
     return json_response(envelope("media", [_resource(ctx, row)]))
-
-
-def drop(ctx: Ctx, linked_type: str, linked_ids: list[int]) -> None:
-    """Forget the exports of deleted projects or workflows, files included."""
-    rows = ctx.db.execute("SELECT id, file_name FROM media WHERE linked_type = ? AND linked_id IN "
-                          "(SELECT value FROM json_each(?))", (linked_type, id_list(linked_ids))).fetchall()
-    ctx.db.execute("DELETE FROM media WHERE id IN (SELECT value FROM json_each(?))",
-                   (id_list([r["id"] for r in rows]),))
-    ctx.media.remove(EXPORTS, [r["file_name"] for r in rows])
 
 
 def _resource(ctx: Ctx, row: sqlite3.Row) -> dict[str, Any]:

@@ -35,6 +35,10 @@ EXTENSIONS = {
     "video/mpeg": "mpeg",
 }
 CSV_TYPE = "text/csv; charset=utf-8"
+#: Azure Blob Storage's answer to a Put Blob without ``x-ms-blob-type``
+MISSING_BLOB_TYPE = ('<?xml version="1.0" encoding="utf-8"?><Error><Code>MissingRequiredHeader</Code><Message>An '
+                     "HTTP header that's mandatory for this request is not specified.</Message>"
+                     "<HeaderName>x-ms-blob-type</HeaderName></Error>")
 
 
 class Media:
@@ -83,10 +87,14 @@ class Media:
 
     # ------------------------------------------------------------------------------ routes
     def put_upload(self, name: str) -> Response:
-        """PUT of a subject location's bytes (Azure-style: any 2xx is success, 201 with no body)."""
+        """PUT of a subject location's bytes as Azure Blob Storage takes it (the real upload URLs are signed
+        Azure URLs): ``x-ms-blob-type`` is required (400 ``MissingRequiredHeader``), success is 201 with no
+        body."""
         target = self.path(UPLOADS, name)
         if not hmac.compare_digest(request.args.get("sig", ""), self._signature(name)):
             raise ApiError(403, "the upload URL's signature is missing or wrong")
+        if not request.headers.get("x-ms-blob-type"):
+            return Response(MISSING_BLOB_TYPE, 400, content_type="application/xml")
         data = request.get_data()  # over MAX_CONTENT_LENGTH: 413 before anything is stored
         self.write(UPLOADS, target.name, data)  # outside the lock: parallel uploads write in parallel
         with self.store.tx() as db:

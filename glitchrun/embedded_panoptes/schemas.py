@@ -105,9 +105,11 @@ SCHEMAS: dict[tuple[str, str], Schema] = {
     ("classifications", "create"): CLASSIFICATION_CREATE, ("classifications", "update"): CLASSIFICATION_UPDATE,
 }
 
-#: the json-schema gem's validator: unknown type names pass
-Validator = extend(Draft6Validator, type_checker=Draft6Validator.TYPE_CHECKER.redefine_many(
-    {"url": lambda _checker, _value: True, "float": lambda _checker, _value: True}))
+#: the json-schema gem's validator: unknown type names pass, and an ``integer`` is a Ruby Integer (the JSON
+#: ``1.0`` parses as a Float and fails, where draft 6 would take it)
+Validator = extend(Draft6Validator, type_checker=Draft6Validator.TYPE_CHECKER.redefine_many({
+    "url": lambda _checker, _value: True, "float": lambda _checker, _value: True,
+    "integer": lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)}))
 VALIDATORS = {key: Validator(schema) for key, schema in SCHEMAS.items()}
 
 

@@ -30,7 +30,8 @@ from glitchrun.embedded_panoptes.faults import Faults, WSGIApp
 from glitchrun.embedded_panoptes.media import Media
 from glitchrun.embedded_panoptes.rules import Rules
 from glitchrun.embedded_panoptes.store import Store
-from glitchrun.embedded_panoptes.web import error_response
+from glitchrun.embedded_panoptes.web import RouteNotFound, error_response, not_routed
+from glitchrun.embedded_panoptes.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,14 @@ def create_app(server: EmbeddedPanoptes) -> Flask:
     def expected(error: ApiError) -> Response:
         return error_response(error.status, error.message)
 
+    @app.errorhandler(RouteNotFound)
+    def unrouted(error: RouteNotFound) -> Response:
+        return not_routed()
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:  # unknown routes (404), methods (405), size (413)
+        if error.code == 404:
+            return not_routed()
         return error_response(error.code or 400, f"{error.name}: {error.description}")
 
     @app.errorhandler(Exception)
@@ -96,6 +103,7 @@ class EmbeddedPanoptes:
         self.faults = Faults(faults)
         self.rules = Rules.of(rules)
         self._server: Any = None
+        self._worker: Worker | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -108,6 +116,11 @@ class EmbeddedPanoptes:
         self.store = Store(self.storage_dir)
         self.accounts = Accounts(self.store, self.token_lifetime)
         self.media = Media(self.store)
+        self._worker = None
+        if Worker.needed(self.store, self.rules):
+            self._worker = Worker(self.store, self.rules)
+            self._worker.run_due()  # what fell due while the server was stopped, before the first request
+            self._worker.start()
         application = collapse_slashes(self.faults.wrap(create_app(self)))
         # waitress warns "Task queue depth" whenever a request waits a moment for a free thread; for a
         # server embedded in a job that is noise in the job's log, not news
@@ -141,6 +154,8 @@ class EmbeddedPanoptes:
         if self._thread is not None:
             self._thread.join(timeout=10)
         server.task_dispatcher.shutdown(timeout=10)
+        if self._worker is not None:
+            self._worker.stop()
         self.store.close()
 
     def __enter__(self) -> EmbeddedPanoptes:

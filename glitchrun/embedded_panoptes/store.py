@@ -45,7 +45,6 @@ CREATE TABLE IF NOT EXISTS projects (
     launch_approved INTEGER NOT NULL DEFAULT 0,
     beta_approved INTEGER NOT NULL DEFAULT 0,
     state TEXT,
-    classifications_count INTEGER NOT NULL DEFAULT 0,
     attrs TEXT NOT NULL,  -- JSON: the free-form attributes (description, tags, configuration, ...)
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
@@ -71,7 +70,6 @@ CREATE TABLE IF NOT EXISTS workflows (
     first_task TEXT NOT NULL,
     retirement TEXT NOT NULL,
     attrs TEXT NOT NULL,  -- JSON: configuration, primary_language, grouped, pairwise, ...
-    classifications_count INTEGER NOT NULL DEFAULT 0,
     finished_at TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
@@ -149,6 +147,7 @@ CREATE TABLE IF NOT EXISTS classifications (
     user_ip TEXT NOT NULL,
     completed INTEGER NOT NULL,
     gold_standard INTEGER,
+    expert_classifier TEXT,   -- owner | expert: a gold-standard classification by a project expert
     workflow_version TEXT NOT NULL,
     annotations TEXT NOT NULL,
     metadata TEXT NOT NULL,
@@ -164,6 +163,18 @@ CREATE TABLE IF NOT EXISTS classification_subjects (
     PRIMARY KEY (classification_id, subject_id)
 );
 CREATE INDEX IF NOT EXISTS classification_subjects_subject ON classification_subjects(subject_id);
+CREATE TABLE IF NOT EXISTS gold_standard_annotations (  -- the real server's read-only snapshot (resources.py)
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    classification_id INTEGER NOT NULL,
+    project_id INTEGER NOT NULL,
+    workflow_id INTEGER NOT NULL,
+    subject_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    annotations TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS media (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     linked_type TEXT NOT NULL,   -- projects | workflows | subject_sets
@@ -176,12 +187,30 @@ CREATE TABLE IF NOT EXISTS media (
     updated_at TEXT NOT NULL,
     UNIQUE (linked_type, linked_id, media_type)
 );
+CREATE TABLE IF NOT EXISTS jobs (  -- the background worker's queue (rules.py worker_delay, visibility_lag)
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    due REAL NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs(due);
 CREATE TABLE IF NOT EXISTS dump_requests (  -- the dumps the export rate limit let through, per medium
     media_id INTEGER NOT NULL REFERENCES media(id) ON DELETE CASCADE,
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dump_requests_media ON dump_requests(media_id);
 """
+
+#: columns added since the first stores, by table: ``deactivated_at`` is set when a project, workflow or subject
+#: is deleted (``lib/json_api_controller/deactivatable_resource.rb``: deactivated, not removed); ``visible_at``
+#: is when a classification can be read (rules.py ``visibility_lag``; NULL: at once)
+ADDED_COLUMNS = {
+    "users": {"uploaded_subjects_count": "INTEGER NOT NULL DEFAULT 0", "subject_limit": "INTEGER"},
+    "projects": {"deactivated_at": "TEXT"},
+    "workflows": {"deactivated_at": "TEXT"},
+    "subjects": {"deactivated_at": "TEXT"},
+    "classifications": {"visible_at": "REAL", "expert_classifier": "TEXT"},
+}
 
 
 def now() -> str:
@@ -225,10 +254,11 @@ class Store:
 
     def _migrate(self) -> None:
         """Columns added since a store was first made (a restart keeps older stores working)."""
-        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(users)")}
-        for name, ddl in (("uploaded_subjects_count", "INTEGER NOT NULL DEFAULT 0"), ("subject_limit", "INTEGER")):
-            if name not in columns:
-                self._db.execute(f"ALTER TABLE users ADD COLUMN {name} {ddl}")
+        for table, added in ADDED_COLUMNS.items():
+            columns = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, ddl in added.items():
+                if name not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:

@@ -14,9 +14,9 @@ from glitchrun.embedded_panoptes.errors import ApiError
 
 DEFAULT_RETIREMENT: dict[str, Any] = {"criteria": "classification_count", "options": {"count": 15}}
 RETIREMENT_CRITERIA = ("never_retire", "classification_count")
-#: keys whose string values are translatable text rather than structure
-TEXT_KEYS = frozenset({"question", "help", "label", "instruction", "description", "introduction", "title",
-                       "text", "placeholder"})
+#: keys whose values are translatable strings rather than structure (``lib/tasks_visitors/extract_strings.rb``:
+#: whatever the value, a survey choice's whole ``confusions`` object too)
+TEXT_KEYS = frozenset({"instruction", "label", "question", "help", "description", "confusions"})
 #: workflow attributes whose change makes a new major version, besides the task structure
 STRUCTURAL_ATTRIBUTES = ("first_task", "grouped", "pairwise", "prioritized")
 LABELLED_ANSWER_TYPES = frozenset({"single", "multiple", "shortcut"})
@@ -39,14 +39,14 @@ def normalize_retirement(retirement: dict[str, Any]) -> dict[str, Any]:
     return {"options": {}, **retirement}
 
 
-def split_strings(tasks: Any, path: str = "") -> tuple[Any, dict[str, str]]:
+def split_strings(tasks: Any, path: str = "") -> tuple[Any, dict[str, Any]]:
     """(structure with text replaced by its key, ``{key: text}``), e.g. ``T0.answers.0.label``."""
-    strings: dict[str, str] = {}
+    strings: dict[str, Any] = {}
     if isinstance(tasks, dict):
         structure: Any = {}
         for key, value in tasks.items():
             child = f"{path}.{key}" if path else str(key)
-            if key in TEXT_KEYS and isinstance(value, str):
+            if key in TEXT_KEYS:
                 structure[key] = child
                 strings[child] = value
             else:

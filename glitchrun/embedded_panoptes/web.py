@@ -9,25 +9,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
-from urllib.parse import urlencode
 
 from flask import Response, request
 
 from glitchrun.embedded_panoptes.errors import ApiError
 from glitchrun.embedded_panoptes.media import Media
 from glitchrun.embedded_panoptes.rules import Rules
-from glitchrun.embedded_panoptes.store import Store, id_list
+from glitchrun.embedded_panoptes.store import Store
 
 JSON_TYPE = "application/vnd.api+json; charset=utf-8"
+#: ``app/controllers/api/api_controller.rb`` ``API_ACCEPTED_CONTENT_TYPES``
 WRITE_TYPES = ("application/json", "application/vnd.api+json")
-#: query parameters the real server ignores for filtering (``search`` is used by projects only)
-IGNORED_PARAMS = frozenset({"admin", "http_cache", "include", "sort", "page", "page_size", "search"})
-DEFAULT_PAGE_SIZE = 20
+#: ``config/routes.rb``: the API is routed by this Accept value (versionist's header strategy: contained in Accept)
+VERSIONED_ACCEPT = "application/vnd.api+json; version=1"
+#: ``lib/content_type_filter.rb``: the methods that may come without a body
+BODILESS_METHODS = frozenset({"GET", "DELETE", "HEAD", "OPTIONS"})
 
 
 def error_response(status: int, message: str) -> Response:
@@ -55,14 +57,6 @@ def envelope(key: str, resources: list[dict[str, Any]], meta: dict[str, Any] | N
 
 
 # ----------------------------------------------------------------------------------------- requests
-def arg_values(name: str, split: bool = True) -> list[str]:
-    """Every value of a query parameter: repeated keys, and comma lists with spaces when ``split``."""
-    values = request.args.getlist(name)
-    if not split:
-        return [v for v in values if v != ""]
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
-
-
 def to_id(value: Any, what: str) -> int:
     """An id sent as an integer or a decimal string (the CLI and client send both)."""
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
@@ -74,32 +68,34 @@ def to_ids(values: Iterable[Any], what: str) -> list[int]:
     return [to_id(v, what) for v in values]
 
 
-def to_flag(value: str, what: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "t", "yes"):
-        return True
-    if lowered in ("false", "0", "f", "no"):
-        return False
-    raise ApiError(422, f"{what} must be true or false, not {value!r}")
+class RouteNotFound(Exception):
+    """No route of the real server matches (``application_controller.rb`` ``unknown_route``)."""
+
+
+def not_routed() -> Response:
+    """``ApplicationController#unknown_route``: 404 ``Not Found``, as JSON to a JSON client, else the HTML page."""
+    if "json" in request.headers.get("Accept", ""):
+        return error_response(404, "Not Found")
+    return Response("<html><body><h1>The page you were looking for doesn't exist.</h1></body></html>", 404,
+                    content_type="text/html; charset=utf-8")
+
+
+def check_request() -> None:
+    """What the real server checks before any controller code: the versioned Accept header its API routes
+    match on (without it no route matches: 404), then ``ContentTypeFilter`` (a prepended before_action):
+    every POST and PUT, with a body or not, must be JSON (415)."""
+    if VERSIONED_ACCEPT not in request.headers.get("Accept", ""):
+        raise RouteNotFound()
+    if request.method not in BODILESS_METHODS and (request.mimetype or "").lower() not in WRITE_TYPES:
+        raise ApiError(415, f"Only requests with Content-Type: {' or '.join(WRITE_TYPES)} are allowed")
 
 
 def json_body() -> dict[str, Any]:
-    """The request's JSON object (415 for another media type, 422 for anything but an object)."""
-    content_type = (request.mimetype or "").lower()
-    if content_type not in WRITE_TYPES:
-        raise ApiError(415, f"Content-Type must be application/json, not {content_type or 'missing'!r}")
+    """The request's JSON object (422 for anything but an object; its media type was checked before)."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(422, "the request body must be a JSON object")
     return body
-
-
-def resource_body(key: str) -> dict[str, Any]:
-    """``{"<key>": {...}}``, the body of a resource create or update."""
-    doc = json_body().get(key)
-    if not isinstance(doc, dict):
-        raise ApiError(422, f'the request body must be {{"{key}": {{...}}}}')
-    return doc
 
 
 def record_etag(table: str, rows: Iterable[sqlite3.Row]) -> str:
@@ -143,73 +139,161 @@ class Query:
     def count(self, db: sqlite3.Connection) -> int:
         return db.execute(self._sql("COUNT(*)"), self.params).fetchone()[0]
 
-    def rows(self, db: sqlite3.Connection, limit: int = -1, offset: int = 0) -> list[sqlite3.Row]:
-        sql = self._sql(f"{self.alias}.*") + f" ORDER BY {self.alias}.id LIMIT ? OFFSET ?"
+    def rows(self, db: sqlite3.Connection, limit: int = -1, offset: int = 0, order: str = "") -> list[sqlite3.Row]:
+        """The rows in ``order`` (SQL terms), ties (and no order) by id."""
+        by = f"{order}, {self.alias}.id" if order else f"{self.alias}.id"
+        sql = self._sql(f"{self.alias}.*") + f" ORDER BY {by} LIMIT ? OFFSET ?"
         return db.execute(sql, [*self.params, limit, offset]).fetchall()
+
+
+def last_arg(name: str) -> str | None:
+    """A query parameter as Rails reads it: of repeated keys (``a=1&a=2``) the last one counts."""
+    values = request.args.getlist(name)
+    return values[-1] if values else None
+
+
+def ruby_to_i(text: str | None) -> int:
+    """Ruby's ``String#to_i``: the leading integer (``" 12abc"`` -> 12), 0 when there is none."""
+    found = re.match(r"\s*([+-]?\d+(?:_\d+)*)", text or "")
+    return int(found.group(1).replace("_", "")) if found else 0
+
+
+def ruby_split(text: str) -> list[str]:
+    """Ruby's ``text.split(',')``: items kept as they are (no stripping), trailing empty items dropped."""
+    items = text.split(",")
+    while items and items[-1] == "":
+        items.pop()
+    return items
+
+
+#: ActiveModel's boolean cast: these are false, any other non-empty value true
+FALSE_VALUES = frozenset({"0", "f", "F", "false", "FALSE", "off", "OFF"})
+#: ActiveModel's numeric check: a string that does not start like a number matches no integer column
+NUMERIC = re.compile(r"\s*[+-]?\d")
 
 
 @dataclass(frozen=True)
 class Filter:
-    """One query parameter's SQL condition; ``sql`` holds one ``?``.
+    """One filter parameter's SQL condition; ``sql`` holds one ``?``, given a JSON array of the values.
 
-    ``ids``: a JSON array of ids (use ``IN (SELECT value FROM json_each(?))``); ``texts``: a JSON array of
-    strings from a comma list (logins); ``text``: the same without splitting on commas (display names
-    may hold commas); ``flag``: 0 or 1.
+    Every filter value is a comma list, split as restpack_serializer splits it
+    (``RestPack::Serializer::Options#filters_from_params``: ``params[key].to_s.split(',')``, nothing
+    stripped), so a display name holding a comma never matches itself. ``kind``: ``ids`` (cast as
+    ActiveRecord casts integers: leading integer, non-numbers match nothing), ``text`` or ``flag``
+    (ActiveModel's boolean cast). ``href``: the name the paging hrefs repeat it under (the serializer's
+    filter name), or None for filters a controller applies itself and drops from the params.
     """
 
     sql: str
     kind: str = "ids"
+    href: str | None = ""
 
-    def apply(self, query: Query, name: str) -> None:
-        values = arg_values(name, split=self.kind != "text")
-        if not values:
-            return
+    def values(self, raw: str) -> list[Any]:
+        items = ruby_split(raw)
         if self.kind == "ids":
-            query.where(self.sql, id_list(to_ids(values, f"{name} filter")))
-        elif self.kind == "flag":
-            query.where(self.sql, int(to_flag(values[-1], f"{name} filter")))
-        else:
-            query.where(self.sql, json.dumps(values))
+            return [ruby_to_i(v) for v in items if NUMERIC.match(v)]
+        if self.kind == "flag":
+            return [int(v not in FALSE_VALUES) for v in items if v != ""]
+        return items
 
 
-def apply_filters(query: Query, filters: Mapping[str, Filter]) -> None:
-    """Apply the request's filters; ``xxx_ids`` means ``xxx_id`` and ``ids`` means ``id``."""
-    for name in request.args:
-        if name in IGNORED_PARAMS:
+def apply_filters(query: Query, filters: Mapping[str, Filter]) -> dict[str, list[str]]:
+    """Apply the request's filters; returns what the paging hrefs repeat, by name.
+
+    ``filterable_by`` reads both ``name`` and ``names`` (the plural wins: ``ids``, ``project_ids``); a filter
+    given empty (``display_name=``) matches nothing, as ``where(display_name: [])`` does. Unknown parameters
+    filter nothing (restpack ignores them)."""
+    kept: dict[str, list[str]] = {}
+    for name, rule in filters.items():
+        raw = last_arg(f"{name}s") if last_arg(f"{name}s") is not None else last_arg(name)
+        if raw is None:
             continue
-        canonical = "id" if name == "ids" else name[:-1] if name.endswith("_ids") else name
-        if canonical in filters:  # like the real server, an unknown parameter filters nothing
-            filters[canonical].apply(query, name)
+        query.where(rule.sql, json.dumps(rule.values(raw)))
+        if rule.href is not None:
+            kept[rule.href or name] = ruby_split(raw)
+    return kept
 
 
-def page_bounds(max_page_size: int) -> tuple[int, int]:
-    """The requested page (from 1) and page size (at most ``max_page_size``)."""
-    try:
-        page = int(request.args.get("page", 1))
-        size = int(request.args.get("page_size", DEFAULT_PAGE_SIZE))
-    except ValueError:
-        raise ApiError(422, "page and page_size must be integers") from None
-    if page < 1 or size < 1:
-        raise ApiError(422, "page and page_size must be at least 1")
-    return page, min(size, max_page_size)
+#: ``config/initializers/restpack_serializer.rb``: the page size when none is asked for
+DEFAULT_PAGE_SIZE = 20
+#: Kaminari's ``default_per_page``: the page size of a negative ``page_size``
+KAMINARI_DEFAULT_PER_PAGE = 25
+#: ``json_api_responses.rb`` ``kaminari_zero_page``
+ZERO_PAGE = "Current page was incalculable. Perhaps you supplied 'page_size: 0' as a param?"
 
 
-def page_meta(key: str, count: int, page: int, size: int) -> dict[str, Any]:
-    """Paging meta whose hrefs are relative, without ``/api``, and repeat every filter (§1.3)."""
-    page_count = max(1, -(-count // size))
-    path = request.path.removeprefix("/api")
-    kept = [(k, v) for k, v in request.args.items(multi=True) if k not in ("page", "page_size")]
+@dataclass
+class Listing:
+    """How an index is paged, sorted and side-loaded, read from the request as restpack_serializer reads it
+    (``Options``, ``Paging``; Kaminari 1.2 ``page(n).per(size)``), and the paging hrefs it gives back
+    (``lib/serialization/panoptes_restpack.rb`` ``page_href``)."""
 
-    def href(number: int | None) -> str | None:
+    page: int  # Kaminari's current page: ``page`` below 1 or not a number is page 1
+    limit: int  # rows per page: ``page_size`` capped at the kind's maximum; negative: Kaminari's default
+    size_param: int  # ``page_size`` as asked (Ruby ``to_i``), what the hrefs repeat
+    includes: list[str] = field(default_factory=list)
+    sorting: list[tuple[str, bool]] = field(default_factory=list)  # (attribute, descending)
+    filters: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, max_page_size: int, sortable: Mapping[str, str] = {}, default_sort: str = "") -> Listing:
+        raw_size = last_arg("page_size")
+        size = ruby_to_i(raw_size) if raw_size is not None else DEFAULT_PAGE_SIZE
+        if size == 0:
+            raise ApiError(422, ZERO_PAGE)
+        limit = KAMINARI_DEFAULT_PER_PAGE if size < 0 else size
+        page = max(1, ruby_to_i(last_arg("page"))) if last_arg("page") is not None else 1
+        includes = ruby_split(last_arg("include") or "")
+        sorting: list[tuple[str, bool]] = []
+        for term in ruby_split(last_arg("sort") or default_sort):
+            name = term.removeprefix("-").lower()
+            if name in sortable and name not in dict(sorting):
+                sorting.append((name, term.startswith("-")))
+        return cls(page, min(limit, max_page_size), size, includes, sorting)
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit
+
+    def order(self, sortable: Mapping[str, str]) -> str:
+        """The ORDER BY terms of the sorting (``reorder``): each attribute's SQL expression."""
+        return ", ".join(f"{sortable[name]} {'DESC' if desc else 'ASC'}" for name, desc in self.sorting)
+
+    def href(self, path: str, number: int | None) -> str | None:
+        """``page=`` unless 1, ``page_size=`` unless the default, ``include=``, ``sort=``, then the filters by
+        name, each ``name=v1,v2``: written as the real server writes them, not URL-encoded."""
         if number is None:
             return None
-        return f"{path}?{urlencode([('page', number), ('page_size', size), *kept])}"
+        params = [f"page={number}"] if number != 1 else []
+        if self.size_param != DEFAULT_PAGE_SIZE:
+            params.append(f"page_size={self.size_param}")
+        if self.includes:
+            params.append(f"include={','.join(self.includes)}")
+        if self.sorting:
+            params.append("sort=" + ",".join(f"-{n}" if desc else n for n, desc in self.sorting))
+        params += [f"{name}={','.join(values)}" for name, values in sorted(self.filters.items())]
+        return f"{path}?{'&'.join(params)}" if params else path
 
-    previous_page = page - 1 if page > 1 else None
-    next_page = page + 1 if page < page_count else None
-    return {"page": page, "page_size": size, "count": count, "include": [], "page_count": page_count,
-            "previous_page": previous_page, "next_page": next_page, "first_href": href(1),
-            "previous_href": href(previous_page), "next_href": href(next_page), "last_href": href(page_count)}
+    def meta(self, path: str, count: int) -> dict[str, Any]:
+        """restpack's ``serialize_meta`` over Kaminari's page: no previous page on the first page or past the
+        last, no next page on the last or past it; ``page_count`` 0 when nothing matches."""
+        page_count = -(-count // self.limit)
+        beyond = self.page > page_count
+        previous_page = None if self.page == 1 or beyond else self.page - 1
+        next_page = None if self.page == page_count or beyond else self.page + 1
+        return self._hrefs(path, {"page": self.page, "page_size": self.limit, "count": count,
+                                  "include": self.includes, "page_count": page_count,
+                                  "previous_page": previous_page, "next_page": next_page})
+
+    def no_count_meta(self, path: str, any_rows: bool) -> dict[str, Any]:
+        """``app/serializers/concerns/no_count_serializer.rb``: no totals; the next page while this one has rows."""
+        return self._hrefs(path, {"page": self.page, "page_size": self.limit, "count": 0, "include": self.includes,
+                                  "page_count": 0, "previous_page": self.page - 1,
+                                  "next_page": self.page + 1 if any_rows else None})
+
+    def _hrefs(self, path: str, meta: dict[str, Any]) -> dict[str, Any]:
+        return {**meta, "first_href": self.href(path, 1), "previous_href": self.href(path, meta["previous_page"]),
+                "next_href": self.href(path, meta["next_page"]), "last_href": self.href(path, meta["page_count"])}
 
 
 # ----------------------------------------------------------------------------------------- views
@@ -238,6 +322,7 @@ def api_view(
     def decorate(fn: Callable[..., Response]) -> Callable[..., Response]:
         @wraps(fn)
         def view(**url_args: Any) -> Response:
+            check_request()
             with store.tx() as db:
                 ctx = Ctx(db=db, viewer=viewer_of(db), base_url=request.host_url.rstrip("/"), media=media,
                           rules=rules)

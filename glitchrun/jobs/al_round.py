@@ -26,7 +26,17 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from glitchrun.campaign.retire import ConsensusRetirement, fitted_ml_weight
+from glitchrun.campaign.gold import (
+    GOLD_TYPE,
+    LABEL_KEY,
+    STRATEGY,
+    TYPE_KEY,
+    choose_known,
+    known_count,
+    known_set_name,
+    use_training_sets,
+)
+from glitchrun.campaign.retire import ConsensusRetirement, fitted_ml_weight, out_of_fold
 from glitchrun.campaign.state import CampaignState, Round
 from glitchrun.crowd.simulated import FEATURES_KEY, hidden_features
 from glitchrun.csvio import write_csv
@@ -49,9 +59,9 @@ from glitchrun.zooniverse.resources import (
     find_subject_set,
     find_workflow,
     link_subject_set,
-    subject_set_members,
+    set_subject_count,
 )
-from glitchrun.zooniverse.uploader import SubjectUploader
+from glitchrun.zooniverse.uploader import SubjectUploader, UploadOutcome
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +79,9 @@ MANIFEST_SCHEMA = pa.DataFrameSchema(
         "#predicted_class": pa.Column(str),
         "#probability": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
         "#truth": pa.Column(str, nullable=True, required=False),
+        # known-answer subjects only, as Gravity Spy marks its gold images (glitchrun/campaign/gold.py)
+        TYPE_KEY: pa.Column(str, pa.Check.eq(GOLD_TYPE), nullable=True, required=False),
+        LABEL_KEY: pa.Column(str, nullable=True, required=False),
     },
     strict=False,
     coerce=True,
@@ -121,6 +134,7 @@ class ActiveLearningRound:
         run_dir: str,
         ask_name: bool | None = None,
         seed: int = 0,
+        warm_start: Any = None,
         rechoose: bool = False,
     ) -> None:
         self.backend = backend
@@ -133,10 +147,9 @@ class ActiveLearningRound:
         self.campaign = campaign
         self.project_spec = ProjectSpec(**campaign["project"])
         self.workflow_spec = WorkflowSpec(**campaign["workflow"])
-        self.retirement = ConsensusRetirement(consensus, campaign["workflow"],
-                                              campaign["retirement"]["max_votes"], self.workflow_spec.retirement_count,
-                                              campaign["retirement"].get("min_next_vote_chance", 0.0))
+        self.retirement = ConsensusRetirement.from_campaign(consensus, campaign)
         self.offer_disputed = bool(campaign["retirement"].get("offer_disputed", False))
+        self.known_share = float(campaign.get("gold", {}).get("share", 0.0))
         self.batch_size = int(al["batch_size"])
         self.subject_set_name = al.get("subject_set_name")
         self.seed_per_class = al.get("seed_per_class")
@@ -144,6 +157,7 @@ class ActiveLearningRound:
         self.run_dir = Path(run_dir)
         self.ask_name = ask_name
         self.seed = seed
+        self.warm_start = warm_start  # e.g. glitchrun.learning.warm_start.SyntheticWarmStart; None = cold start
         self.rechoose = rechoose
         self.validate()
 
@@ -155,6 +169,7 @@ class ActiveLearningRound:
             raise ValueError(f"al.seed_per_class must be at least 1 (or null), got {self.seed_per_class}")
         if self.seed_fraction is not None and not 0 < float(self.seed_fraction) <= 1:
             raise ValueError(f"al.seed_fraction must be in (0, 1] (or null), got {self.seed_fraction}")
+        known_count(self.known_share, self.batch_size)
         # a mixed strategy's fractions are otherwise checked only when the batch is queried, after connecting
         fractions = getattr(self.strategy, "keywords", {}).get("fractions")
         if fractions is not None:
@@ -203,11 +218,11 @@ class ActiveLearningRound:
                 if number == 1:
                     self.seed_labels(state, candidates)
                 selected = self.select(state, candidates, number, name)
-                manifest = self.prepare(state, candidates, selected, project)
+                manifests = self.prepare(state, candidates, selected, project)
             except BaseException:
                 state.discard_round(number)
                 raise
-            return self.upload_round(state, selected, manifest, project, workflow)
+            return self.upload_round(state, selected, manifests, project, workflow)
 
     def note_not_live(self, state: CampaignState, project: Any) -> None:
         """Say once per campaign that Zooniverse does not count this project's classifications."""
@@ -225,7 +240,7 @@ class ActiveLearningRound:
         settings = {"al.batch_size": self.batch_size, "al.seed_per_class": self.seed_per_class,
                     "al.seed_fraction": self.seed_fraction, "seed": self.seed, "data": self.data,
                     "learner": self.estimator, "strategy": self.strategy,
-                    "campaign.retirement.offer_disputed": self.offer_disputed}
+                    "campaign.retirement.offer_disputed": self.offer_disputed, "campaign.gold.share": self.known_share}
         return {key: ADDRESS.sub("", repr(value)) for key, value in settings.items()}
 
     def choose_again(self, state: CampaignState, stopped: Round) -> bool:
@@ -250,14 +265,14 @@ class ActiveLearningRound:
     def resume_round(self, state: CampaignState, candidates: Candidates, stopped: Round, project: Any,
                      workflow: Any) -> RoundResult:
         try:
-            manifest = self.prepare(state, candidates, stopped, project)
+            manifests = self.prepare(state, candidates, stopped, project)
         except Exception as err:
             if stopped.status == "selected":
                 add_note(err, f"round {stopped.number}'s batch was chosen earlier and nothing of it was uploaded: "
                               "job.rechoose=true chooses a new one (so does a change of al.*, data, learner or "
                               "strategy)")
             raise
-        return self.upload_round(state, stopped, manifest, project, workflow)
+        return self.upload_round(state, stopped, manifests, project, workflow)
 
     def check_classes(self, candidates: Candidates) -> None:
         unknown = set(candidates.classes) - set(self.workflow_spec.classes)
@@ -333,9 +348,14 @@ class ActiveLearningRound:
         if pool_ids.empty:
             raise ValueError("the candidate pool is empty: every candidate is labelled or already queried")
         y = labels.loc[known, "label"].to_numpy(dtype=object)
-        learner = make_learner(self.estimator, candidates.features(known), y)
+        classes = list(self.workflow_spec.classes)
+        estimator = self.estimator if self.warm_start is None else self.warm_start.around(
+            self.estimator, candidates, labels.loc[known][labels.loc[known, "round"] == 0]["label"])
+        learner = make_learner(estimator, candidates.features(known), y)
+        oof = out_of_fold(self.estimator, candidates.features(known), y, classes, self.seed)
+        answers = self.known_answers(state, labels, known, oof)
         X_pool = candidates.features(pool_ids)
-        chosen = query(learner, self.strategy, X_pool, self.batch_size)
+        chosen = query(learner, self.strategy, X_pool, self.batch_size - len(answers))
         batch = pd.DataFrame({
             KEY: pool_ids[chosen.indices].astype(str),
             "strategy": chosen.chosen_by,
@@ -343,15 +363,41 @@ class ActiveLearningRound:
             "predicted_class": chosen.predicted.astype(str),
             "probability": chosen.probability.astype(float),
             "distribution": [dict(zip(map(str, chosen.classes), map(float, row))) for row in chosen.proba],
+            "tie_break": chosen.drawn,
         })
-        weight = fitted_ml_weight(self.estimator, candidates.features(known), y, self.workflow_spec.classes, self.seed)
+        if len(answers):  # their learner's vote is out of fold, as a queried candidate's is: never trained on it
+            proba = oof[known.get_indexer(answers.index)]
+            batch = pd.concat([batch, pd.DataFrame({
+                KEY: answers.index.astype(str), "strategy": STRATEGY, "score": np.nan,
+                "predicted_class": np.asarray(classes)[proba.argmax(axis=1)], "probability": proba.max(axis=1),
+                "distribution": [dict(zip(classes, map(float, row))) for row in proba], "tie_break": False})],
+                ignore_index=True)
+        weight = fitted_ml_weight(self.estimator, candidates.features(known), y, classes, self.seed, oof)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         pool_predicted = self.save_pools(labels.loc[known], learner, pool_ids, X_pool)
         write_round_report(self.run_dir, state, candidates, number, name, batch, pool_predicted, chosen.all_scores,
-                           self.estimator, self.consensus, list(self.workflow_spec.classes))
-        log.info("round %d: chose %d of %d pool candidates (%s)", number, len(batch), len(pool_ids),
-                 ", ".join(f"{k}: {v}" for k, v in batch["strategy"].value_counts().items()))
+                           estimator, self.consensus, list(self.workflow_spec.classes))
+        log.info("round %d: chose %d of %d pool candidates (%s; %d by random tie-break)", number, len(batch),
+                 len(pool_ids), ", ".join(f"{k}: {v}" for k, v in batch["strategy"].value_counts().items()),
+                 batch["tie_break"].sum())
         return state.start_round(number, name, str(self.run_dir), batch, ml_weight=weight, selection=self.selection())
+
+    def known_answers(self, state: CampaignState, labels: pd.DataFrame, known: pd.Index,
+                      oof: np.ndarray | None) -> pd.Series:
+        """This round's known-answer subjects (candidate id -> class): ``campaign.gold.share`` of the batch."""
+        wanted = known_count(self.known_share, self.batch_size)
+        if wanted and oof is None:
+            log.info("no known-answer subjects this round: no class has two labels to give them an out-of-fold "
+                     "learner's vote")
+            return pd.Series(dtype=object)
+        answers = choose_known(labels, known, state.gold_uses(), wanted, self.seed)
+        if len(answers) < wanted:
+            log.warning("only %d of the %d known-answer subjects campaign.gold.share asks for: no more candidates of "
+                        "known class", len(answers), wanted)
+        elif not wanted and self.known_share:
+            log.info("campaign.gold.share %g of %d subjects rounds to no known-answer subject", self.known_share,
+                     self.batch_size)
+        return answers
 
     def save_pools(self, labelled: pd.DataFrame, learner: Any, pool_ids: pd.Index, X_pool: np.ndarray) -> np.ndarray:
         """Write the labelled pool, and the unlabelled pool with the learner's predictions; returns those."""
@@ -365,7 +411,10 @@ class ActiveLearningRound:
         return predicted
 
     # -- images, manifest, upload ---------------------------------------------------------------------
-    def manifest(self, candidates: Candidates, selected: Round, batch: pd.DataFrame) -> Manifest:
+    def manifest(self, candidates: Candidates, selected: Round, batch: pd.DataFrame,
+                 known: pd.Series) -> tuple[Manifest, Manifest | None]:
+        """The round's manifest (``manifest.csv``), as two uploads: the learner's picks, and the known-answer
+        subjects (``known``: candidate id -> class) with Gravity Spy's hidden marks ``#Type``/``#Label``."""
         rows = candidates.frame.loc[batch[KEY]]
         images = self.images.render(rows, self.run_dir / "images")
         media = [column for column in images.columns if column not in STRAIN_COLUMNS]
@@ -384,29 +433,52 @@ class ActiveLearningRound:
         if candidates.frame["label"].isna().all() and rows["truth"].notna().any():
             frame["#truth"] = rows["truth"].to_numpy(dtype=object)  # simulated campaign: for the simulated crowd only
             frame[FEATURES_KEY] = hidden_features(rows)  # how ambiguous each glitch is, for the difficulty-aware crowd
+        is_known = frame[KEY].isin(known.index)
+        if is_known.any():
+            frame[TYPE_KEY] = np.where(is_known, GOLD_TYPE, None)
+            frame[LABEL_KEY] = frame[KEY].map(known)
         path = write_csv(frame, self.run_dir / "manifest.csv", MANIFEST_SCHEMA, what="round manifest")
-        log.info("manifest of %d subjects written to %s", len(frame), path)
-        return Manifest.from_frame(frame, KEY, self.run_dir, media_columns=media)
+        log.info("manifest of %d subjects (%d of known class) written to %s", len(frame), int(is_known.sum()), path)
+        picked = Manifest.from_frame(frame[~is_known].drop(columns=[TYPE_KEY, LABEL_KEY], errors="ignore"), KEY,
+                                     self.run_dir, media_columns=media)
+        marked = (Manifest.from_frame(frame[is_known], KEY, self.run_dir, media_columns=media)
+                  if is_known.any() else None)
+        return picked, marked
 
-    def prepare(self, state: CampaignState, candidates: Candidates, selected: Round, project: Any) -> Manifest:
+    def known_of(self, state: CampaignState, selected: Round) -> pd.Series:
+        """The round's known-answer subjects (candidate id -> class), as its batch recorded them."""
+        batch = state.batch(selected.number)
+        return state.labels()["label"].reindex(batch.loc[batch["strategy"] == STRATEGY, KEY]).dropna()
+
+    def prepare(self, state: CampaignState, candidates: Candidates, selected: Round,
+                project: Any) -> tuple[Manifest, Manifest | None]:
         """Everything before the first write to Zooniverse: the account's room for the batch, its Q-scans,
-        the manifest."""
+        the manifest (the learner's picks, and the known-answer subjects if any)."""
         batch = state.batch(selected.number)
         missing = pd.Index(batch[KEY]).difference(candidates.frame.index)
         if not missing.empty:
             raise ValueError(f"round {selected.number} chose candidates the data no longer has: {list(missing[:5])}")
-        existing = find_subject_set(project, selected.subject_set_name)
-        check_upload_room(len(batch) - (len(subject_set_members(existing.id)) if existing is not None else 0))
-        return self.manifest(candidates, selected, batch)
+        known = self.known_of(state, selected)
+        names = [selected.subject_set_name] + ([known_set_name(selected.subject_set_name)] if len(known) else [])
+        existing = [find_subject_set(project, name) for name in names]
+        check_upload_room(len(batch) - sum(set_subject_count(s.id) for s in existing if s is not None))
+        return self.manifest(candidates, selected, batch, known)
 
-    def upload_round(self, state: CampaignState, selected: Round, manifest: Manifest, project: Any,
-                     workflow: Any) -> RoundResult:
+    def upload_round(self, state: CampaignState, selected: Round, manifests: tuple[Manifest, Manifest | None],
+                     project: Any, workflow: Any) -> RoundResult:
+        picked, marked = manifests
         subject_set, created = ensure_subject_set(project, selected.subject_set_name)
         if created is False and selected.subject_set_id not in (None, str(subject_set.id)):
             raise RuntimeError(f"subject set {selected.subject_set_name!r} is not the one round {selected.number} made")
         state.update_round(selected.number, "uploading", subject_set_id=str(subject_set.id))
-        outcome = self.uploader.upload(manifest, str(project.id), str(subject_set.id), self.run_dir)
+        outcome = self.uploader.upload(picked, str(project.id), str(subject_set.id), self.run_dir)
         state.record_subjects(selected.number, outcome.subject_ids)
+        if marked is not None:  # the known answers: a training set of the workflow, shown at the configured share
+            known_set, _ = ensure_subject_set(project, known_set_name(selected.subject_set_name))
+            answered = self.uploader.upload(marked, str(project.id), str(known_set.id), self.run_dir / "known_answers")
+            known = self.known_of(state, selected).to_dict()
+            state.record_subjects(selected.number, answered.subject_ids, known=known)
+            outcome = merged(outcome, answered)
         if not outcome.ok:
             raise RoundFailed(
                 f"round {selected.number}: upload to subject set {subject_set.id} did not verify "
@@ -414,10 +486,22 @@ class ActiveLearningRound:
                 f"{len(outcome.failed)} failed); "
                 f"see {self.run_dir / 'upload_report.csv'} and run glitchrun again to resume"
             )
+        if marked is not None:  # a training set before it is linked: never shown or counted as an ordinary set
+            use_training_sets(workflow, [str(known_set.id)], self.known_share)
+            link_subject_set(workflow, known_set)
         link_subject_set(workflow, subject_set)
         state.update_round(selected.number, "uploaded")
         report = append_upload_section(self.run_dir, selected.number, str(subject_set.id), outcome, selected.run_dir)
         message = (f"round {selected.number} uploaded: subject set {subject_set.id} ({selected.subject_set_name!r}) "
-                   f"holds {len(manifest.keys)} verified subjects, linked to workflow {workflow.id}; "
-                   f"report: {report}")
+                   f"holds {len(picked.keys)} verified subjects"
+                   + (f", {known_set.display_name!r} ({known_set.id}) {len(marked.keys)} of known class"
+                      if marked is not None else "")
+                   + f", linked to workflow {workflow.id}; report: {report}")
         return RoundResult("uploaded", selected.number, str(subject_set.id), dict(outcome.subject_ids), report, message)
+
+
+def merged(first: UploadOutcome, second: UploadOutcome) -> UploadOutcome:
+    """Two uploads of one round as one outcome (the first one's report)."""
+    return UploadOutcome(first.uploaded + second.uploaded, first.adopted + second.adopted,
+                         first.skipped + second.skipped, first.failed + second.failed,
+                         {**first.subject_ids, **second.subject_ids}, first.ok and second.ok, first.report)

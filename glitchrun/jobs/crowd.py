@@ -10,7 +10,9 @@ answer comes from the subject's hidden ``#truth`` metadata key through the volun
 They work in sweeps: in each sweep every still-open subject gets at most one new vote, then glitchrun's
 retire pass runs (as cron would run ``job=retire``), so votes are spent one at a time until the
 consensus is reached, as Gravity Spy does. The crowd stops when no volunteer is offered a subject to
-classify: glitchrun retired them all (or every volunteer has seen the ones left).
+classify: glitchrun retired them all (or every volunteer has seen the ones left). Then the crowd's project
+experts (``reviewers``, given the ``expert`` role) review the subjects glitchrun disputed, in Zooniverse's
+gold-standard mode (``gold_standard: true``), and one more retire pass turns their answers into labels.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import pandera.pandas as pa
 from panoptes_client import Workflow
 from tqdm import tqdm
 
+from glitchrun.campaign.gold import EXPERT_ROLE
+from glitchrun.campaign.state import DISPUTED, CampaignState
 from glitchrun.campaign.tasks import TaskSpec
 from glitchrun.crowd.simulated import FEATURES_KEY, Crowd
 from glitchrun.csvio import write_csv
@@ -38,6 +42,7 @@ from glitchrun.zooniverse.resources import (
     add_testers,
     find_project,
     find_workflow,
+    grant_roles,
     set_subjects,
 )
 
@@ -51,6 +56,7 @@ CLASSIFICATIONS_SCHEMA = pa.DataFrameSchema(
         "answer": pa.Column(str),
         "truth": pa.Column(str),
         "sweep": pa.Column(int, pa.Check.ge(1)),
+        "expert": pa.Column(bool),  # a project expert's review in gold-standard mode (after the sweeps)
     },
     strict=True,
     coerce=True,
@@ -72,6 +78,7 @@ class CrowdJob:
         self.run_dir = Path(run_dir)
         # glitchrun's retire pass between sweeps; without it only Zooniverse's own count retires subjects
         self.retire = RetireJob(backend, crowd.consensus, campaign, self.run_dir / "retire") if retire else None
+        self.state_dir = campaign["state_dir"]
         self.queue_size = int(queue_size)
         self.progress = progress
 
@@ -91,12 +98,27 @@ class CrowdJob:
             session.check_truths()
             session.join(project)
             made = session.classify(lambda: self.retire.run_connected(conn) if self.retire else None)
+            if self.retire and self.crowd.reviewer_logins:
+                reviewed = session.review(self.disputed(), int(made["sweep"].max()) + 1 if len(made) else 1)
+                if len(reviewed):
+                    self.retire.run_connected(conn)
+                    made = pd.concat([made, reviewed], ignore_index=True)
         path = write_csv(made, self.run_dir / "crowd_classifications.csv", CLASSIFICATIONS_SCHEMA,
                          what="crowd classifications")
         correct = float((made["answer"] == made["truth"]).mean()) if len(made) else float("nan")
         log.info("crowd: %d classifications by %d volunteers in %d sweeps (%.0f%% gave the true class) -> %s",
                  len(made), made["volunteer"].nunique(), made["sweep"].max() if len(made) else 0, 100 * correct, path)
         return made
+
+    def disputed(self) -> list[str]:
+        """The campaign's disputed subjects no expert has classified yet."""
+        state = CampaignState(self.state_dir)
+        try:
+            subjects = state.subjects()
+            reviewed = set(state.votes(expert=True)["subject_id"])
+        finally:
+            state.close()
+        return sorted((s for s in subjects.index[subjects["status"] == DISPUTED] if s not in reviewed), key=int)
 
 
 class Volunteering:
@@ -111,10 +133,11 @@ class Volunteering:
         self.queue_size = queue_size
         self.progress = progress
         self.answers = task.classes
+        self.metadata: dict[str, dict[str, Any]] = {}  # the workflow's subjects' metadata, read by check_truths
 
     def check_truths(self) -> None:
         """Every subject of the workflow's linked sets hides a true class that is an answer (checked before any vote)."""
-        subjects = {}
+        subjects = self.metadata
         for set_id in self.workflow.raw.get("links", {}).get("subject_sets", []):
             subjects.update({str(s.id): s.metadata for s in set_subjects(set_id)})
         missing = [s for s, metadata in subjects.items() if not metadata.get(TRUTH_KEY)]
@@ -126,11 +149,18 @@ class Volunteering:
             raise ValueError(f"true classes {unknown} are not answers of workflow {self.workflow.id}")
 
     def join(self, project: Any) -> None:
-        """Make every volunteer a tester of the project, as its owner invites testers (needed while it is private)."""
-        ids = [self.conn.as_user(login).get("/me")[0]["users"][0]["id"] for login in self.crowd.logins]
-        added = add_testers(project, ids)
+        """Make every volunteer a tester of the project, as its owner invites testers (needed while it is private),
+        and the reviewers its experts (and testers, to see it while it is private)."""
+        added = add_testers(project, [self.user_id(login) for login in self.crowd.logins])
         if added:
             log.info("crowd: %d volunteers made testers of project %s", added, project.id)
+        experts = grant_roles(project, [self.user_id(login) for login in self.crowd.reviewer_logins],
+                              [EXPERT_ROLE, "tester"])
+        if experts:
+            log.info("crowd: %d reviewers given the expert role of project %s", experts, project.id)
+
+    def user_id(self, login: str) -> str:
+        return self.conn.as_user(login).get("/me")[0]["users"][0]["id"]
 
     def offered(self, login: str) -> list[dict[str, Any]]:
         """The subjects the server offers this volunteer now: its queue, less retired or already seen ones
@@ -155,7 +185,7 @@ class Volunteering:
                         answer = self.crowd.answer(int(volunteer), sid, truth, self.answers,
                                                    features=subject["metadata"].get(FEATURES_KEY))
                         self.post(login, sid, answer)
-                        made.append((sid, login, self.answers[answer], truth, sweep))
+                        made.append((sid, login, self.answers[answer], truth, sweep, False))
                         voted.add(sid)
                         bar.update()
                 if not voted:
@@ -164,10 +194,29 @@ class Volunteering:
                 retire_pass()
         return pd.DataFrame(made, columns=list(CLASSIFICATIONS_SCHEMA.columns))
 
-    def post(self, login: str, subject_id: str, answer: int) -> None:
-        """One classification as this volunteer, with the metadata Panoptes requires."""
+    def review(self, subject_ids: list[str], sweep: int) -> pd.DataFrame:
+        """The reviewers, in turn, classify these subjects in gold-standard mode (as experts reviewing the subjects
+        glitchrun lists as disputed)."""
+        made = []
+        for n, sid in enumerate(subject_ids):
+            reviewer = n % len(self.crowd.reviewer_logins)
+            login, metadata = self.crowd.reviewer_logins[reviewer], self.metadata[sid]
+            truth = str(metadata[TRUTH_KEY])
+            answer = self.crowd.answer(len(self.crowd.logins) + reviewer, sid, truth, self.answers,
+                                       features=metadata.get(FEATURES_KEY))
+            self.post(login, sid, answer, gold_standard=True)
+            made.append((sid, login, self.answers[answer], truth, sweep, True))
+        if made:
+            log.info("crowd: %d disputed subjects reviewed by %d experts in gold-standard mode", len(made),
+                     min(len(made), len(self.crowd.reviewer_logins)))
+        return pd.DataFrame(made, columns=list(CLASSIFICATIONS_SCHEMA.columns))
+
+    def post(self, login: str, subject_id: str, answer: int, gold_standard: bool = False) -> None:
+        """One classification as this volunteer (a project expert's in gold-standard mode), with the metadata
+        Panoptes requires."""
         finished = datetime.now(timezone.utc)
         body = {"classifications": {
+            **({"gold_standard": True} if gold_standard else {}),
             "completed": True,
             "annotations": [self.task.annotation_for(self.answers[answer])],
             "metadata": {

@@ -28,7 +28,7 @@ from glitchrun.zooniverse.resources import (
     find_project,
     find_subject_set,
     link_subject_set,
-    subject_set_members,
+    set_subject_count,
 )
 from glitchrun.zooniverse.uploader import SubjectUploader
 
@@ -104,7 +104,7 @@ class InitProject:
         """Refuse, before anything is made, a manifest the account's upload limit cannot take."""
         project = find_project(project_spec, owner)
         subject_set = find_subject_set(project, self.subject_set_name) if project is not None else None
-        there = len(subject_set_members(subject_set.id)) if subject_set is not None else 0
+        there = set_subject_count(subject_set.id) if subject_set is not None else 0
         check_upload_room(len(manifest.keys) - there)
 
     def upload(self, manifest: Manifest, project: Any, workflow: Any, subject_set: Any) -> None:

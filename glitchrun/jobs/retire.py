@@ -18,7 +18,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from glitchrun.campaign.retire import ConsensusRetirement, PassResult
-from glitchrun.campaign.state import DISPUTED, CampaignState
+from glitchrun.campaign.state import ACTIVE, DISPUTED, GOLD, LABELLED, CampaignState
 from glitchrun.csvio import write_csv
 from glitchrun.zooniverse.resources import ProjectSpec, WorkflowSpec, find_project, find_workflow
 
@@ -29,7 +29,7 @@ SUBJECTS_SCHEMA = pa.DataFrameSchema(
         "subject_id": pa.Column(str, unique=True),
         "candidate_id": pa.Column(str),
         "round": pa.Column(int, pa.Check.ge(1)),
-        "status": pa.Column(str, pa.Check.isin(["active", "labelled", "disputed"])),
+        "status": pa.Column(str, pa.Check.isin([ACTIVE, LABELLED, DISPUTED, GOLD])),
         "votes": pa.Column(int, pa.Check.ge(0)),
         "retirement_reason": pa.Column(str, nullable=True),
         "label": pa.Column(str, nullable=True),
@@ -53,9 +53,7 @@ class RetireJob:
         self.state_dir = campaign["state_dir"]
         self.project = ProjectSpec(**campaign["project"])
         self.workflow = WorkflowSpec(**campaign["workflow"])
-        self.retirement = ConsensusRetirement(consensus, campaign["workflow"], campaign["retirement"]["max_votes"],
-                                              self.workflow.retirement_count,
-                                              campaign["retirement"].get("min_next_vote_chance", 0.0))
+        self.retirement = ConsensusRetirement.from_campaign(consensus, campaign)
         self.run_dir = Path(run_dir)
 
     def run(self) -> PassResult:
@@ -81,8 +79,8 @@ class RetireJob:
     def write_lists(self, state: CampaignState, result: PassResult) -> None:
         """``subjects.csv`` and ``disputed.csv`` in the run directory."""
         subjects = result.subjects.reset_index()
-        labels = state.labels().query("source == 'crowd'")["label"]
-        subjects["label"] = subjects["candidate_id"].map(labels).where(subjects["status"] == "labelled")
+        labels = state.labels()["label"]
+        subjects["label"] = subjects["candidate_id"].map(labels).where(subjects["status"] == LABELLED)
         write_csv(subjects[list(SUBJECTS_SCHEMA.columns)], self.run_dir / "subjects.csv", SUBJECTS_SCHEMA,
                   what="campaign subjects")
         disputed = subjects[subjects["status"] == DISPUTED][["subject_id", "candidate_id", "round", "votes"]]

@@ -67,7 +67,7 @@ class Simulation:
     """Run ``rounds`` rounds (round -> crowd with retire passes) and record the learning curve."""
 
     def __init__(self, round: Callable[..., Any], crowd_job: Callable[..., Any], backend: Any, data: Any, estimator: Any, campaign: dict[str, Any], run_dir: str | os.PathLike[str],
-                 rounds: int = 3, test_fraction: float = 0.2, seed: int = 0) -> None:
+                 rounds: int = 3, test_fraction: float = 0.2, seed: int = 0, warm_start: Any = None) -> None:
         if not isinstance(backend, LocalBackend):
             raise RuntimeError("job=simulate runs on the embedded Panoptes only (backend=local)")
         if int(rounds) < 1:
@@ -85,6 +85,7 @@ class Simulation:
         self.rounds = int(rounds)
         self.test_fraction = float(test_fraction)
         self.seed = int(seed)
+        self.warm_start = warm_start  # the rounds' warm start, so that the learner scored is the one that queried
 
     def run(self) -> pd.DataFrame:
         """The learning curve (one row per round, round 0 = the seed labels), also as CSV and PNG."""
@@ -108,6 +109,8 @@ class Simulation:
             if result.status != "uploaded":
                 raise RuntimeError(f"simulation round {number}: the round did not upload a batch: {result.message}")
             if number == 1:
+                if self.warm_start is not None:
+                    scorer.estimator = self.warm_start.around(self.estimator, pool, self.start_labels())
                 rows.append(scorer.score(0, *self.progress()))
             self.crowd_job(backend=self.backend, campaign=self.campaign, run_dir=str(step_dir / "crowd")).run()
             rows.append(scorer.score(number, *self.progress()))
@@ -118,6 +121,12 @@ class Simulation:
         write_csv(curve, self.run_dir / CURVE, CURVE_SCHEMA, what="learning curve")
         plot_curve(curve, self.run_dir / "learning_curve.png")
         return curve
+
+    def start_labels(self) -> pd.Series:
+        """The labels the campaign started with (round 0: the seed labels)."""
+        with closing(CampaignState(self.campaign["state_dir"])) as state:
+            labels = state.labels()
+        return labels.loc[labels["round"] == 0, "label"]
 
     def progress(self) -> tuple[pd.Series, int, int]:
         """(the campaign's labels, volunteer votes stored, disputed subjects) now."""

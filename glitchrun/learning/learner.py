@@ -81,6 +81,7 @@ class Query:
     proba: np.ndarray  # (len(indices), n_classes), the learner's class probabilities for each
     classes: np.ndarray  # the class of each proba column
     all_scores: dict[str, np.ndarray]  # strategy (part) name -> its score for every pool candidate
+    drawn: np.ndarray  # bool, each one chosen by a random tie-break (False where the strategy does not say)
 
     @property
     def predicted(self) -> np.ndarray:
@@ -107,11 +108,13 @@ def query(learner: ActiveLearner, strategy: Callable, X_pool: np.ndarray, n: int
     if not isinstance(selection, Selection):
         indices, scores = selection
         name = getattr(strategy, "func", strategy).__name__  # functools.partial (Hydra _partial_) or function
-        selection = Selection(np.asarray(indices), np.asarray(scores, dtype=float), np.full(len(indices), name), {})
+        selection = Selection(np.asarray(indices), np.asarray(scores, dtype=float), np.full(len(indices), name), {},
+                              np.zeros(len(indices), dtype=bool))
     classes = learner.estimator.classes_
     # predict_proba again on the chosen rows only: the strategies keep no (n_pool, n_classes) matrix
     proba = learner.predict_proba(X_pool[selection.indices]) if len(selection.indices) else np.empty((0, len(classes)))
-    return Query(selection.indices, selection.scores, selection.chosen_by, proba, classes, selection.all_scores)
+    return Query(selection.indices, selection.scores, selection.chosen_by, proba, classes, selection.all_scores,
+                 selection.drawn)
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,19 @@ time, and each chunk is reduced at once to the few per-candidate measures the st
 ``chosen_by`` names the part that chose a candidate: a key of ``PARTS`` for the probability-based strategies
 and their mixes, ``"batch_uncertainty"`` or ``"committee"`` for the others. Each is also the name of the
 strategy's file in conf/strategy/.
+
+Ties: a random forest fitted on a few labels gives probabilities that are fractions of its trees' votes, so a
+measure alone ties whole blocks of candidates (on 20,000 synthetic candidates and 44 labels, ~500-700 share
+the smallest margin, 0: two classes with equal votes). Yet their probability rows almost all differ (19,700 of
+20,000 distinct), so each part ranks its ties by a second measure of the same probabilities (``TIE_BREAKS``:
+margin and least confidence by entropy, entropy by margin, high probability by low entropy), the rows still
+equal (mostly unanimous votes) by their distance to the nearest labelled candidate (``novelty``), and draws at
+random only among candidates equal in all; ``Selection.drawn`` says which picks were such draws.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -24,6 +32,7 @@ import numpy as np
 from scipy import special
 from sklearn.base import clone
 from sklearn.metrics import pairwise_distances, pairwise_distances_argmin_min
+from sklearn.metrics.pairwise import nan_euclidean_distances
 from sklearn.utils import resample
 
 # Rows per predict_proba call. Small enough that a chunk's probabilities (n_classes floats a row, held twice
@@ -43,6 +52,7 @@ class Selection:
     scores: np.ndarray  # float, each chosen candidate's score under the part that chose it (NaN: random)
     chosen_by: np.ndarray  # str, the name of that part
     all_scores: dict[str, np.ndarray]  # part name -> its score for every pool candidate (random has none)
+    drawn: np.ndarray  # bool, chosen by a random draw among candidates its part ranks equal (a random tie-break)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Unpack as ``(indices, scores)``, the pair a modAL query strategy returns."""
@@ -114,82 +124,159 @@ def pool_measures(classifier: Any, X_pool: np.ndarray, names: set[str]) -> Measu
 # --- selectors -------------------------------------------------------------------------------------------
 
 
-def top_k(key: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of the ``k`` largest keys, largest first, in O(n) (a partition, not a sort).
+class Ranked(NamedTuple):
+    """What a selector chose, best first, and which of those it drew at random among equals."""
 
-    Ties at the cut are broken at random (seeded): a forest gives whole blocks of candidates identical
-    probabilities, and cutting such a block by pool order would bias the batch to the start of the pool.
+    indices: np.ndarray  # int
+    drawn: np.ndarray  # bool, one per index
+
+
+#: a key of ``top_k``: a value per candidate, or a function giving the values of the candidates asked for
+#: (computed only for candidates still tied, where a whole-pool array would be costly)
+Key = np.ndarray | Callable[[np.ndarray], np.ndarray]
+
+
+def top_k(keys: Key | Sequence[Key], k: int, rng: np.random.Generator, n: int | None = None) -> Ranked:
+    """The ``k`` largest of ``n`` candidates by ``keys[0]``, ties broken by ``keys[1]``, ..., best first, in
+    O(n) (a partition per key, each on the candidates still tied, not a sort).
+
+    Candidates tied on every key at the cut are drawn at random (seeded): cutting such a block by pool order
+    would bias the batch to the start of the pool. ``drawn`` marks them.
     """
-    n = len(key)
+    keys = [keys] if isinstance(keys, np.ndarray) or callable(keys) else list(keys)
+    n = len(keys[0]) if n is None else n
     k = min(k, n)
     if k == 0:
-        return np.empty(0, dtype=np.intp)
-    cut = np.partition(key, n - k)[n - k]
-    above = np.flatnonzero(key > cut)
-    at_cut = rng.choice(np.flatnonzero(key == cut), size=k - len(above), replace=False)
-    chosen = np.concatenate([above, at_cut])
-    return chosen[np.argsort(-key[chosen], kind="stable")]
+        return Ranked(np.empty(0, dtype=np.intp), np.empty(0, dtype=bool))
+
+    def values_of(key: Key, rows: np.ndarray) -> np.ndarray:
+        return key(rows) if callable(key) else key[rows]
+
+    decided, tied = [], np.arange(n)  # chosen outright; still competing for the slots left
+    for key in keys:
+        left = k - sum(map(len, decided))
+        values = values_of(key, tied)
+        cut = np.partition(values, len(values) - left)[len(values) - left]
+        decided.append(tied[values > cut])
+        tied = tied[values == cut]
+        if len(tied) == left - len(decided[-1]):  # the whole tied block fits: nothing to draw
+            decided.append(tied)
+            tied = tied[:0]
+            break
+    chosen = np.concatenate(decided).astype(np.intp)
+    chosen = chosen[np.lexsort([-values_of(key, chosen) for key in reversed(keys)])]
+    drawn = rng.choice(tied, size=k - len(chosen), replace=False).astype(np.intp)
+    return Ranked(np.concatenate([chosen, drawn]), np.arange(k) >= len(chosen))
 
 
-def _largest_available(key: np.ndarray, k: int, available: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return top_k(np.where(available, key, -np.inf), k, rng)
+def novelty(classifier: Any, X_pool: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Each pool candidate's distance to the nearest labelled one (NaN features skipped, as scikit-learn's
+    ``nan_euclidean_distances``), for the candidates asked for: the last tie-break of every part.
+
+    Candidates a forest scores exactly alike have identical probability rows; among them the one farthest from
+    what the learner was taught adds most to it (the diversity term of batch-mode active learning). Zero for
+    all when the classifier keeps no labelled data: its ties are then drawn at random.
+    """
+    labelled = getattr(classifier, "X_training", None)
+    if labelled is None or len(labelled) == 0:
+        return lambda rows: np.zeros(len(rows))
+
+    def distance(rows: np.ndarray) -> np.ndarray:
+        out = np.empty(len(rows))
+        for start in range(0, len(rows), CHUNK_ROWS):
+            chunk = X_pool[rows[start : start + CHUNK_ROWS]]
+            out[start : start + len(chunk)] = nan_euclidean_distances(chunk, labelled).min(axis=1)
+        return np.nan_to_num(out, nan=0.0)
+
+    return distance
 
 
 # --- parts: a measure and a selector; strategies are mixes of parts ---------------------------------------
 # A pick function gets the pool's measures, how many to choose (1 <= k <= number available), which candidates
-# are still available and the random generator; it returns the chosen indices and the part's score for every
-# pool candidate (None when it has none).
+# are still available, the random generator and each candidate's novelty (for the last tie-break); it returns
+# the chosen candidates (which of them drawn at random among ties) and the part's score for every pool
+# candidate (None when it has none).
 
-Picked = tuple[np.ndarray, np.ndarray | None]
-Pick = Callable[[Measures, int, np.ndarray, np.random.Generator], Picked]
+Picked = tuple[Ranked, np.ndarray | None]
+Pick = Callable[[Measures, int, np.ndarray, np.random.Generator, Callable[[np.ndarray], np.ndarray]], Picked]
 
 
-def _pick_uncertainty(m: Measures, k: int, available: np.ndarray, rng: np.random.Generator) -> Picked:
+def _largest_available(keys: Sequence[np.ndarray], k: int, available: np.ndarray, rng: np.random.Generator,
+                       novel: Callable[[np.ndarray], np.ndarray]) -> Ranked:
+    return top_k([*(np.where(available, key, -np.inf) for key in keys), novel], k, rng)
+
+
+def _pick_uncertainty(m: Measures, k: int, available: np.ndarray, rng: np.random.Generator, novel: Callable) -> Picked:
     uncertainty = 1.0 - m["confidence"]
-    return _largest_available(uncertainty, k, available, rng), uncertainty
+    return _largest_available([uncertainty, m["entropy"]], k, available, rng, novel), uncertainty
 
 
-def _pick_margin(m: Measures, k: int, available: np.ndarray, rng: np.random.Generator) -> Picked:
-    return _largest_available(-m["margin"], k, available, rng), m["margin"]
+def _pick_margin(m: Measures, k: int, available: np.ndarray, rng: np.random.Generator, novel: Callable) -> Picked:
+    return _largest_available([-m["margin"], m["entropy"]], k, available, rng, novel), m["margin"]
 
 
-def _pick_entropy(m: Measures, k: int, available: np.ndarray, rng: np.random.Generator) -> Picked:
-    return _largest_available(m["entropy"], k, available, rng), m["entropy"]
+def _pick_entropy(m: Measures, k: int, available: np.ndarray, rng: np.random.Generator, novel: Callable) -> Picked:
+    return _largest_available([m["entropy"], -m["margin"]], k, available, rng, novel), m["entropy"]
 
 
-def _pick_high_probability(m: Measures, k: int, available: np.ndarray, rng: np.random.Generator) -> Picked:
-    """The most confident candidate of each predicted class in turn, then the second of each, ...
+def _pick_high_probability(m: Measures, k: int, available: np.ndarray, rng: np.random.Generator,
+                           novel: Callable) -> Picked:
+    """The most confident candidate of each predicted class, then the second of each, ... (within a turn the
+    most confident first; ties by lower entropy, then novelty, then at random).
 
-    Round-robin so that a batch confirms the model across its classes, not only on its easiest class;
-    classes whose best candidate is most confident go first.
+    Round-robin so that a batch confirms the model across its classes, not only on its easiest class.
     """
-    conf, predicted = m["confidence"], m["predicted_class"]
+    conf, low_entropy, predicted = m["confidence"], -m["entropy"], m["predicted_class"]
     pool = np.flatnonzero(available)
     by_class = pool[np.argsort(predicted[pool], kind="stable")]
     groups = np.split(by_class, np.flatnonzero(np.diff(predicted[by_class])) + 1)
-    ranked = sorted((group[top_k(conf[group], k, rng)] for group in groups), key=lambda r: -conf[r[0]])
-    round_robin = [r[i] for i in range(k) for r in ranked if i < len(r)]
-    return np.array(round_robin[:k], dtype=np.intp), conf
+    picks, turn_drawn, class_drawn, left = [], [], [], k
+    while left:
+        best = [top_k([conf[group], low_entropy[group], lambda rows, g=group: novel(g[rows])], 1, rng)
+                for group in groups]
+        winners = np.array([group[b.indices[0]] for group, b in zip(groups, best)])
+        turn = top_k([conf[winners], low_entropy[winners], lambda rows: novel(winners[rows])], left, rng)
+        picks.append(winners[turn.indices])
+        turn_drawn.append(turn.drawn)
+        class_drawn.append(np.array([b.drawn[0] for b in best])[turn.indices])
+        left -= len(turn.indices)
+        # every winner was picked, or this was the last turn
+        groups = [rest for rest in (group[group != winner] for group, winner in zip(groups, winners)) if len(rest)]
+    chosen = np.concatenate(picks)
+    # a draw inside a class chose nothing if a later turn took the candidates it passed over as well
+    left_out = available.copy()
+    left_out[chosen] = False
+    class_drawn = np.concatenate(class_drawn)
+    for i in np.flatnonzero(class_drawn):
+        pick = chosen[i]
+        equal = np.flatnonzero(left_out & (predicted == predicted[pick]) & (conf == conf[pick])
+                               & (low_entropy == low_entropy[pick]))
+        class_drawn[i] = bool(np.any(novel(equal) == novel(np.array([pick]))[0]))
+    return Ranked(chosen, np.concatenate(turn_drawn) | class_drawn), conf
 
 
-def _pick_random(m: Measures, k: int, available: np.ndarray, rng: np.random.Generator) -> Picked:
-    return rng.choice(np.flatnonzero(available), size=k, replace=False), None
+def _pick_random(m: Measures, k: int, available: np.ndarray, rng: np.random.Generator, novel: Callable) -> Picked:
+    return Ranked(rng.choice(np.flatnonzero(available), size=k, replace=False), np.zeros(k, dtype=bool)), None
 
 
 class Part(NamedTuple):
-    """One way of choosing candidates: the measures it needs and how it picks from them."""
+    """One way of choosing candidates: the measures it needs (its score's and its tie-break's) and how it picks."""
 
     measures: frozenset[str]  # the MEASURES its pick needs
     pick: Pick
 
 
 PARTS: dict[str, Part] = {
-    "uncertainty": Part(frozenset({"confidence"}), _pick_uncertainty),
-    "margin": Part(frozenset({"margin"}), _pick_margin),
-    "entropy": Part(frozenset({"entropy"}), _pick_entropy),
-    "high_probability": Part(frozenset({"confidence", "predicted_class"}), _pick_high_probability),
+    "uncertainty": Part(frozenset({"confidence", "entropy"}), _pick_uncertainty),
+    "margin": Part(frozenset({"margin", "entropy"}), _pick_margin),
+    "entropy": Part(frozenset({"entropy", "margin"}), _pick_entropy),
+    "high_probability": Part(frozenset({"confidence", "entropy", "predicted_class"}), _pick_high_probability),
     "random": Part(frozenset(), _pick_random),
 }
+#: how each part ranks the candidates its own score ties, before drawing at random (the report says so)
+TIE_BREAKS = {part: f"{first}, then by the larger distance to the nearest labelled candidate" for part, first in {
+    "uncertainty": "the larger entropy", "margin": "the larger entropy", "entropy": "the smaller margin",
+    "high_probability": "the smaller entropy"}.items()}
 
 
 # --- validation ------------------------------------------------------------------------------------------
@@ -241,34 +328,38 @@ def mixed_sampling(
     counts = part_counts(fractions, n_instances)
     measures = pool_measures(classifier, X_pool, set().union(*(PARTS[name].measures for name in counts)))
     rng = query_rng(seed, classifier, X_pool)
+    novel = novelty(classifier, X_pool)
     available = np.ones(len(X_pool), dtype=bool)
-    indices, scores, chosen_by, all_scores = [], [], [], {}
+    indices, scores, chosen_by, all_scores, drawn = [], [], [], {}, []
     for name, count in counts.items():
         k = min(count, int(available.sum()))
         if k == 0:
             continue
-        chosen, part_scores = PARTS[name].pick(measures, k, available, rng)
+        (chosen, part_drawn), part_scores = PARTS[name].pick(measures, k, available, rng, novel)
         available[chosen] = False
         indices.append(chosen)
         scores.append(np.full(k, np.nan) if part_scores is None else part_scores[chosen])
         chosen_by.append(np.full(k, name))
+        drawn.append(part_drawn)
         if part_scores is not None:
             all_scores[name] = part_scores
-    return _selection(indices, scores, chosen_by, all_scores)
+    return _selection(indices, scores, chosen_by, all_scores, drawn)
 
 
 def _selection(
-    indices: list[np.ndarray], scores: list[np.ndarray], chosen_by: list[np.ndarray], all_scores: dict
+    indices: list[np.ndarray], scores: list[np.ndarray], chosen_by: list[np.ndarray], all_scores: dict,
+    drawn: list[np.ndarray],
 ) -> Selection:
     return Selection(
         indices=np.concatenate(indices, dtype=np.intp) if indices else np.empty(0, dtype=np.intp),
         scores=np.concatenate(scores, dtype=float) if scores else np.empty(0),
         chosen_by=np.concatenate(chosen_by) if chosen_by else np.empty(0, dtype=str),
         all_scores=all_scores,
+        drawn=np.concatenate(drawn, dtype=bool) if drawn else np.empty(0, dtype=bool),
     )
 
 
-EMPTY = _selection([], [], [], {})  # what every strategy chooses from an empty pool
+EMPTY = _selection([], [], [], {}, [])  # what every strategy chooses from an empty pool
 
 
 def uncertainty_sampling(classifier: Any, X_pool: np.ndarray, n_instances: int = 1, *, seed: int = 0) -> Selection:
@@ -337,7 +428,7 @@ def uncertainty_batch_sampling(
     indices = np.array(chosen, dtype=np.intp)
     return _selection(
         [indices], [uncertainty[indices]], [np.full(len(indices), "batch_uncertainty")],
-        {"batch_uncertainty": uncertainty},
+        {"batch_uncertainty": uncertainty}, [np.zeros(len(indices), dtype=bool)],  # argmax of a continuous score
     )
 
 
@@ -402,5 +493,6 @@ def committee_sampling(
     scores = _reduce_rows(
         X_pool, lambda rows: {"committee": measure(np.stack([m.predict_proba(rows) for m in members]))}
     )["committee"]
-    indices = top_k(scores, n_instances, rng)
-    return _selection([indices], [scores[indices]], [np.full(len(indices), "committee")], {"committee": scores})
+    indices, drawn = top_k([scores, novelty(classifier, X_pool)], n_instances, rng, n=len(X_pool))
+    return _selection([indices], [scores[indices]], [np.full(len(indices), "committee")], {"committee": scores},
+                      [drawn])

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 
 ZOONIVERSE_ENDPOINT = "https://www.zooniverse.org"
-#: the OAuth client id glitchrun's clients of the embedded server send (it accepts any)
-LOCAL_CLIENT_ID = "glitchrun"
+#: the OAuth client id glitchrun's clients of the embedded server send: zooniverse.org's first-party application,
+#: which the embedded server knows as zooniverse.org does (an unknown client id gets 422)
+LOCAL_CLIENT_ID = Panoptes._endpoint_client_ids["default"]
 
 
 class CredentialsError(RuntimeError):

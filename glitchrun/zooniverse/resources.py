@@ -147,11 +147,25 @@ def workflow_options(task: Mapping[str, Any]) -> list[str]:
 
 
 def find_project(spec: ProjectSpec, owner: str | None) -> Project | None:
-    """The owner's project with this display name, if there is one."""
-    query = {"display_name": spec.display_name}
-    if owner:
-        query["owner"] = owner
-    return next(iter(Project.where(**query)), None)
+    """The owner's project with this display name, if there is one (``owner`` None: the logged-in account's).
+
+    Zooniverse splits every filter value on commas, so a name with a comma cannot be a filter: then the
+    owner's projects are read page by page and the name compared here. Those pages are asked for one by one
+    with the owner filter each time: the server's own ``next_href`` leaves the owner filter out (the
+    controller takes it out of the params), so following it would list everybody's projects."""
+    owned = {"owner": owner} if owner else {"current_user_roles": "owner"}
+    if "," not in spec.display_name:
+        return next((p for p in Project.where(display_name=spec.display_name, **owned)
+                     if p.display_name == spec.display_name), None)
+    client = Panoptes.client()
+    page: int | None = 1
+    while page:
+        body, _ = client.get("/projects", params={**owned, "page": page, "page_size": 100}, retry=True)
+        found = next((p for p in body["projects"] if p["display_name"] == spec.display_name), None)
+        if found is not None:
+            return Project.find(found["id"])
+        page = body["meta"]["projects"]["next_page"]
+    return None
 
 
 def ensure_project(spec: ProjectSpec, owner: str | None) -> tuple[Project, bool]:
@@ -199,13 +213,29 @@ def ensure_workflow(project: Project, spec: WorkflowSpec) -> tuple[Workflow, boo
     workflow.first_task = TASK_KEY
     workflow.retirement = spec.retirement()
     workflow.save()
+    activate(workflow)
     log.info("created workflow %s (%s): a %s task with %d options", workflow.id, spec.display_name, spec.task_type,
              len(spec.options()))
     return workflow, True
 
 
+def activate(workflow: Workflow) -> None:
+    """Make a new workflow active: on a live project Zooniverse creates it inactive (``workflows_controller.rb``
+    ``build_resource_for_create``), and an inactive workflow is offered to no volunteer and left out of the
+    project's counts."""
+    client = Panoptes.client()
+    current, etag = client.get(f"/workflows/{workflow.id}")  # the workflow's own ETag: the update needs If-Match
+    if not current["workflows"][0].get("active"):
+        client.put(f"/workflows/{workflow.id}", json={"workflows": {"active": True}}, etag=etag)
+        workflow.reload()
+        log.info("workflow %s made active (a live project's new workflows start inactive)", workflow.id)
+
+
 def find_subject_set(project: Project, display_name: str) -> SubjectSet | None:
-    return next(iter(SubjectSet.where(project_id=project.id, display_name=display_name)), None)
+    """The project's subject set with this display name: by a ``display_name`` filter, or, for a name with a
+    comma (which Zooniverse splits filter values on), among all the project's sets."""
+    named = {"display_name": display_name} if "," not in display_name else {}
+    return next((s for s in SubjectSet.where(project_id=project.id, **named) if s.display_name == display_name), None)
 
 
 def ensure_subject_set(project: Project, display_name: str) -> tuple[SubjectSet, bool]:
@@ -228,8 +258,17 @@ def link_subject_set(workflow: Workflow, subject_set: SubjectSet) -> None:
 
 
 def subject_set_members(subject_set_id: str | int) -> list[str]:
-    """Ids of the subjects in a set, read from the set-member list (one paged request per 100)."""
+    """Ids of the subjects in a set, read from the set-member list (one paged request per 100); deleted subjects
+    included: Zooniverse deactivates a deleted subject and leaves it in its sets."""
     return [str(m.raw["links"]["subject"]) for m in SetMemberSubject.where(subject_set_id=subject_set_id, page_size=100)]
+
+
+def set_subject_count(subject_set_id: str | int) -> int:
+    """How many subjects a set holds that were not deleted (one request: the subject list's ``count``). Not the
+    set-member list: a subject deleted on Zooniverse is deactivated and stays a member of its sets."""
+    body, _ = Panoptes.client().get("/subjects", params={"subject_set_id": str(subject_set_id), "page_size": 1},
+                                    retry=True)
+    return int(body["meta"]["subjects"]["count"])
 
 
 def retired_on_server(workflow: Workflow, subject_ids: Sequence[str]) -> dict[str, str | None]:
@@ -292,17 +331,30 @@ def set_live(project: Project, live: bool) -> bool:
 def add_testers(project: Project, user_ids: Sequence[str]) -> int:
     """Give these accounts the ``tester`` role on the project (they may then see and classify it while it is
     private), as an owner invites testers; accounts that already have a role are left alone. Returns how
-    many were added (``POST /api/project_roles``, the real ``project_roles_controller.rb``)."""
+    many were added."""
+    return grant_roles(project, user_ids, ["tester"])
+
+
+def grant_roles(project: Project, user_ids: Sequence[str], roles: Sequence[str]) -> int:
+    """Give these accounts ``roles`` on the project, as its owner does in the project builder (``POST
+    /api/project_roles``, the real ``project_roles_controller.rb``); accounts that already have a role are left
+    alone. Returns how many were added."""
     client = Panoptes.client()
-    have = {str(role.raw["links"]["owner"]["id"]) for role in ProjectRole.where(project_id=project.id, page_size=100)}
+    have = set(project_roles(project.id))
     added = 0
     for user_id in user_ids:
         if str(user_id) in have:
             continue
         client.post("/project_roles", json={"project_roles": {
-            "roles": ["tester"], "links": {"project": str(project.id), "user": str(user_id)}}})
+            "roles": list(roles), "links": {"project": str(project.id), "user": str(user_id)}}})
         added += 1
     return added
+
+
+def project_roles(project_id: str | int) -> dict[str, list[str]]:
+    """Each account's roles on the project (user id -> role names), from ``GET /api/project_roles``."""
+    return {str(role.raw["links"]["owner"]["id"]): list(role.raw.get("roles") or [])
+            for role in ProjectRole.where(project_id=project_id, page_size=100)}
 
 
 # -- lookups and bulk reads shared by the management jobs (export, dedupe, update_metadata) -------------

@@ -103,6 +103,24 @@ def test_v1_format_is_detected_and_its_times_joined(o3a: pd.DataFrame, tmp_path:
     assert "Gravity Spy v1.0 metadata" in caplog.text and "150 candidates, 149 labelled" in caplog.text
 
 
+def test_v1_format_reads_event_time_when_the_split_times_are_absent(o3a: pd.DataFrame, tmp_path: Path):
+    v1_copy(o3a, tmp_path / "v1.csv").drop(columns=["peak_time", "peak_time_ns"]).to_csv(tmp_path / "v1.csv",
+                                                                                       index=False)
+    found = GravitySpyData(tmp_path / "v1.csv").load()
+    real_times = o3a.set_index("id")["GPStime"].loc[found.frame.index]
+    np.testing.assert_allclose(found.frame["event_time"], real_times, rtol=0, atol=1e-6)
+
+
+def test_the_real_o1_sample_loads_with_its_event_times(shared_data: Path):
+    """The shared v1.0 sample has ``event_time`` and no ``peak_time``: every row loads, times and labels as filed."""
+    table = pd.read_csv(shared_data / "gravityspy_v1_o1_sample.csv")
+    found = GravitySpyData(shared_data / "gravityspy_v1_o1_sample.csv").load()
+    assert len(found.frame) == 279 and found.pool().empty
+    assert found.frame["event_time"].tolist() == table["event_time"].tolist()
+    assert found.frame["label"].value_counts().to_dict() == table["label"].value_counts().to_dict()
+    assert set(found.frame["ifo"]) == {"H1", "L1"} and found.features().shape == (279, 8)
+
+
 def test_a_missing_amplitude_is_left_out_of_the_features(o3a: pd.DataFrame, tmp_path: Path, caplog):
     caplog.set_level(logging.INFO, logger="glitchrun.data.loaders")
     v1_copy(o3a, tmp_path / "v1.csv").drop(columns="amplitude").to_csv(tmp_path / "v1.csv", index=False)

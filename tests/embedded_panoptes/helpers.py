@@ -11,6 +11,9 @@ from datetime import datetime, timezone
 from panoptes_client import Panoptes, Project, Subject, SubjectSet, Workflow
 
 CLASSES = ["Blip", "Whistle", "Koi_Fish", "None_of_the_Above"]
+#: what panoptes-client sends with every /api request: the real server routes its API by this Accept value
+#: (``config/routes.rb``), so a raw request without it finds no route (404)
+API = {"Accept": "application/vnd.api+json; version=1"}
 
 
 def png_bytes(seed: int, size: int = 4) -> bytes:
@@ -77,6 +80,16 @@ def make_subjects(project: Project, count: int, images: int = 1, start: int = 0)
             subject.save()
             subjects.append(subject)
     return subjects
+
+
+def make_campaign(project: Project, count: int) -> tuple[Workflow, SubjectSet, list[Subject]]:
+    """A workflow of the project with one subject set of ``count`` new subjects linked to it."""
+    workflow = make_workflow(project)
+    subject_set = make_subject_set(project)
+    subjects = make_subjects(project, count)
+    subject_set.add(subjects)
+    workflow.add_subject_sets(subject_set)
+    return workflow, subject_set, subjects
 
 
 def classify(client: Panoptes, workflow: Workflow, subject_id: str, answer: int) -> dict:

@@ -13,7 +13,7 @@ from panoptes_client.panoptes import PanoptesAPIException
 
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
 
-from .helpers import make_project
+from .helpers import API, make_project
 
 
 def test_connect_and_me(server: EmbeddedPanoptes, owner: Panoptes) -> None:
@@ -51,8 +51,8 @@ def test_an_expiring_token_is_refreshed(tmp_path: Path) -> None:
             time.sleep(1.1)
             make_project()
             assert client.bearer_token != first_token and client.refresh_token != first_refresh
-        stale = requests.post(f"{server.endpoint}/oauth/token", timeout=10,
-                              data={"grant_type": "refresh_token", "refresh_token": first_refresh})
+        stale = requests.post(f"{server.endpoint}/oauth/token", timeout=10, data={
+            "grant_type": "refresh_token", "refresh_token": first_refresh, "client_id": client.client_id})
         assert stale.status_code == 401 and stale.json()["errors"][0]["message"]
 
 
@@ -62,11 +62,11 @@ def test_an_expired_or_unknown_token_is_401(tmp_path: Path) -> None:
         client = Panoptes(endpoint=server.endpoint, username="alice", password=password)
         token = client.get_bearer_token()
         url = f"{server.endpoint}/api/projects"
-        assert requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code == 200
+        assert requests.get(url, headers={**API, "Authorization": f"Bearer {token}"}, timeout=10).status_code == 200
         time.sleep(2.1)
-        expired = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        expired = requests.get(url, headers={**API, "Authorization": f"Bearer {token}"}, timeout=10)
         assert expired.status_code == 401 and "expired" in expired.json()["errors"][0]["message"]
-        assert requests.get(url, headers={"Authorization": "Bearer nonsense"}, timeout=10).status_code == 401
+        assert requests.get(url, headers={**API, "Authorization": "Bearer nonsense"}, timeout=10).status_code == 401
 
 
 def test_client_credentials_act_as_the_mapped_user(server: EmbeddedPanoptes) -> None:

@@ -1,13 +1,19 @@
-"""Classifications by logged-in and anonymous volunteers, counted and retired at once (§8 of the contract),
-as the statuses and the workflow's and project's counters then show."""
+"""Classifications by logged-in and anonymous volunteers, counted and retired at once on a quiet server (§8 of
+the contract) and by the background worker on a busy one, as the statuses and the workflow's and project's
+counters then show."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from panoptes_client import Panoptes, Project, Workflow
 from panoptes_client.panoptes import PanoptesAPIException
 
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
+from glitchrun.embedded_panoptes.rules import Rules
 
 from .helpers import (
     classify,
@@ -53,7 +59,12 @@ def test_classifications_count_and_retire_subjects(server: EmbeddedPanoptes, own
     counts = Workflow.find(workflow.id)
     assert (counts.classifications_count, counts.subjects_count, counts.retired_set_member_subjects_count) == (4, 3, 2)
     assert counts.completeness == pytest.approx(2 / 3) and counts.finished_at is None
-    assert (Project.find(project.id).classifications_count, Project.find(project.id).classifiers_count) == (4, 2)
+    # project_counter.rb: the project's count is the sum over its active workflows, and a workflow made on a
+    # live project starts inactive
+    assert (Project.find(project.id).classifications_count, Project.find(project.id).classifiers_count) == (0, 2)
+    counts.active = True
+    counts.save()
+    assert Project.find(project.id).classifications_count == 4
 
     workflow.retire_subjects([c.id], reason="blank")
     assert workflow.subject_workflow_status(c.id).retirement_reason == "nothing_here"
@@ -136,3 +147,57 @@ def test_a_project_in_development_stores_but_never_counts_until_it_goes_live(ser
     status = workflow.subject_workflow_status(subject.id)
     assert (status.classifications_count, status.retirement_reason) == (2, "classification_count")
     assert Workflow.find(workflow.id).retired_set_member_subjects_count == 1
+
+
+class Clock:
+    """A clock the test moves (the rules' ``clock``: visibility and the worker's due times)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def eventually(check: Callable[[], bool], what: str) -> None:
+    """Wait for the background worker (it looks for due jobs every 50 ms) to make ``check`` true."""
+    deadline = time.monotonic() + 20
+    while not check():
+        assert time.monotonic() < deadline, f"the worker never {what}"
+        time.sleep(0.05)
+
+
+def test_a_busy_server_counts_and_retires_in_a_worker_after_the_delay(tmp_path: Path) -> None:
+    """lib/classification_lifecycle.rb -> app/workers/classification_count_worker.rb -> retirement_worker.rb, and
+    app/operations/workflows/retire_subjects.rb -> retire_subject_worker.rb: on the real server counting and
+    retirement happen in Sidekiq workers after the request answered (rules.py ``worker_delay``). The queue
+    outlives a restart, and what fell due while the server was stopped runs before its first request."""
+    clock = Clock()
+    storage = tmp_path / "panoptes"
+    with EmbeddedPanoptes(storage, rules=Rules(worker_delay=30, clock=clock)) as server:
+        _, password = server.ensure_user("alice")
+        with Panoptes(endpoint=server.endpoint, username="alice", password=password):
+            project = go_live(make_project())
+            workflow = make_workflow(project, retirement_count=1)
+            workflow.active = True
+            workflow.save()
+            subject_set = make_subject_set(project)
+            a, b, c = make_subjects(project, 3)
+            subject_set.add([a, b, c])
+            workflow.add_subject_sets(subject_set)
+            classify(volunteer(server, "bob"), workflow, a.id, 0)
+            workflow.retire_subjects([b.id], reason="consensus")  # 204 at once; the retirement is the worker's
+            for subject in (a, b):
+                assert workflow.subject_workflow_status(subject.id).retired_at is None
+            assert Workflow.find(workflow.id).classifications_count == 0
+            clock.now += 30
+            eventually(lambda: workflow.subject_workflow_status(b.id).retirement_reason == "consensus", "retired b")
+            eventually(lambda: workflow.subject_workflow_status(a.id).retirement_reason == "classification_count",
+                       "counted a")
+            assert Workflow.find(workflow.id).classifications_count == 1
+            workflow.retire_subjects([c.id], reason="other")
+    clock.now += 30
+    with EmbeddedPanoptes(storage, rules=Rules(worker_delay=30, clock=clock)) as server:
+        _, password = server.ensure_user("alice")
+        with Panoptes(endpoint=server.endpoint, username="alice", password=password):
+            assert Workflow.find(workflow.id).subject_workflow_status(c.id).retirement_reason == "other"

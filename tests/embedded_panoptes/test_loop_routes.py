@@ -11,7 +11,7 @@ from panoptes_client.panoptes import PanoptesAPIException
 
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
 
-from .helpers import classify, make_project, make_subject_set, make_subjects, make_workflow
+from .helpers import API, classify, make_project, make_subject_set, make_subjects, make_workflow
 
 
 def login(server: EmbeddedPanoptes, name: str) -> Panoptes:
@@ -63,7 +63,7 @@ def test_project_classifications_page_by_last_id(server: EmbeddedPanoptes, owner
             owner.get("/classifications/project", params={"last_id": 1})
     with bob:  # ClassificationPolicy::ProjectScope: only projects the caller may update; others are empty, not 403
         assert list(Classification.where(scope="project", project_id=project.id)) == []
-    assert requests.get(f"{server.endpoint}/api/classifications/project", timeout=10).status_code == 401
+    assert requests.get(f"{server.endpoint}/api/classifications/project", headers=API, timeout=10).status_code == 401
 
 
 def test_project_roles_open_a_private_project_to_testers(server: EmbeddedPanoptes, owner: Panoptes) -> None:
@@ -130,7 +130,7 @@ def test_me_shows_upload_counts_and_the_limit_refuses_with_403(tmp_path, owner: 
                 carol.post("/subjects", json={"subjects": {"locations": ["image/png"],
                                                            "links": {"project": project.id}}})
             response = requests.post(f"{server.endpoint}/api/subjects", timeout=10, headers={
-                "Authorization": f"Bearer {carol.get_bearer_token()}"},
+                **API, "Authorization": f"Bearer {carol.get_bearer_token()}"},
                 json={"subjects": {"locations": ["image/png"], "links": {"project": project.id}}})
             assert response.status_code == 403
         with login(server, "dave") as dave:

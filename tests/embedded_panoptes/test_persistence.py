@@ -12,6 +12,7 @@ from panoptes_client import Panoptes, Project, Subject, SubjectSet, Workflow
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
 
 from .helpers import (
+    API,
     classify,
     go_live,
     make_project,
@@ -39,7 +40,8 @@ def test_restart_keeps_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     with EmbeddedPanoptes(storage) as server:
         assert server.ensure_user("alice", "new-password")[0] == alice_id
-        stale = requests.get(f"{server.endpoint}/api/me", headers={"Authorization": f"Bearer {old_token}"}, timeout=10)
+        stale = requests.get(f"{server.endpoint}/api/me", headers={**API, "Authorization": f"Bearer {old_token}"},
+                             timeout=10)
         assert stale.status_code == 401
         with Panoptes(endpoint=server.endpoint, username="alice", password="new-password"):
             assert Project.find(project.id).display_name == "Glitch hunt"

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import pytest
 import requests
 from hydra import compose, initialize_config_module
-from panoptes_client import Panoptes, Subject
+from panoptes_client import Panoptes
 
 from glitchrun.cli import run
 from glitchrun.zooniverse.resources import (
@@ -96,8 +96,8 @@ def server_state(local_backend) -> Callable[..., tuple[dict[str, set[str]], dict
     def look_(set_ids: list[str], subject_ids: list[str]) -> tuple[dict[str, set[str]], dict[str, dict]]:
         with local_backend.connect():
             members = {set_id: set(subject_set_members(set_id)) for set_id in set_ids}
-            found = Subject.where(id=",".join(subject_ids), page_size=100)
-            return members, {str(s.id): s.raw["metadata"] for s in found}
+            found, _ = Panoptes.client().get("/subjects", params={"id": ",".join(subject_ids), "page_size": 100})
+            return members, {s["id"]: s["metadata"] for s in found["subjects"]}
 
     return look_
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,8 @@ def round_config(tmp_path: Path, run_name: str, *overrides: str):
     with initialize_config_module(version_base="1.3", config_module="glitchrun.conf"):
         return compose("config", overrides=[
             f"paths.outputs={tmp_path}", f"paths.run_dir={tmp_path / run_name}", "job=al_round",
-            "data.n=3000", f"al.batch_size={BATCH}",
+            # the learner's picks only: known-answer subjects (a second set) are tested in test_loop.py
+            "data.n=3000", f"al.batch_size={BATCH}", "campaign.gold.share=0",
             "images.size=[320,240]", "images.n_jobs=1", "images.progress=false", *overrides,
         ])
 
@@ -164,3 +166,24 @@ def test_glitchrun_with_no_arguments_runs_a_round_and_says_where_the_report_is(t
     reports = list((tmp_path / "outputs" / "runs").glob("*/*/report.md"))
     assert len(reports) == 1
     assert "report: " in out.stdout + out.stderr and str(reports[0].relative_to(tmp_path)) in out.stdout + out.stderr
+    assert random_tie_breaks(reports[0]) <= 0.1 * 20  # at most a tenth of the default batch of 20 drawn among ties
+
+
+def random_tie_breaks(report: Path) -> int:
+    """How many picks the report says were random tie-breaks, over the strategy parts that ranked by a score."""
+    counts = re.findall(r"Random tie-breaks: (\d+) of its (\d+) picks", report.read_text())
+    assert counts, "the report does not say how many picks were random tie-breaks"
+    return sum(int(drawn) for drawn, _ in counts)
+
+
+def test_a_default_round_on_the_real_o1_sample_chooses_by_information_not_ties(tmp_path: Path, shared_data: Path):
+    """The 279 real O1 glitches (their labels the hidden truth), default learner, strategy, seeding and batch."""
+    with initialize_config_module(version_base="1.3", config_module="glitchrun.conf"):
+        cfg = compose("config", overrides=[
+            f"paths.outputs={tmp_path}", f"paths.run_dir={tmp_path / 'run1'}", "data=gravityspy",
+            f"data.path={shared_data / 'gravityspy_v1_o1_sample.csv'}", "data.labels_as=truth",
+            "images.allow_synthetic=true", "images.durations=[1.0]", "images.size=[160,120]", "images.n_jobs=1",
+            "images.progress=false"])
+    result = run(cfg)
+    assert result.status == "uploaded" and len(result.subject_ids) == cfg.al.batch_size == 20
+    assert random_tie_breaks(tmp_path / "run1" / "report.md") <= 0.1 * 20

@@ -37,7 +37,11 @@ def test_labelled_rows_beyond_the_seed_neither_train_nor_are_queried(tmp_path: P
     assert len(training) == 2 * rows.loc[known, "label"].nunique() and set(training["source"]) == {"data"}
     assert set(training["candidate_id"]) <= labelled
     pool = set(pd.read_csv(tmp_path / "run" / "unlabelled_pool.csv")["candidate_id"])
-    batch = set(pd.read_csv(tmp_path / "run" / "manifest.csv")["candidate_id"])
-    assert pool == unlabelled and batch <= unlabelled and len(batch) == 10
+    manifest = pd.read_csv(tmp_path / "run" / "manifest.csv")
+    marked = manifest["#Type"].eq("Gold") if "#Type" in manifest else pd.Series(False, index=manifest.index)
+    batch, shown_known = set(manifest.loc[~marked, "candidate_id"]), set(manifest.loc[marked, "candidate_id"])
+    assert pool == unlabelled and batch <= unlabelled and len(batch) + len(shown_known) == 10
+    # the known-answer subjects (campaign.gold.share, issue 21) are seed labels, shown as gold, never a pick
+    assert len(shown_known) == 1 and shown_known <= set(training["candidate_id"])
     state = CampaignState(tmp_path / "campaigns" / "o3a-sample")
     assert set(state.labels().index) == set(training["candidate_id"])

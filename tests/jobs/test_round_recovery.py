@@ -53,7 +53,8 @@ def test_a_batch_refused_before_any_write_leaves_no_round_and_a_smaller_one_is_c
 
     result = run(config(tmp_path, "run2", "al.batch_size=5", "backend.rules.subject_limit=10"))
     assert result.status == "uploaded" and result.round == 1 and len(result.subject_ids) == 5
-    assert len(state(tmp_path).batch(1)) == 5 and uploaded(tmp_path) == (1, 5)
+    # two sets: the batch's and its known-answer subjects' (campaign.gold.share 0.1 of 5: one)
+    assert len(state(tmp_path).batch(1)) == 5 and uploaded(tmp_path) == (2, 5)
 
 
 def test_a_round_stopped_before_its_upload_is_resumed_or_chosen_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -101,9 +102,10 @@ def test_a_round_that_began_uploading_can_only_be_resumed(tmp_path: Path) -> Non
     with pytest.raises(RoundFailed, match="did not verify"):  # the media store loses every file
         run(config(tmp_path, "run1", "backend.faults.lost_upload_rate=1.0", "uploader.retries=1",
                    "uploader.backoff=0.01"))
-    assert state(tmp_path).last_round().status == "uploading" and uploaded(tmp_path)[0] == 1
+    # the batch's set and its known-answer subjects' (campaign.gold.share 0.1 of 6: one)
+    assert state(tmp_path).last_round().status == "uploading" and uploaded(tmp_path)[0] == 2
 
     with pytest.raises(ValueError, match="began uploading to subject set 1 .* can only be resumed"):
         run(config(tmp_path, "run2", "job.rechoose=true"))
     result = run(config(tmp_path, "run3", "al.batch_size=4"))  # a changed setting does not re-choose it either
-    assert result.status == "uploaded" and len(result.subject_ids) == 6 and uploaded(tmp_path) == (1, 6)
+    assert result.status == "uploaded" and len(result.subject_ids) == 6 and uploaded(tmp_path) == (2, 6)

@@ -54,3 +54,21 @@ def test_known_labels_become_the_hidden_truth_and_the_test_split_keeps_class_sha
 def test_a_simulation_needs_ground_truth_for_every_candidate():
     with pytest.raises(ValueError, match="1 candidates have no ground truth"):
         with_truth(candidates([pd.NA, pd.NA], ["Blip", pd.NA]))
+
+
+@pytest.mark.slow
+def test_a_warm_started_simulation_queries_and_scores_with_the_synthetic_candidates(run_job, shared_data, caplog):
+    """warm_start=synthetic on the real O1 sample: the rounds and the scorer use the generator refit on the seed
+    labels; the same run cold scores the seed labels alone, so round 0's score differs."""
+    real = ["data=gravityspy", f"data.path={shared_data / 'gravityspy_v1_o1_sample.csv'}", "job.rounds=1",
+            "images.allow_synthetic=true",
+            *(override for override in FAST if not override.startswith(("data.n", "al.seed_per_class"))),
+            "al.seed_per_class=2"]
+    caplog.set_level("INFO", logger="glitchrun.learning.warm_start")
+    warm, _ = run_job("simulate", *real, "warm_start=synthetic", run_dir="warm")
+    refits = [r.getMessage() for r in caplog.records if r.name == "glitchrun.learning.warm_start"]
+    assert len(refits) >= 2 and all(m.startswith("warm start: 200 synthetic candidates") for m in refits)  # round, scorer
+    cold, _ = run_job("simulate", *real, run_dir="cold")
+    assert warm["labels"].tolist() == cold["labels"].tolist() and warm["labels"].iloc[0] < 200
+    assert warm["macro_f1"].iloc[0] != cold["macro_f1"].iloc[0]  # the seed labels plus synthetic candidates
+    assert warm["full_pool_macro_f1"].iloc[0] == cold["full_pool_macro_f1"].iloc[0]  # the target stays the cold one

@@ -273,3 +273,92 @@ def test_every_strategy_config_works_inside_a_modal_active_learner(path, blobs):
     with pytest.warns(FutureWarning, match="force_all_finite"):  # modAL 0.4.2.1 on scikit-learn 1.7
         learner.teach(instances, learner.predict(instances))
     assert len(learner.X_training) == len(X) + 4
+
+
+def test_top_k_breaks_ties_by_the_next_key_and_draws_only_among_full_ties():
+    first = np.array([0.0, 1.0, 1.0, 1.0, 1.0, 0.5])
+    second = np.array([9.0, 0.2, 0.7, 0.7, 0.1, 9.0])
+    ranked = strategies.top_k([first, second], 2, np.random.default_rng(0))
+    np.testing.assert_array_equal(ranked.indices, [2, 3])  # the tied block of two fits: nothing drawn
+    assert not ranked.drawn.any()
+    ranked = strategies.top_k([first, second], 1, np.random.default_rng(0))
+    assert ranked.indices[0] in (2, 3) and ranked.drawn.tolist() == [True]
+    picks = {int(strategies.top_k([first, second], 1, np.random.default_rng(s)).indices[0]) for s in range(20)}
+    assert picks == {2, 3}
+    ranked = strategies.top_k([first, second], 4, np.random.default_rng(0))
+    np.testing.assert_array_equal(ranked.indices, [2, 3, 1, 4])
+    assert not ranked.drawn.any()
+
+
+def test_margin_ties_go_to_the_larger_entropy():
+    # all four are torn exactly between two classes (margin 0); the last two spread over more classes
+    proba = np.array([[0.5, 0.5, 0.0, 0.0], [0.45, 0.45, 0.1, 0.0], [0.3, 0.3, 0.2, 0.2], [0.4, 0.4, 0.1, 0.1],
+                      [0.9, 0.1, 0.0, 0.0]])
+    chosen = margin_sampling(GivenProba(proba), pool_of(5), 2)
+    np.testing.assert_array_equal(chosen.indices, [2, 3])
+    np.testing.assert_array_equal(chosen.scores, [0.0, 0.0])
+    assert not chosen.drawn.any()
+
+
+def test_high_probability_marks_a_pick_drawn_among_equals_of_its_class():
+    # class 0: two candidates equally sure; class 1: one. Two picks: class 0's draw, and class 1's best
+    proba = np.array([[1.0, 0.0], [1.0, 0.0], [0.2, 0.8], [0.6, 0.4]])
+    chosen = high_probability_sampling(GivenProba(proba), pool_of(4), 2)
+    assert set(chosen.indices) - {0, 1} == {2} and len(set(chosen.indices) & {0, 1}) == 1
+    assert chosen.drawn[list(chosen.indices).index(2)] == False  # noqa: E712 (numpy bool)
+    assert chosen.drawn[[i in (0, 1) for i in chosen.indices]].all()
+    # with three picks class 0's two are both taken: no draw
+    assert not high_probability_sampling(GivenProba(proba), pool_of(4), 3).drawn.any()
+
+
+def test_random_tie_breaks_are_counted_where_they_happen():
+    proba = np.full((100, 4), 0.25)  # all alike: every pick of every part is a draw
+    for strategy in (uncertainty_sampling, margin_sampling, entropy_sampling, high_probability_sampling):
+        assert strategy(GivenProba(proba), pool_of(100), 5).drawn.all()
+    assert not random_sampling(GivenProba(proba), pool_of(100), 5).drawn.any()  # random by design, not a tie-break
+
+
+REPO = Path(__file__).resolve().parents[2]
+O1_SAMPLE = REPO.parent / "shared" / "data" / "gravityspy_v1_o1_sample.csv"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("data", ["synthetic", "o1"])
+def test_a_default_round_chooses_at_most_a_tenth_of_its_batch_by_random_tie_break(data: str, seed: int):
+    """The default learner and strategy, seeded as round 1 seeds them (al.seed_per_class labels per class), on the
+    default synthetic pool and on the 279 real O1 glitches: picks come from the probabilities, not from draws."""
+    from hydra import compose, initialize_config_module
+
+    from glitchrun.data.loaders import GravitySpyData
+    from glitchrun.jobs.simulate import with_truth
+    from glitchrun.learning.learner import query
+
+    with initialize_config_module(version_base="1.3", config_module="glitchrun.conf"):
+        cfg = compose("config", overrides=[f"seed={seed}"])
+    candidates = with_truth(instantiate(cfg.data).load() if data == "synthetic"
+                            else GravitySpyData(O1_SAMPLE, labels_as="truth").load())
+    truth = candidates.frame["truth"]
+    seeded = truth.groupby(truth).sample(frac=1.0, random_state=seed).groupby(truth).head(cfg.al.seed_per_class).index
+    pool = candidates.frame.index.difference(seeded)
+    learner = make_learner(instantiate(cfg.learner), candidates.features(seeded), truth[seeded].to_numpy(dtype=object))
+    chosen = query(learner, instantiate(cfg.strategy), candidates.features(pool), cfg.al.batch_size)
+    assert len(chosen.indices) == cfg.al.batch_size == 20
+    assert chosen.drawn.sum() <= 0.1 * cfg.al.batch_size, (list(chosen.chosen_by), list(chosen.scores))
+
+
+class GivenProbaAndLabels(GivenProba):
+    """``GivenProba`` that also keeps labelled data, as a modAL learner does (for the novelty tie-break)."""
+
+    def __init__(self, proba: np.ndarray, X_training: np.ndarray) -> None:
+        super().__init__(proba)
+        self.X_training = X_training
+
+
+@pytest.mark.parametrize("strategy", [uncertainty_sampling, margin_sampling, entropy_sampling,
+                                      high_probability_sampling])
+def test_identical_probabilities_go_to_the_candidate_farthest_from_the_labels(strategy):
+    proba = np.tile([[0.5, 0.5, 0.0]], (6, 1))  # a forest's identical vote fractions: every measure ties
+    classifier = GivenProbaAndLabels(proba, X_training=np.array([[0.5]]))  # pool row i sits at i
+    chosen = strategy(classifier, pool_of(6), 2)
+    np.testing.assert_array_equal(chosen.indices, [5, 4])
+    assert not chosen.drawn.any()

@@ -31,7 +31,7 @@ CONTENT_TABLES = ("projects", "workflows", "workflow_versions", "subject_sets", 
 class Stored:
     """The server's subjects as its database holds them."""
 
-    metadata: dict[str, dict[str, Any]]  # subject id -> metadata
+    metadata: dict[str, dict[str, Any]]  # subject id -> metadata, of the subjects not deleted (deactivated)
     members: dict[str, list[str]]  # subject set id -> subject ids (a repeat would show twice)
     locations: dict[str, list[dict[str, Any]]]  # subject id -> its location rows, by position
     set_names: dict[str, str]  # subject set id -> display name
@@ -62,7 +62,9 @@ def database(storage_dir: Path) -> Iterator[sqlite3.Connection]:
 
 def read_store(storage_dir: Path) -> Stored:
     with database(storage_dir) as db:
-        metadata = {str(r["id"]): json.loads(r["metadata"]) for r in db.execute("SELECT id, metadata FROM subjects")}
+        # a deleted subject is deactivated, as on Zooniverse: its row stays, and so do its set memberships
+        metadata = {str(r["id"]): json.loads(r["metadata"])
+                    for r in db.execute("SELECT id, metadata FROM subjects WHERE deactivated_at IS NULL")}
         set_names = {str(r["id"]): r["display_name"] for r in db.execute("SELECT id, display_name FROM subject_sets")}
         members: dict[str, list[str]] = {set_id: [] for set_id in set_names}
         for row in db.execute("SELECT subject_set_id, subject_id FROM set_member_subjects ORDER BY id"):

@@ -19,11 +19,13 @@ from panoptes_client import Panoptes
 
 from glitchrun.embedded_panoptes import EmbeddedPanoptes
 from glitchrun.zooniverse.backend import LocalBackend
-from tests.embedded_panoptes.helpers import make_project, make_subject_set, png_bytes
+from tests.embedded_panoptes.helpers import API, make_project, make_subject_set, png_bytes
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 MAX_UPLOAD = 4096
 CANARY = b"canary: this file must never be served"
+#: the headers of an upload PUT to Azure: its type, and the blob type Azure requires
+BLOB = {"Content-Type": "image/png", "x-ms-blob-type": "BlockBlob"}
 
 
 @dataclass
@@ -63,10 +65,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 def send(site: Site, method: str, path: str, body: bytes | dict | None = None, token: str | None = None,
          headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """One request with ``path`` exactly as given; (status, body)."""
+    """One request with ``path`` exactly as given (with the Accept header of every API client); (status, body)."""
     address = urlsplit(site.server.endpoint)
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
-    sent = dict(headers or {})
+    sent = {**API, **(headers or {})}
     if isinstance(body, dict):
         body = json.dumps(body).encode()
         sent.setdefault("Content-Type", "application/json")
@@ -116,7 +118,7 @@ def test_writes_need_the_owners_token(site: Site, who: str | None) -> None:
 
 @pytest.mark.parametrize("method,path,body,status,message", [
     ("GET", "/api/projects/999", None, 404, "Could not find project with id='999'"),
-    ("GET", "/api/subjects/abc", None, 422, "must be an id"),
+    ("GET", "/api/subjects/abc", None, 404, "Not Found"),  # lib/routes/json_api_routes.rb: ids are digits
     ("GET", "/api/nothing_here", None, 404, "Not Found"),
     ("POST", "/api/subjects", {"subjects": {"locations": ["text/html"], "links": {"project": "PROJECT"}}}, 400,
      "Locations is invalid"),
@@ -140,7 +142,7 @@ def test_bad_requests_get_the_right_4xx_and_a_json_message(site: Site, method: s
 
 
 def test_an_upload_over_the_limit_is_413_and_not_stored(site: Site) -> None:
-    got, data = send(site, "PUT", site.upload_path, b"x" * (MAX_UPLOAD + 1), headers={"Content-Type": "image/png"})
+    got, data = send(site, "PUT", site.upload_path, b"x" * (MAX_UPLOAD + 1), headers=BLOB)
     assert got == 413 and error_message(data)
     assert not (site.server.storage_dir / "media" / "subject_location" / site.media_name).exists()
 
@@ -182,9 +184,9 @@ def test_no_media_path_reaches_outside_the_media_folder(site: Site, trick: str) 
 def test_a_signed_upload_url_works_for_its_own_name_only(site: Site) -> None:
     path, query = site.upload_path.split("?")
     other = f"{path[:-len(site.media_name)]}{'0' * 32}.png?{query}"
-    assert send(site, "PUT", other, png_bytes(2), headers={"Content-Type": "image/png"})[0] == 403
-    assert send(site, "PUT", path, png_bytes(2), headers={"Content-Type": "image/png"})[0] == 403  # unsigned
-    assert send(site, "PUT", site.upload_path, png_bytes(2), headers={"Content-Type": "image/png"})[0] == 201
+    assert send(site, "PUT", other, png_bytes(2), headers=BLOB)[0] == 403
+    assert send(site, "PUT", path, png_bytes(2), headers=BLOB)[0] == 403  # unsigned
+    assert send(site, "PUT", site.upload_path, png_bytes(2), headers=BLOB)[0] == 201
     assert send(site, "GET", f"/media/subject_location/{site.media_name}")[1] == png_bytes(2)
 
 

@@ -1,0 +1,186 @@
+"""Active learning on real glitches (issue #22): every query strategy against random, cold and warm start, on
+the real O1 and O3a samples of the shared data; and the generator refit on real O1 rows, judged on O1 rows it
+has not seen.
+
+    python benchmarks/bench_real_glitches.py                        # both samples, 12 seeds, all strategies
+    python benchmarks/bench_real_glitches.py --samples o1 --seeds 0 1 --strategies margin random
+    python benchmarks/bench_real_glitches.py --transfer             # the refit generator on held-out O1 rows
+
+Label efficiency. Per seed: the sample's rows (their labels the truth) are split into a stratified held-out
+test set (``--test-fraction`` of each class, 0.3; a class too small to share stays in the pool) and a pool;
+the learner (conf/learner/random_forest.yaml) starts from ``al.seed_per_class`` (2) labels of each class,
+queries ``--batch`` (5) at a time with each conf/strategy/ config and is scored on the test set after every
+batch, until the pool is used up. "Labels to target": the fewest labels at which the held-out macro-F1
+reaches 95 % of the cold learner trained on the whole pool (a run that never does counts with all its
+labels: a lower bound, "≥"). Cold start: the learner alone; warm start: conf/warm_start/synthetic.yaml
+(200 synthetic candidates from the generator refit on the run's starting labels, giving way one for one to
+real labels). Both starts of a seed share its split, starting labels and target, so their curves are paired:
+"warm - cold" is the mean over seeds of their difference at the same round (same label count).
+
+Transfer (``--transfer``): stratified 5-fold cross-validation of the O1 sample, per seed; the generator is
+refit on the four training folds (``glitchrun.data.calibrate.refit``, the v1.0 summary of the shared data),
+a forest (conf/learner/random_forest.yaml, features as ``data=gravityspy`` computes them, detector
+included) is trained on 20,000 of its candidates only and predicts the held-out fold. Scored two ways: each
+fold on its own then averaged ("per fold"), and all folds' predictions together ("pooled", macro-F1 over
+all 22 classes, the singletons included). Beside it, the same forest trained on the real training folds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from sklearn.base import clone
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold
+
+from bench_strategies import O3_CLASSES, config, curve, seed_rows, vs_random
+from glitchrun.data.calibrate import refit
+from glitchrun.data.loaders import FeatureSpec, GravitySpyData, canonical
+from glitchrun.data.synthetic import GRAVITY_SPY_CLASSES, SUMMARY_FILE, generate
+from glitchrun.jobs.compare import plot_bands, summarise
+from glitchrun.jobs.simulate import held_out, held_out_scores, with_truth
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+SAMPLES = {"o1": (SHARED / "gravityspy_v1_o1_sample.csv", list(GRAVITY_SPY_CLASSES)),
+           "o3a": (SHARED / "gravityspy_o3a_h1_sample.csv", O3_CLASSES)}
+STRATEGIES = ["uncertainty", "margin", "entropy", "mixed", "high_probability", "batch_uncertainty", "committee",
+              "random"]
+
+
+def label_efficiency(sample: str, seeds: list[int], strategies: list[str], batch: int,
+                     test_fraction: float, warm_overrides: list[str] = ()) -> pd.DataFrame:
+    """Every run's learning curve, with columns group (strategy), start (cold / warm) and run (seed)."""
+    path, classes = SAMPLES[sample]
+    candidates = with_truth(GravitySpyData(path, classes=classes, labels_as="truth").load())
+    truth = candidates.frame["truth"]
+    curves = []
+    for seed in seeds:
+        cfg = config("random", seed, "warm_start=synthetic", *warm_overrides)
+        test = held_out(truth, test_fraction, seed)
+        pool = candidates.frame.index.difference(test)
+        pool = pool[np.random.default_rng(seed).permutation(len(pool))]  # a pool position says nothing of the class
+        X_pool, y_pool = candidates.features(pool), truth[pool].to_numpy(dtype=object)
+        X_test, y_test = candidates.features(test), truth[test].to_numpy(dtype=object)
+        cold = instantiate(cfg.learner)
+        full = held_out_scores(y_test, clone(cold).fit(X_pool, y_pool).predict(X_test))[0]
+        start = pool[seed_rows(y_pool, int(cfg.al.seed_per_class), seed)]
+        warm = instantiate(cfg.warm_start).around(cold, candidates, truth[start])
+        for name in strategies:
+            strategy = instantiate(config(name, seed).strategy)
+            for start_name, estimator in (("cold", cold), ("warm", warm)):
+                began = time.perf_counter()
+                run = curve(estimator, strategy, X_pool, y_pool, X_test, y_test, int(cfg.al.seed_per_class), batch,
+                            0.95, seed, full=full, to_end=True)
+                curves.append(run.assign(group=name, start=start_name, run=f"seed{seed}"))
+                print(f"{sample} seed {seed} {name} {start_name}: final macro-F1 {run['macro_f1'].iloc[-1]:.3f} "
+                      f"of {full:.3f} after {run['labels'].iloc[-1]} labels ({time.perf_counter() - began:.0f} s)",
+                      flush=True)
+    return pd.concat(curves, ignore_index=True)
+
+
+def report(curves: pd.DataFrame, title: str, target: float) -> None:
+    """Labels to target per strategy and start (vs random of the same start), and warm - cold per strategy."""
+    print(f"\n{title}\n")
+    print("| strategy | start | runs reaching the target | labels to target (mean ± sd) | vs random | "
+          "final macro-F1 |")
+    print("|---|---|---:|---:|---:|---:|")
+    for start, runs in curves.groupby("start"):
+        summary = summarise(runs, target, "random")
+        for row in summary.sort_values("labels_to_target").itertuples():
+            bound = "" if row.reached == row.runs else "≥ "
+            print(f"| {row.group} | {start} | {row.reached}/{row.runs} | {bound}{row.labels_to_target:,.0f} ± "
+                  f"{row.labels_to_target_sd:,.0f} | {vs_random(row)} | {row.final_macro_f1:.3f} |")
+    print("\nwarm - cold, macro-F1 (mean over seeds of the paired difference at the same round):\n")
+    print("| strategy | labels (mean) at round 0 / 2 / 5 / 10 | warm - cold there | lowest (at labels) | "
+          "rounds with warm below cold by > 0.01 |")
+    print("|---|---|---|---:|---:|")
+    for name, runs in curves.groupby("group"):
+        paired = runs.pivot_table(index=["run", "round"], columns="start", values=["macro_f1", "labels"])
+        by_round = pd.DataFrame({"labels": paired["labels"]["cold"], "gain": paired["macro_f1"]["warm"]
+                                 - paired["macro_f1"]["cold"]}).groupby(level="round").mean()
+        shown = by_round.loc[[r for r in (0, 2, 5, 10) if r in by_round.index]]
+        worst = by_round.loc[by_round["gain"].idxmin()]
+        labels = " / ".join(f"{value:.0f}" for value in shown["labels"])
+        gains = " / ".join(f"{value:+.3f}" for value in shown["gain"])
+        print(f"| {name} | {labels} | {gains} | {worst['gain']:+.3f} ({worst['labels']:.0f}) | "
+              f"{int((by_round['gain'] < -0.01).sum())} of {len(by_round)} |")
+
+
+def transfer(seeds: list[int], n: int = 20_000) -> None:
+    """Accuracy and macro-F1 on held-out O1 rows of forests trained on the refit generator's candidates, and
+    on the real training rows."""
+    path, classes = SAMPLES["o1"]
+    real = GravitySpyData(path).load()
+    y = real.frame["label"].to_numpy(dtype=object)
+    table = pd.read_csv(path)
+    spec = FeatureSpec()
+    scores: dict[str, list] = {"synthetic": [], "real": []}
+    for seed in seeds:
+        forest = instantiate(config("random", seed).learner)
+        predicted = {kind: np.empty(len(y), dtype=object) for kind in scores}
+        per_fold = {kind: [] for kind in scores}
+        for train, test in StratifiedKFold(5, shuffle=True, random_state=seed).split(y, y):
+            with tempfile.TemporaryDirectory() as folder:
+                table.iloc[train].to_csv(Path(folder) / "train.csv", index=False)
+                fit = refit(SHARED / SUMMARY_FILE, [Path(folder) / "train.csv"]).fit
+            drawn = canonical(generate(n, seed, fit=fit))
+            models = {"synthetic": clone(forest).fit(spec.matrix(drawn), drawn["truth"].to_numpy(dtype=object)),
+                      "real": clone(forest).fit(real.features(real.frame.index[train]), y[train])}
+            for kind, model in models.items():
+                predicted[kind][test] = model.predict(real.features(real.frame.index[test]))
+                per_fold[kind].append(((predicted[kind][test] == y[test]).mean(),
+                                       f1_score(y[test], predicted[kind][test], average="macro", zero_division=0)))
+        for kind in scores:
+            pooled = ((predicted[kind] == y).mean(), f1_score(y, predicted[kind], labels=sorted(set(y)),
+                                                              average="macro", zero_division=0))
+            scores[kind].append((*np.mean(per_fold[kind], axis=0), *pooled))
+            print(f"seed {seed} {kind}: per fold accuracy {scores[kind][-1][0]:.3f}, macro-F1 "
+                  f"{scores[kind][-1][1]:.3f}; pooled accuracy {pooled[0]:.3f}, macro-F1 {pooled[1]:.3f}", flush=True)
+    print(f"\n279 real O1 rows, 5-fold CV x {len(seeds)} seeds (mean ± sd over seeds)\n")
+    print("| trained on | accuracy (per fold) | macro-F1 (per fold) | accuracy (pooled) | macro-F1 (pooled) |")
+    print("|---|---:|---:|---:|---:|")
+    for kind, label in (("synthetic", "synthetic candidates of the generator refit on the training folds"),
+                        ("real", "the real training folds")):
+        mean, sd = np.mean(scores[kind], axis=0), np.std(scores[kind], axis=0)
+        print(f"| {label} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, sd, strict=True)) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", nargs="+", choices=sorted(SAMPLES), default=sorted(SAMPLES))
+    parser.add_argument("--strategies", nargs="+", default=STRATEGIES)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(12)))
+    parser.add_argument("--batch", type=int, default=5)
+    parser.add_argument("--test-fraction", type=float, default=0.3)
+    parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--warm", nargs="+", default=[], help="overrides of the warm start, e.g. warm_start.candidates=100")
+    parser.add_argument("--transfer", action="store_true", help="the refit generator on held-out O1 rows instead")
+    parser.add_argument("--curves", type=Path, help="also write every learning curve to this CSV")
+    parser.add_argument("--plot", type=Path, default=REPO / "docs" / "images" / "real_glitches.png")
+    args = parser.parse_args()
+    if args.transfer:
+        transfer(args.seeds)
+        return
+    for sample in args.samples:
+        curves = label_efficiency(sample, args.seeds, args.strategies, args.batch, args.test_fraction,
+                                  args.warm)
+        if args.curves:
+            curves.to_csv(args.curves.with_name(f"{args.curves.stem}_{sample}.csv"), index=False)
+        report(curves, f"{sample}: {len(args.seeds)} seeds, batches of {args.batch}", args.target)
+        shown = curves[curves["group"].isin(["mixed", "margin", "random"])]
+        path = args.plot.with_name(f"{args.plot.stem}_{sample}.png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plot_bands(shown.assign(group=shown["group"] + " " + shown["start"], run=shown["run"]), path, args.target,
+                   f"{sample}: macro-F1 vs labels, cold and warm start (mean ± sd over seeds)")
+        print(f"plot: {path}")
+
+
+if __name__ == "__main__":
+    main()
