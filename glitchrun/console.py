@@ -48,6 +48,8 @@ DEBUG_ENV = "GLITCHRUN_DEBUG"
 USER_ERROR, INTERRUPTED = 2, 130
 HYDRA_DIR = Path(hydra.__file__).resolve().parent
 OVERRIDE_GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
+#: config mappings keyed by the user's own names (survey choice ids), which an ordinary override extends
+OPEN_TABLES = ("campaign.workflow.choices",)
 
 
 class Reported(SystemExit):
@@ -78,6 +80,7 @@ def command(hydra_main: Callable[[], Any], argv: list[str] | None = None) -> Non
             sys.exit(report(str(err)))
         return
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    sys.argv = [sys.argv[0], *open_tables(argv)]
     try:
         hydra_main()
     except Reported as done:
@@ -94,6 +97,24 @@ def command(hydra_main: Callable[[], Any], argv: list[str] | None = None) -> Non
         if debugging():
             traceback.print_exception(err)
         sys.exit(report(said))
+
+
+def open_tables(overrides: list[str]) -> list[str]:
+    """Overrides of a table keyed by the user's own names (``OPEN_TABLES``) as Hydra takes them: ``TABLE.KEY=V``
+    adds or changes one entry (``++``), ``TABLE=V`` replaces the whole table (``~TABLE`` then ``+TABLE=V``).
+    Hydra alone refuses a key its config does not have unless it is written with a ``+``."""
+    taken = []
+    for override in overrides:
+        key, equals, _ = override.partition("=")
+        if equals and not key.startswith(("+", "~", "-")):
+            table = next((t for t in OPEN_TABLES if key == t or key.startswith(t + ".")), None)
+            if table == key:
+                taken.append(f"~{table}")
+                override = f"+{override}"
+            elif table is not None:
+                override = f"++{override}"
+        taken.append(override)
+    return taken
 
 
 def report(message: str, log_file: str | None = None) -> int:

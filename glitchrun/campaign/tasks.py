@@ -24,15 +24,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import pandas as pd
-
-from glitchrun.zooniverse.resources import workflow_options
+from glitchrun.zooniverse.resources import version_texts, workflow_options
 
 SINGLE, SURVEY = "single", "survey"
 TASK_TYPES = (SINGLE, SURVEY)
 #: keys of a drawing mark (point, line, rectangle, freehand … tools), in the API and in exports
 DRAWING_KEYS = frozenset({"tool", "toolIndex", "toolType", "x", "y", "pathX", "points", "frame"})
 OTHER_WORKFLOWS, OTHER_VERSIONS = "other workflows", "other versions"
+#: one annotation reduced by ``answers_of``: (task key, shape of its value, what was chosen)
+Answer = tuple[Any, str, Any]
+Answers = tuple[Answer, ...] | None
 
 
 class IngestError(ValueError):
@@ -70,7 +71,7 @@ class TaskSpec:
         choice table, and ``task``/``versions`` if set (else read from the export by ``for_export``)."""
         table = option_table(workflow)
         return cls(workflow.get("task"), str(workflow.get("task_type") or SINGLE), tuple(table), table,
-                   None if workflow_id is None else str(workflow_id), normalize_versions(workflow.get("versions")))
+                   None if workflow_id is None else str(workflow_id), version_texts(workflow.get("versions")))
 
     @classmethod
     def from_workflow(cls, workflow: Any, config: Mapping[str, Any]) -> TaskSpec:
@@ -97,48 +98,43 @@ class TaskSpec:
                 raise IngestError(f"workflow {workflow.id} task {key} has options {unknown[:5]} without a class "
                                   "(campaign.workflow.classes, or .choices for a survey task)")
             if kind == kind_wanted and options and not unknown:
-                versions = normalize_versions(config.get("versions")) or (major(workflow.raw["version"]),)
+                versions = version_texts(config.get("versions")) or (major(workflow.raw["version"]),)
                 return cls(key, kind, tuple(options), {o: table[o] for o in options}, str(workflow.id), versions)
         found = ", ".join(f"{k} ({describe(t.get('type') if isinstance(t, dict) else None)})" for k, t in tasks.items())
         raise IngestError(f"workflow {workflow.id}: none of its tasks is {describe(kind_wanted)} whose options all "
                           f"have a class (tasks: {found or 'none'}); set campaign.workflow.task and .task_type")
 
-    def for_export(self, export: pd.DataFrame) -> TaskSpec:
-        """This spec with what a classification export fills in when not known: the workflow (the export's
-        only one), the versions (the latest major version of its classifications) and the task (the one
-        whose annotations are most often options of this task)."""
-        spec = self
-        if spec.workflow_id is None:
-            found = sorted({str(w) for w in export["workflow_id"]})
-            if len(found) > 1:
-                raise IngestError(f"the export mixes workflows {found}; ingest one workflow's classifications (its "
-                                  "classification export), or run a round first so the campaign knows its workflow")
-            spec = replace(spec, workflow_id=found[0] if found else None)
-        ours = export[export["workflow_id"].astype(str) == spec.workflow_id]
+    def for_workflow(self, workflow_id: Any, versions: Iterable[Any]) -> TaskSpec:
+        """This spec for one workflow of an export: its id and, unless configured, the versions that count (the
+        latest major version among ``versions``, its classifications' versions)."""
+        spec = replace(self, workflow_id=str(workflow_id))
         if spec.versions is None:
-            latest = max((int(major(v)) for v in ours["workflow_version"]), default=None)
+            latest = max((int(major(v)) for v in versions), default=None)
             spec = replace(spec, versions=() if latest is None else (str(latest),))
-        counted = ours[[spec.skip_reason(w, v) is None for w, v in zip(ours["workflow_id"], ours["workflow_version"])]]
-        if spec.key is None and len(counted):  # no classifications yet: no task to find, nothing to read
-            spec = replace(spec, key=spec.answering_task(counted["annotations"]))
         return spec
 
-    def answering_task(self, classifications: Iterable[Any]) -> str:
+    def with_key(self, answers: Iterable[tuple[Answers, int]]) -> TaskSpec:
+        """This spec with its task key, unless configured: the task whose annotations are most often options of
+        this task (``answers``: each distinct ``answers_of`` of the classifications that count, and how many)."""
+        return self if self.key is not None else replace(self, key=self.answering_task(answers))
+
+    def answering_task(self, answers: Iterable[tuple[Answers, int]]) -> str:
         """The task key whose annotation values are most often options of this task."""
         hits: Counter[str] = Counter()
         seen: dict[str, str] = {}
-        for annotation in (a for row in classifications if isinstance(row, list) for a in row if isinstance(a, dict)):
-            key, value = str(annotation.get("task")), annotation.get("value")
-            seen.setdefault(key, annotation_type(value))
-            try:
-                if replace(self, key=key).value([annotation]) is not None:
-                    hits[key] += 1
-            except ValueError:  # another task's annotation
-                continue
+        for found, count in answers:
+            for answer in found or ():
+                key, kind, _ = answer
+                seen.setdefault(key, kind)
+                try:
+                    if replace(self, key=key).value_of((answer,)) is not None:
+                        hits[key] += count
+                except ValueError:  # another task's annotation
+                    continue
         if not hits:
-            found = ", ".join(f"{k} ({describe(t)})" for k, t in seen.items())
+            found_tasks = ", ".join(f"{k} ({describe(t)})" for k, t in seen.items())
             raise IngestError(f"no task of the export is {describe(self.type)} answered with the campaign's options "
-                              f"(tasks: {found or 'none'}); set campaign.workflow.task and .task_type")
+                              f"(tasks: {found_tasks or 'none'}); set campaign.workflow.task and .task_type")
         return hits.most_common(1)[0][0]
 
     # -- reading ------------------------------------------------------------------------------------------
@@ -160,19 +156,24 @@ class TaskSpec:
         """
         if not isinstance(annotations, list):
             raise AnswerError(f"annotations are not a parsed JSON array ({type(annotations).__name__})")
-        found = [a for a in annotations if isinstance(a, dict) and a.get("task") == self.key]
-        if not found:
+        return self.value_of(answers_of(annotations))
+
+    def value_of(self, answers: Answers) -> str | None:
+        """``value`` of an annotations list reduced by ``answers_of``."""
+        if answers is None:
+            raise AnswerError("annotations are not a JSON array")
+        found = next((a for a in answers if a[0] == self.key), None)
+        if found is None:
             return None
-        value = found[0].get("value")
-        kind = annotation_type(value)
+        _, kind, chosen = found
         if kind != self.type:
             raise IngestError(f"task {self.key} is answered as {describe(kind)}, not as {describe(self.type)}; "
                               "glitchrun reads a single-answer question or a survey task "
                               "(campaign.workflow.task, .task_type)")
         if self.type == SINGLE:
-            return None if value is None else self.option(value)
-        chosen = [self.option(v.get("choice")) for v in value]
-        return chosen[0] if len({self.table[c] for c in chosen}) == 1 else None
+            return None if chosen is None else self.option(chosen)
+        options = [self.option(c) for c in chosen]
+        return options[0] if len({self.table[o] for o in options}) == 1 else None
 
     def answer(self, annotations: Any) -> str | None:
         """The class a classification chose (export or raw API annotations); None if it chose none."""
@@ -230,12 +231,29 @@ def annotation_type(value: Any) -> str:
     return "other" if isinstance(value, dict) else SINGLE  # a label, an index or null
 
 
-def normalize_versions(versions: Any) -> tuple[str, ...] | None:
-    """Config ``versions`` (null, a version or a list of them) as strings; None = the current one."""
-    if versions is None:
+def answers_of(annotations: Any) -> Answers:
+    """An annotations list reduced to what any task reads of it: per annotation, its task key, the shape of its
+    value (``annotation_type``) and what was chosen (a question's label or index, a survey's choice ids, nothing
+    for other shapes). Hashable and small, so the millions of classifications of an export reduce to the few
+    distinct answers they give; None for annotations that are not a list."""
+    if not isinstance(annotations, list):
         return None
-    items = [versions] if isinstance(versions, (str, int, float)) else list(versions)
-    return tuple(str(v).strip() for v in items)
+    found = []
+    for annotation in annotations:
+        if not isinstance(annotation, dict):
+            continue
+        value = annotation.get("value")
+        kind = annotation_type(value)
+        if kind == SURVEY:
+            chosen: Any = tuple(hashable(v.get("choice") if isinstance(v, dict) else v) for v in value)
+        else:
+            chosen = hashable(value) if kind == SINGLE else None
+        found.append((hashable(annotation.get("task")), kind, chosen))
+    return tuple(found)
+
+
+def hashable(value: Any) -> Any:
+    return value if value is None or isinstance(value, (str, int, float, bool)) else repr(value)
 
 
 def major(version: Any) -> str:

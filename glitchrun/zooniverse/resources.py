@@ -73,15 +73,30 @@ class WorkflowSpec:
         if self.task_type == "survey":
             if not self.choices:
                 raise ValueError("campaign.workflow.choices is empty: a survey task needs its choice -> class table")
-            mapped, classes = {str(c.get("class")) for c in self.choices.values()}, set(self.classes)
-            if mapped != classes:
-                raise ValueError(f"campaign.workflow.choices map to classes {sorted(mapped - classes)} that are not in "
-                                 f"campaign.workflow.classes, and classes {sorted(classes - mapped)} have no choice; "
-                                 "every choice needs a class and every class a choice")
+            unmapped = [c for c in self.choices if not isinstance(self.choices[c], Mapping)
+                        or not self.choices[c].get("class")]
+            if unmapped:
+                raise ValueError(f"campaign.workflow.choices {unmapped} have no class: each choice is "
+                                 "{class: ..., label: ..., description: ...}")
+            missing = sorted(set(self.classes) - {str(c["class"]) for c in self.choices.values()})
+            if missing:
+                raise ValueError(f"campaign.workflow.classes {missing} have no choice in campaign.workflow.choices; "
+                                 "every class needs one")
+        version_texts(self.versions)
+
+    def shown_choices(self) -> dict[str, Mapping[str, str]]:
+        """The survey choices a workflow made for the campaign shows: the first choice of each campaign class.
+        The others (another id of a class, e.g. of an older workflow version; Gravity Spy's O3 choices in a
+        v1.0-class campaign) are still read in exports, votes for classes outside the campaign counted apart."""
+        shown: dict[str, Mapping[str, str]] = {}
+        for cid, choice in (self.choices or {}).items():
+            if str(choice["class"]) in self.classes and all(c["class"] != choice["class"] for c in shown.values()):
+                shown[str(cid)] = choice
+        return shown
 
     def options(self) -> list[str]:
         """What annotations of the task name: answer labels (question) or choice ids (survey)."""
-        return [str(c) for c in self.choices] if self.task_type == "survey" else list(self.classes)
+        return list(self.shown_choices()) if self.task_type == "survey" else list(self.classes)
 
     def tasks(self) -> dict:
         if self.task_type == "survey":
@@ -97,7 +112,7 @@ class WorkflowSpec:
             str(cid): {"label": str(c.get("label") or c["class"]), "description": str(c.get("description") or ""),
                        "images": [], "characteristics": {}, "confusions": {}, "confusionsOrder": [],
                        "noQuestions": True}
-            for cid, c in self.choices.items()
+            for cid, c in self.shown_choices().items()
         }
         return {"type": "survey", "required": True, "characteristics": {}, "characteristicsOrder": [],
                 "choices": choices, "choicesOrder": list(choices), "questions": {}, "questionsOrder": [],
@@ -105,6 +120,23 @@ class WorkflowSpec:
 
     def retirement(self) -> dict:
         return {"criteria": "classification_count", "options": {"count": int(self.retirement_count)}}
+
+
+def version_texts(versions: Any) -> tuple[str, ...] | None:
+    """Config ``campaign.workflow.versions`` (null, a version or a list of them) as text; None = the current one.
+
+    A version is text: YAML and the command line read an unquoted ``13.10`` as the number 13.1, another version,
+    so a number with a decimal point is refused, with how to quote it. A whole number is a major version.
+    """
+    if versions is None:
+        return None
+    items = [versions] if isinstance(versions, (str, int, float)) else list(versions)
+    floats = [v for v in items if isinstance(v, float)]
+    if floats:
+        raise ValueError(f"campaign.workflow.versions has the number {floats[0]!r}, but a workflow version is text "
+                         "(13.10 is not 13.1): quote it as written, versions: \"13.10\" in YAML or "
+                         "'campaign.workflow.versions=\"13.10\"' on the command line")
+    return tuple(str(v).strip() for v in items)
 
 
 def workflow_options(task: Mapping[str, Any]) -> list[str]:

@@ -152,13 +152,16 @@ def test_survey_choices_map_to_classes():
         "1080Lines", "Koi_Fish", "None_of_the_Above"]
     assert GRAVITY_SPY.answer(marked()) is None  # nothing marked
     assert GRAVITY_SPY.answer(marked("BLIP", "WHISTLE")) is None  # two classes: no single answer
-    with pytest.raises(AnswerError, match=r"choice 'BLP' is not one of task T0's 22 choices \(campaign.workflow.ch"):
+    with pytest.raises(AnswerError, match=r"choice 'BLP' is not one of task T0's 28 choices \(campaign.workflow.ch"):
         GRAVITY_SPY.answer(marked("BLP"))
     old_ids = TaskSpec.from_config({**SURVEY, "task": "T0", "choices": {**SURVEY["choices"], "BLP": {"class": "Blip"}}})
     assert old_ids.answer(marked("BLP", "BLIP")) == "Blip" and old_ids.value(marked("BLP", "BLIP")) == "BLP"
     assert old_ids.annotation_for("Blip")["value"][0]["choice"] == "BLIP"  # the first choice of the class
-    with pytest.raises(ValueError, match="class 'Fast_Scattering' is not an option of task T0"):
-        GRAVITY_SPY.annotation_for("Fast_Scattering")
+    # Gravity Spy's O3 choices are in the default table: Crown is the volunteers' name for Fast_Scattering
+    assert GRAVITY_SPY.answer(marked("CROWN")) == "Fast_Scattering" == GRAVITY_SPY.answer(marked("FASTSCATTERING"))
+    assert GRAVITY_SPY.annotation_for("Fast_Scattering")["value"][0]["choice"] == "CROWN"
+    with pytest.raises(ValueError, match="class 'Glitchy' is not an option of task T0"):
+        GRAVITY_SPY.annotation_for("Glitchy")
 
 
 def test_bad_task_config_is_one_line():
