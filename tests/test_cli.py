@@ -48,9 +48,13 @@ def test_every_group_has_options():
         assert options(group), f"config group {group} has no options"
 
 
+#: the values an option requires of its user (``???`` in its yaml): the config check refuses it without them
+REQUIRED = {("job", "subjects"): ["job.export=subjects.csv"]}
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_instantiates(group: str, option: str, tmp_path: Path):
-    cfg = compose_config(tmp_path, [f"{group}={option}"])
+    cfg = compose_config(tmp_path, [f"{group}={option}", *REQUIRED.get((group, option), [])])
     config.check(cfg)  # the typed config takes every shipped option
     OmegaConf.resolve(cfg)  # every interpolation resolves
     node = cfg[group]
