@@ -305,7 +305,10 @@ def test_init_round_crowd_three_times_under_the_real_rules_without_any_export(tm
     assert "still need votes, about 8 more classifications" in waiting.message
     for number in (2, 3):
         made, _ = run_job("crowd", *crowd, run_dir=f"crowd-{number - 1}")
-        assert len(made) and made["sweep"].max() <= (2 if not server else 6)
+        # a quiet server retires each subject at its 2nd vote; on a busy one votes show late, so how many sweeps
+        # pass before the retire pass sees them depends on the machine's speed: the crowd still ends, at the
+        # latest once each of the 8 volunteers has seen every subject
+        assert len(made) and made["sweep"].max() <= (2 if not server else 8)
         time.sleep(BUSY_QUIET if server else 0)  # a cron job later: the server has caught up (all visible, all due)
         result, _ = run_job("al_round", *rounds, run_dir=f"round-{number}")
         assert result.status == "uploaded" and result.round == number
