@@ -156,6 +156,17 @@ class CampaignState:
             raise
         self.db.execute("COMMIT")
 
+    @classmethod
+    @contextmanager
+    def locked(cls, state_dir: str | os.PathLike[str]) -> Iterator[CampaignState]:
+        """The campaign state of one job: opened, held under the round lock (``lock``), closed after."""
+        state = cls(state_dir)
+        try:
+            with state.lock():
+                yield state
+        finally:
+            state.close()
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the campaign's round lock, or raise ``CampaignBusy`` at once if another process has it."""

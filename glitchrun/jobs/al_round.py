@@ -177,12 +177,8 @@ class ActiveLearningRound:
 
     # -- the round ------------------------------------------------------------------------------------
     def run(self) -> RoundResult:
-        state = CampaignState(self.campaign["state_dir"])
-        try:
-            with state.lock():
-                result = self.run_locked(state)
-        finally:
-            state.close()
+        with CampaignState.locked(self.campaign["state_dir"]) as state:
+            result = self.run_locked(state)
         log.info(result.message)
         return result
 

@@ -71,12 +71,8 @@ class IngestJob:
 
     def run(self) -> pd.DataFrame:
         """The labels added (candidate_id, label, votes, agreement, source)."""
-        state = CampaignState(self.state_dir)
-        try:
-            with state.lock():
-                return self.ingest(state)
-        finally:
-            state.close()
+        with CampaignState.locked(self.state_dir) as state:
+            return self.ingest(state)
 
     def ingest(self, state: CampaignState) -> pd.DataFrame:
         last = state.last_round()

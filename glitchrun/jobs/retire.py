@@ -62,18 +62,14 @@ class RetireJob:
 
     def run_connected(self, conn: Any) -> PassResult:
         """The pass on an open connection (the simulated crowd runs it between its sweeps, as cron would)."""
-        state = CampaignState(self.state_dir)
-        try:
-            with state.lock():
-                project = find_project(self.project, conn.login)
-                workflow = find_workflow(project, self.workflow.display_name) if project is not None else None
-                if workflow is None:
-                    raise LookupError(f"no project {self.project.display_name!r} with workflow "
-                                      f"{self.workflow.display_name!r} at {conn.endpoint}; run job=init_project first")
-                result = self.retirement.run(state, str(project.id), workflow)
-                self.write_lists(state, result)
-        finally:
-            state.close()
+        with CampaignState.locked(self.state_dir) as state:
+            project = find_project(self.project, conn.login)
+            workflow = find_workflow(project, self.workflow.display_name) if project is not None else None
+            if workflow is None:
+                raise LookupError(f"no project {self.project.display_name!r} with workflow "
+                                  f"{self.workflow.display_name!r} at {conn.endpoint}; run job=init_project first")
+            result = self.retirement.run(state, str(project.id), workflow)
+            self.write_lists(state, result)
         return result
 
     def write_lists(self, state: CampaignState, result: PassResult) -> None:

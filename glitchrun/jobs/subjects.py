@@ -68,12 +68,8 @@ class SubjectsJob:
 
     def run(self) -> pd.DataFrame:
         """The report (columns of ``REPORT_SCHEMA``)."""
-        state = CampaignState(self.state_dir)
-        try:
-            with state.lock():
-                return self.read(state)
-        finally:
-            state.close()
+        with CampaignState.locked(self.state_dir) as state:
+            return self.read(state)
 
     def read(self, state: CampaignState) -> pd.DataFrame:
         chunks = export_chunks(self.export, "subjects")
