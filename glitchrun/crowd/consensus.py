@@ -330,9 +330,11 @@ class DawidSkene(Consensus):
         return pd.DataFrame(fit.posterior, index=pd.Index(encoded.subjects, name="subject_id"), columns=classes)
 
     def fit(self, encoded: EncodedVotes, ml: np.ndarray, gold_rows: np.ndarray, gold_classes: np.ndarray,
-            start: np.ndarray | None = None) -> Fit:
+            start: np.ndarray | None = None, watch: np.ndarray | None = None) -> Fit:
         """The EM (see the class docstring); ``gold_rows`` of the posterior are held at ``gold_classes``. It starts
-        from each subject's vote shares, or from ``start`` where that has a row (NaN rows: vote shares)."""
+        from each subject's vote shares, or from ``start`` where that has a row (NaN rows: vote shares). It has
+        converged when no posterior moves by more than ``tol``, or only those of the ``watch`` rows (a calibration
+        fold's fit serves its hidden gold subjects alone: half the time at scale, the same cutoffs)."""
         k = encoded.n_classes
         s, u, c = encoded.subject, encoded.volunteer, encoded.answer
         n_volunteers = len(encoded.volunteers)
@@ -401,7 +403,7 @@ class DawidSkene(Consensus):
             log_post = log_start + by_subject @ log_vote
             new = softmax(log_post)
             new[gold_rows] = known
-            moved = float(np.abs(new - post).max())
+            moved = float(np.abs(new - post).max() if watch is None else np.abs(new[watch] - post[watch]).max())
             post = new
             per_vote = softmax(np.take(log_post, s, axis=0) - log_vote) if self.leave_one_out else np.take(post, s, axis=0)
             per_vote[on_gold] = post[s[on_gold]]  # a gold subject's class is known: no vote is left out of it
@@ -469,7 +471,7 @@ class DawidSkene(Consensus):
             hidden = folds == fold
             start = whole.posterior.copy()  # the fit with every gold answer is close: start there
             start[rows[hidden]] = np.nan
-            fit = self.fit(encoded, ml, rows[~hidden], answers[~hidden], start)
+            fit = self.fit(encoded, ml, rows[~hidden], answers[~hidden], start, watch=rows[hidden])
             parts.append(truncated_posteriors(encoded, fit, rows[hidden], answers[hidden]))
         return pd.concat(parts, ignore_index=True)
 
