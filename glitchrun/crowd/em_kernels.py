@@ -77,3 +77,43 @@ def left_out_counts(first: int, last: int, indptr: np.ndarray, subjects: np.ndar
                 out[key, t] += post[subject, t] * scale
         for t in range(n_classes):
             out[key, t] *= inverse[key, t]
+
+
+#: the least probability taken into logs by SQUAREM's jump (a posterior of exactly 0 would be -inf)
+LOG_FLOOR = 1e-300
+
+
+@njit(cache=True, nogil=True)
+def squarem_step(start: np.ndarray, first: np.ndarray, second: np.ndarray) -> float:
+    """SQUAREM's step length |r| / |v| for log-posteriors: r = log first - log start, v = log second - 2 log first
+    + log start, over all rows and classes (inf where v is 0)."""
+    rr = 0.0
+    vv = 0.0
+    for row in range(start.shape[0]):
+        for t in range(start.shape[1]):
+            a = np.log(max(start[row, t], LOG_FLOOR))
+            b = np.log(max(first[row, t], LOG_FLOOR))
+            c = np.log(max(second[row, t], LOG_FLOOR))
+            rr += (b - a) ** 2
+            vv += (c - 2.0 * b + a) ** 2
+    return np.sqrt(rr / vv) if vv > 0 else np.inf
+
+
+@njit(cache=True, nogil=True)
+def squarem_rows(start: np.ndarray, first: np.ndarray, second: np.ndarray, length: float, out: np.ndarray) -> None:
+    """Row r of ``out`` := softmax(log start + 2 length r + length^2 v) (see ``squarem_step``)."""
+    n_classes = out.shape[1]
+    row_log = np.empty(n_classes)
+    for row in range(start.shape[0]):
+        for t in range(n_classes):
+            a = np.log(max(start[row, t], LOG_FLOOR))
+            b = np.log(max(first[row, t], LOG_FLOOR))
+            c = np.log(max(second[row, t], LOG_FLOOR))
+            row_log[t] = a + 2.0 * length * (b - a) + length * length * (c - 2.0 * b + a)
+        top = row_log.max()
+        total = 0.0
+        for t in range(n_classes):
+            row_log[t] = np.exp(row_log[t] - top)
+            total += row_log[t]
+        for t in range(n_classes):
+            out[row, t] = row_log[t] / total
