@@ -250,13 +250,11 @@ class VolunteerVotes:
         self.encoded = encoded
         self.n_keys = len(encoded.volunteers) * k
         self.key = encoded.volunteer * k + encoded.answer  # per vote: row of the likelihood table
-        self.subject_indptr, self.subject_keys = grouped(encoded.subject, self.key, n_subjects)
+        self.subject_indptr, self.subject_keys = grouped(encoded.subject, n_subjects, self.key)
         # votes judged by the other votes on their subject (leave one out), and those counted against the whole
         # posterior (a gold subject's class is known: no vote is left out of it)
         judged = ~np.isin(encoded.subject, gold_rows) if leave_one_out else np.zeros(len(self.key), dtype=bool)
-        self.judged_indptr, self.judged_subjects = grouped(self.key[judged], encoded.subject[judged], self.n_keys)
-        self.whole = sparse.csr_matrix((np.ones(int((~judged).sum())), (self.key[~judged], encoded.subject[~judged])),
-                                       shape=(self.n_keys, n_subjects))
+        self.key_indptr, self.key_subjects, self.key_judged = grouped(self.key, self.n_keys, encoded.subject, judged)
 
     def table(self, confusion: np.ndarray) -> np.ndarray:
         """Keys x true class: P(this answer | true class) for each (volunteer, answer)."""
@@ -283,8 +281,8 @@ class VolunteerVotes:
         k = self.encoded.n_classes
         inverse = np.ones((self.n_keys, k)) if confusion is None else 1.0 / self.table(confusion)
         by_key = np.empty((self.n_keys, k))
-        em_kernels.run(em_kernels.left_out_counts, self.judged_indptr, self.judged_subjects, post, inverse, by_key)
-        by_key += self.whole @ post
+        em_kernels.run(em_kernels.left_out_counts, self.key_indptr, self.key_subjects, self.key_judged, post, inverse,
+                       by_key)
         return by_key.reshape(-1, k, k).transpose(0, 2, 1)
 
     def vote_log_likelihood(self, confusion: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -292,12 +290,13 @@ class VolunteerVotes:
         return np.log(np.take(self.table(confusion), self.key[wanted], axis=0))
 
 
-def grouped(groups: np.ndarray, members: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR layout of ``members`` by ``groups`` (each an int per vote): (indptr, the members in group order)."""
+def grouped(groups: np.ndarray, n_groups: int, *members: np.ndarray) -> tuple[np.ndarray, ...]:
+    """CSR layout of per-vote ``members`` arrays by ``groups`` (an int per vote): indptr, then each of the members
+    in group order (a group's votes in the order cast)."""
     order = np.argsort(groups, kind="stable")
     indptr = np.zeros(n_groups + 1, dtype=np.int64)
     np.cumsum(np.bincount(groups, minlength=n_groups), out=indptr[1:])
-    return indptr, np.ascontiguousarray(members[order])
+    return indptr, *(np.ascontiguousarray(member[order]) for member in members)
 
 
 class DifficultVotes(VolunteerVotes):
@@ -490,7 +489,7 @@ class DawidSkene(Consensus):
         votes = self.votes_of(encoded, gold_rows, ml)
         has_ml = ~np.isnan(ml[:, 0])
         known = np.eye(k)[gold_classes]
-        steps, step_max = 0, 1.0
+        steps, step_max, log_start = 0, 1.0, None
 
         def step(post: np.ndarray, confusion: np.ndarray | None) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
             """One EM step from a posterior (its votes judged by the others under ``confusion``; None: each vote
@@ -498,8 +497,10 @@ class DawidSkene(Consensus):
             matrices, class prior and log-start that gave it."""
             nonlocal steps
             steps += 1
+            nonlocal log_start
             confusion, class_prior = self.maximisation(votes, post, confusion, frozen)
-            log_start = np.where(has_ml[:, None], ml, np.log(class_prior))
+            if log_start is None or self.class_prior == "estimated":
+                log_start = np.where(has_ml[:, None], ml, np.log(class_prior))
             following = votes.posterior(confusion, log_start)
             following[gold_rows] = known
             return following, (confusion, class_prior, log_start)
@@ -511,7 +512,7 @@ class DawidSkene(Consensus):
             cycle = [post]
             for _ in range(2):
                 following, parameters = step(cycle[-1], parameters and parameters[0])
-                change = float(np.abs(following - cycle[-1]).max(initial=0.0))
+                change = em_kernels.largest_change(following, cycle[-1])
                 if change < self.tol or steps >= self.max_iter:
                     return Fit(following, *parameters, votes, steps, change < self.tol, change)
                 cycle.append(following)
@@ -539,14 +540,18 @@ class DawidSkene(Consensus):
         centre = np.where(np.eye(k, dtype=bool), self.volunteer_accuracy, off)
         counts = votes.counts(post, confusion)
         class_totals = post.sum(axis=0)
+        # volunteers x answer x true class: the layout of the votes' likelihood table, taken at every step
+        by_answer = np.ascontiguousarray(counts.transpose(0, 2, 1))
         if frozen is not None:
-            counts = counts + frozen.counts
+            by_answer += frozen.counts.transpose(0, 2, 1)
             class_totals = class_totals + frozen.class_totals
         if self.pool_votes is not None:
-            centre = counts.sum(axis=0) + self.pool_votes * centre
+            centre = by_answer.sum(axis=0).T + self.pool_votes * centre
             centre /= centre.sum(axis=1, keepdims=True)
-        confusion = np.clip(counts + self.prior_votes * centre, floor, None)
-        confusion /= confusion.sum(axis=2, keepdims=True)
+        by_answer += self.prior_votes * centre.T
+        np.clip(by_answer, floor, None, out=by_answer)
+        by_answer /= by_answer.sum(axis=1, keepdims=True)
+        confusion = by_answer.transpose(0, 2, 1)
         if self.class_prior == "estimated":
             class_prior = np.clip(class_totals + self.class_prior_votes, floor, None)
             return confusion, class_prior / class_prior.sum()

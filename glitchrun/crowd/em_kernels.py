@@ -58,25 +58,41 @@ def subject_posteriors(first: int, last: int, indptr: np.ndarray, keys: np.ndarr
 
 
 @njit(cache=True, nogil=True)
-def left_out_counts(first: int, last: int, indptr: np.ndarray, subjects: np.ndarray, post: np.ndarray,
-                    inverse: np.ndarray, out: np.ndarray) -> None:
-    """M-step counts with each vote left out of its subject's posterior. Row j of ``out`` (a (volunteer, answer)
-    key) := the sum, over its votes i (``indptr[j]:indptr[j + 1]``, on subject ``subjects[i]``), of the subject's
-    posterior without that vote: post[s] * inverse[j] renormalised (``inverse``: 1 / P(answer | true class))."""
+def left_out_counts(first: int, last: int, indptr: np.ndarray, subjects: np.ndarray, judged: np.ndarray,
+                    post: np.ndarray, inverse: np.ndarray, out: np.ndarray) -> None:
+    """M-step counts. Row j of ``out`` (a (volunteer, answer) key) := the sum, over its votes i (``indptr[j]:
+    indptr[j + 1]``, on subject ``subjects[i]``), of the subject's posterior, without that vote where ``judged[i]``
+    (leave one out: post[s] * inverse[j] renormalised, ``inverse`` being 1 / P(answer | true class))."""
     n_classes = out.shape[1]
+    left_out = np.empty(n_classes)
     for key in range(first, last):
+        left_out[:] = 0.0
         for t in range(n_classes):
             out[key, t] = 0.0
         for i in range(indptr[key], indptr[key + 1]):
             subject = subjects[i]
-            total = 0.0
-            for t in range(n_classes):
-                total += post[subject, t] * inverse[key, t]
-            scale = 1.0 / total
-            for t in range(n_classes):
-                out[key, t] += post[subject, t] * scale
+            if judged[i]:
+                total = 0.0
+                for t in range(n_classes):
+                    total += post[subject, t] * inverse[key, t]
+                scale = 1.0 / total
+                for t in range(n_classes):
+                    left_out[t] += post[subject, t] * scale
+            else:
+                for t in range(n_classes):
+                    out[key, t] += post[subject, t]
         for t in range(n_classes):
-            out[key, t] *= inverse[key, t]
+            out[key, t] += left_out[t] * inverse[key, t]
+
+
+@njit(cache=True, nogil=True)
+def largest_change(new: np.ndarray, old: np.ndarray) -> float:
+    """max |new - old| over all entries (no temporary array)."""
+    largest = 0.0
+    for row in range(new.shape[0]):
+        for t in range(new.shape[1]):
+            largest = max(largest, abs(new[row, t] - old[row, t]))
+    return largest
 
 
 #: the least probability taken into logs by SQUAREM's jump (a posterior of exactly 0 would be -inf)
