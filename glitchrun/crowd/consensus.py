@@ -32,7 +32,8 @@ Interface (used by the campaign loop, ``glitchrun.campaign``, and the round repo
   majority vote, which has no model of the volunteers; the retire pass disputes a subject early when it is
   too low, ``min_next_vote_chance``), and for the model-based methods ``calibration_`` and ``calibrated_``.
 - After ``posterior``/``aggregate`` the model-based methods expose ``confusion_`` (volunteer ->
-  DataFrame, true class rows x answer columns, P(answer | true class)), ``class_prior_`` (Series),
+  DataFrame, true class rows x answer columns, P(answer | true class); ``confusion_matrices_`` the same as one
+  array, volunteers in ``volunteer_votes_`` order), ``class_prior_`` (Series),
   ``n_iter_`` and ``converged_``.
 - ``sequential_labels(consensus, votes, classes, prior=None, max_votes=..., gold=None)``: Gravity Spy's
   retirement rule offline: each subject takes its votes one at a time, in order, until it is accepted
@@ -197,8 +198,8 @@ class EncodedVotes:
 
     @classmethod
     def of(cls, votes: pd.DataFrame, classes: Sequence[str]) -> EncodedVotes:
-        subjects, subject = np.unique(votes["subject_id"].astype(str).to_numpy(), return_inverse=True)
-        volunteers, volunteer = np.unique(votes["volunteer"].astype(str).to_numpy(), return_inverse=True)
+        subjects, subject = sorted_codes(votes["subject_id"])
+        volunteers, volunteer = sorted_codes(votes["volunteer"])
         answer = pd.Index(list(classes)).get_indexer(votes["label"])
         rank = pd.Series(subject).groupby(subject).cumcount().to_numpy()
         return cls(subjects, volunteers, subject, volunteer, answer, rank, len(classes))
@@ -215,6 +216,13 @@ class EncodedVotes:
         """(rows of the gold subjects, index of their known class)."""
         rows = pd.Index(self.subjects).get_indexer(gold.index.astype(str))
         return rows[rows >= 0], pd.Index(list(classes)).get_indexer(gold.to_numpy())[rows >= 0]
+
+
+def sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct values as str, sorted; each value's index among them), as ``np.unique(..., return_inverse=True)``
+    gives them, by pandas' hashing factorize: 3-8x faster on millions of ids."""
+    codes, distinct = pd.factorize(values.astype(str), sort=True)
+    return distinct.to_numpy(dtype=object), codes.astype(np.int64)
 
 
 @dataclass
@@ -469,8 +477,7 @@ class DawidSkene(Consensus):
         self.class_prior_ = pd.Series(fit.class_prior, index=classes, name="class_prior")
         self.volunteer_votes_ = pd.Series(np.bincount(encoded.volunteer, minlength=len(encoded.volunteers)),
                                           index=encoded.volunteers)
-        self.confusion_ = {v: pd.DataFrame(m, index=pd.Index(classes, name="true"), columns=classes)
-                           for v, m in zip(encoded.volunteers, fit.confusion)}
+        self.confusion_matrices_ = fit.confusion
         return pd.DataFrame(fit.posterior, index=pd.Index(encoded.subjects, name="subject_id"), columns=classes)
 
     def fit(self, encoded: EncodedVotes, ml: np.ndarray, gold_rows: np.ndarray, gold_classes: np.ndarray,
@@ -631,13 +638,20 @@ class DawidSkene(Consensus):
             parts.append(truncated_posteriors(fold_votes, fit, np.arange(len(fold_votes.subjects)), answers[hidden]))
         return pd.concat(parts, ignore_index=True)
 
+    @property
+    def confusion_(self) -> dict[str, pd.DataFrame]:
+        """Each volunteer's matrix as a table (true class rows x answer columns), made when asked for: at tens of
+        thousands of volunteers the tables take seconds, and the consensus itself needs only the matrices."""
+        classes = self.class_prior_.index
+        return {volunteer: pd.DataFrame(matrix, index=classes.rename("true"), columns=list(classes))
+                for volunteer, matrix in zip(self.volunteer_votes_.index, self.confusion_matrices_)}
+
     def next_vote_chance(self, posterior: pd.DataFrame, counts: pd.Series) -> pd.Series:
         """Chance that one more vote gets each subject accepted: the next answer is predicted with the
         crowd's typical confusion matrix (the volunteers' matrices weighted by their votes, since who comes
         next is unknown), and the subject is accepted after an answer that lifts its top class to the
         cutoff. A one-vote look-ahead with the matrices held fixed: a guide for when to stop asking."""
-        matrices = np.stack([m.to_numpy() for m in self.confusion_.values()])
-        typical = np.average(matrices, axis=0, weights=self.volunteer_votes_.to_numpy())
+        typical = np.average(self.confusion_matrices_, axis=0, weights=self.volunteer_votes_.to_numpy())
         p = posterior.to_numpy()
         enough = (counts.to_numpy() + 1) >= self.min_votes
         chance = np.zeros(len(p))
@@ -654,8 +668,8 @@ class DawidSkene(Consensus):
         table = super().skill(votes, posterior, gold)
         weights = posterior.to_numpy().sum(axis=0)
         weights = weights / weights.sum()
-        diagonal = {v: float(np.diag(m.to_numpy()) @ weights) for v, m in self.confusion_.items()}
-        table["skill"] = table.index.map(diagonal).astype(float)
+        diagonal = np.diagonal(self.confusion_matrices_, axis1=1, axis2=2) @ weights
+        table["skill"] = pd.Series(diagonal, index=self.volunteer_votes_.index).reindex(table.index).astype(float)
         return table
 
     def ml_log_prior(self, subjects: np.ndarray, classes: Sequence[str], prior: pd.DataFrame | None) -> np.ndarray:
