@@ -204,13 +204,15 @@ class EncodedVotes:
         rank = pd.Series(subject).groupby(subject).cumcount().to_numpy()
         return cls(subjects, volunteers, subject, volunteer, answer, rank, len(classes))
 
-    def restricted(self, rows: np.ndarray) -> EncodedVotes:
-        """The votes on these subject rows only (the subjects in this order; the volunteers and ranks unchanged)."""
+    def restricted(self, rows: np.ndarray) -> tuple[EncodedVotes, np.ndarray]:
+        """The votes on these subject rows only (the subjects in this order, the volunteers who cast them, the
+        ranks unchanged), and those volunteers' indices here."""
         wanted = np.isin(self.subject, rows)
         position = np.full(len(self.subjects), -1)
         position[rows] = np.arange(len(rows))
-        return EncodedVotes(self.subjects[rows], self.volunteers, position[self.subject[wanted]], self.volunteer[wanted],
-                            self.answer[wanted], self.rank[wanted], self.n_classes)
+        voters, volunteer = np.unique(self.volunteer[wanted], return_inverse=True)
+        return EncodedVotes(self.subjects[rows], self.volunteers[voters], position[self.subject[wanted]],
+                            volunteer, self.answer[wanted], self.rank[wanted], self.n_classes), voters
 
     def gold_rows(self, gold: pd.Series, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(rows of the gold subjects, index of their known class)."""
@@ -502,11 +504,12 @@ class DawidSkene(Consensus):
             """One EM step from a posterior (its votes judged by the others under ``confusion``; None: each vote
             counted against the whole posterior): the next posterior (gold rows clamped), and the volunteers'
             matrices, class prior and log-start that gave it."""
-            nonlocal steps
+            nonlocal steps, log_start
             steps += 1
-            nonlocal log_start
             confusion, class_prior = self.maximisation(votes, post, confusion, frozen)
-            if log_start is None or self.class_prior == "estimated":
+            if has_ml.all():
+                log_start = ml  # the learner voted on every subject: the class prior plays no part
+            elif log_start is None or self.class_prior == "estimated":
                 log_start = np.where(has_ml[:, None], ml, np.log(class_prior))
             following = votes.posterior(confusion, log_start)
             following[gold_rows] = known
@@ -528,8 +531,10 @@ class DawidSkene(Consensus):
             if jumped is None:
                 post = cycle[-1]
             else:
+                del cycle, post, following  # three subjects x classes posteriors: a gigabyte at 10^6 subjects
                 jumped[gold_rows] = known
                 post, parameters = step(jumped, parameters[0])  # the steadying step
+                del jumped
 
     def votes_of(self, encoded: EncodedVotes, gold_rows: np.ndarray, ml: np.ndarray) -> VolunteerVotes:
         """The votes as this EM sees them (``gold_rows``: subjects whose class is known)."""
@@ -616,9 +621,9 @@ class DawidSkene(Consensus):
         know its class (``gold_folds`` folds, the same for the same gold subjects): subject_id, votes, confidence, tied,
         right. The volunteers' matrices are those of the fold's fit, held fixed along the votes.
 
-        A fold's fit refits its hidden gold subjects and the volunteers' matrices; every other subject is held at
-        the whole fit's posterior (its votes' counts ``Frozen``), and the hidden subjects' votes count as judged by
-        the others instead of against their known class. The hidden classes then reach the fold only through how
+        A fold's fit refits its hidden gold subjects and their volunteers' matrices (no other matrix bears on
+        them); every other subject is held at the whole fit's posterior (its votes' counts ``Frozen``), and the
+        hidden subjects' votes count as judged by the others instead of against their known class. The hidden classes then reach the fold only through how
         the whole fit judged the other subjects, a second-order trace: refitting every subject instead (as this
         did before) gave the four real crowds' cutoffs within 2.5 x 10^-4 of these and every subject the same
         status, at several times the cost (BENCHMARKS.md, "Ingest at scale")."""
@@ -630,10 +635,10 @@ class DawidSkene(Consensus):
         parts = []
         for fold in range(folds.max() + 1):
             hidden = folds == fold
-            fold_votes, fold_ml = encoded.restricted(rows[hidden]), ml[rows[hidden]]
+            (fold_votes, voters), fold_ml = encoded.restricted(rows[hidden]), ml[rows[hidden]]
             known = np.eye(len(classes))[answers[hidden]]
-            as_gold = self.votes_of(fold_votes, np.arange(len(known)), fold_ml).counts(known, whole.confusion)
-            frozen = Frozen(counts - as_gold, class_totals - known.sum(axis=0))
+            as_gold = self.votes_of(fold_votes, np.arange(len(known)), fold_ml).counts(known, whole.confusion[voters])
+            frozen = Frozen(counts[voters] - as_gold, class_totals - known.sum(axis=0))
             fit = self.fit(fold_votes, fold_ml, np.array([], dtype=int), np.array([], dtype=int), frozen)
             parts.append(truncated_posteriors(fold_votes, fit, np.arange(len(fold_votes.subjects)), answers[hidden]))
         return pd.concat(parts, ignore_index=True)

@@ -20,16 +20,18 @@ PARALLEL_VOTES = 200_000
 
 def run(kernel: Callable[..., None], indptr: np.ndarray, *arrays: np.ndarray) -> None:
     """``kernel(first_row, last_row, indptr, *arrays)`` over all rows of the CSR ``indptr``: at once, or, with at
-    least ``PARALLEL_VOTES`` votes, in one part of about equal votes per core, in threads."""
+    least ``PARALLEL_VOTES`` votes, in parts of about equal votes, four per core, taken by one thread per core as
+    each is free (on a busy machine a core may give a thread less than its share)."""
     n_rows = len(indptr) - 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if indptr[-1] < PARALLEL_VOTES or cores < 2:
         kernel(0, n_rows, indptr, *arrays)
         return
-    cuts = np.searchsorted(indptr, np.linspace(0, indptr[-1], cores + 1)[1:-1])
+    parts = 4 * cores
+    cuts = np.searchsorted(indptr, np.linspace(0, indptr[-1], parts + 1)[1:-1])
     bounds = np.r_[0, np.clip(cuts, 0, n_rows), n_rows]
     with ThreadPoolExecutor(cores) as pool:
-        list(pool.map(lambda part: kernel(bounds[part], bounds[part + 1], indptr, *arrays), range(cores)))
+        list(pool.map(lambda part: kernel(bounds[part], bounds[part + 1], indptr, *arrays), range(parts)))
 
 
 @njit(cache=True, nogil=True)
