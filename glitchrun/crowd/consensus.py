@@ -114,7 +114,7 @@ class Consensus:
         ``gold`` (subject_id -> known class): subjects whose class is known; they get status ``gold`` and their
         known class, and their votes measure the volunteers who cast them (``volunteer_skill_``)."""
         classes = list(classes)
-        unknown = sorted(set(votes["label"]) - set(classes))
+        unknown = sorted(set(votes["label"].unique()) - set(classes))
         if unknown:
             raise ValueError(f"votes for answers that are not classes of the workflow: {unknown}")
         gold = known_answers(gold, votes, classes)
@@ -686,10 +686,17 @@ class DawidSkene(Consensus):
         the learner gave none."""
         if prior is None:
             return np.full((len(subjects), len(classes)), np.nan)
-        known = prior.reindex(index=subjects, columns=list(classes)).to_numpy(dtype=float)
-        weighted = self.ml_weight * np.log(floored(np.nan_to_num(known, nan=1.0)))
+        # in place: at 10^6 subjects each array of subjects x classes is 0.2 GB
+        weighted = prior.reindex(index=subjects, columns=list(classes)).to_numpy(dtype=float, copy=True)
+        missing = np.isnan(weighted).any(axis=1)
+        weighted[missing] = 1.0
+        np.clip(weighted, PRIOR_FLOOR, None, out=weighted)  # floored, as ``floored``
+        weighted /= weighted.sum(axis=1, keepdims=True)
+        np.log(weighted, out=weighted)
+        weighted *= self.ml_weight
         weighted -= logsumexp(weighted, axis=1, keepdims=True)
-        return np.where(np.isnan(known).any(axis=1, keepdims=True), np.nan, weighted)
+        weighted[missing] = np.nan
+        return weighted
 
 
 class GravitySpyConsensus(DawidSkene):
@@ -821,13 +828,16 @@ def squarem_jump(start: np.ndarray, first: np.ndarray, second: np.ndarray, step_
     steps, in logs: ``log start + 2 a r + a^2 v`` with r the first step, v the change between the steps and a =
     |r| / |v| in [1, ``step_max``], each row renormalised. ``step_max`` grows fourfold each time the step reaches
     it. Returns the jumped posteriors (None where a = 1: the second step is as far) and the next ``step_max``."""
-    step = em_kernels.squarem_step(start, first, second)
-    length = min(max(step, 1.0), step_max)
+    rows = np.arange(len(start) + 1)
+    sums = np.empty((len(start), 2))
+    em_kernels.run(em_kernels.squarem_sums, rows, start, first, second, sums)
+    rr, vv = sums.sum(axis=0)
+    length = min(max(np.sqrt(rr / vv) if vv > 0 else np.inf, 1.0), step_max)
     next_max = step_max * 4 if length == step_max else step_max
     if length == 1.0:
         return None, next_max
     jumped = np.empty_like(start)
-    em_kernels.squarem_rows(start, first, second, length, jumped)
+    em_kernels.run(em_kernels.squarem_rows, rows, start, first, second, length, jumped)
     return jumped, next_max
 
 

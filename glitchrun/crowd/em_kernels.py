@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
-#: votes from which a kernel runs on every core
+#: votes (or rows, for the kernels over posteriors alone) from which a kernel runs on every core
 PARALLEL_VOTES = 200_000
 
 
@@ -97,37 +97,41 @@ def largest_change(new: np.ndarray, old: np.ndarray) -> float:
     return largest
 
 
-#: the least probability taken into logs by SQUAREM's jump (a posterior of exactly 0 would be -inf)
-LOG_FLOOR = 1e-300
+#: the least probability taken into logs by SQUAREM's jump (a posterior of exactly 0 would be -inf); the jump's logs
+#: are single precision (a guess that the next plain EM step judges: twice as fast as double)
+LOG_FLOOR = np.float32(1e-30)
 
 
 @njit(cache=True, nogil=True)
-def squarem_step(start: np.ndarray, first: np.ndarray, second: np.ndarray) -> float:
-    """SQUAREM's step length |r| / |v| for log-posteriors: r = log first - log start, v = log second - 2 log first
-    + log start, over all rows and classes (inf where v is 0)."""
-    rr = 0.0
-    vv = 0.0
-    for row in range(start.shape[0]):
+def squarem_sums(first: int, last: int, rows: np.ndarray, start: np.ndarray, one: np.ndarray, two: np.ndarray,
+                 out: np.ndarray) -> None:
+    """Per row r: out[r] := (|r_r|^2, |v_r|^2) for SQUAREM's step length, with r = log one - log start and v = log
+    two - 2 log one + log start (``rows``: the row boundaries, one per row, for ``run``)."""
+    for row in range(first, last):
+        rr = 0.0
+        vv = 0.0
         for t in range(start.shape[1]):
             a = np.log(max(start[row, t], LOG_FLOOR))
-            b = np.log(max(first[row, t], LOG_FLOOR))
-            c = np.log(max(second[row, t], LOG_FLOOR))
+            b = np.log(max(one[row, t], LOG_FLOOR))
+            c = np.log(max(two[row, t], LOG_FLOOR))
             rr += (b - a) ** 2
-            vv += (c - 2.0 * b + a) ** 2
-    return np.sqrt(rr / vv) if vv > 0 else np.inf
+            vv += (c - 2 * b + a) ** 2
+        out[row, 0] = rr
+        out[row, 1] = vv
 
 
 @njit(cache=True, nogil=True)
-def squarem_rows(start: np.ndarray, first: np.ndarray, second: np.ndarray, length: float, out: np.ndarray) -> None:
-    """Row r of ``out`` := softmax(log start + 2 length r + length^2 v) (see ``squarem_step``)."""
+def squarem_rows(first: int, last: int, rows: np.ndarray, start: np.ndarray, one: np.ndarray, two: np.ndarray,
+                 length: float, out: np.ndarray) -> None:
+    """Row r of ``out`` := softmax(log start + 2 length r + length^2 v) (see ``squarem_sums``)."""
     n_classes = out.shape[1]
     row_log = np.empty(n_classes)
-    for row in range(start.shape[0]):
+    for row in range(first, last):
         for t in range(n_classes):
             a = np.log(max(start[row, t], LOG_FLOOR))
-            b = np.log(max(first[row, t], LOG_FLOOR))
-            c = np.log(max(second[row, t], LOG_FLOOR))
-            row_log[t] = a + 2.0 * length * (b - a) + length * length * (c - 2.0 * b + a)
+            b = np.log(max(one[row, t], LOG_FLOOR))
+            c = np.log(max(two[row, t], LOG_FLOOR))
+            row_log[t] = a + 2.0 * length * (b - a) + length * length * (c - 2 * b + a)
         top = row_log.max()
         total = 0.0
         for t in range(n_classes):
