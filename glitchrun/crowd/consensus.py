@@ -126,6 +126,7 @@ class Consensus:
                                 index=pd.Index([], name="subject_id", dtype=str))
         posterior = self.posterior(votes, classes, prior, gold).reindex(columns=classes, fill_value=0.0)
         self.cutoff_ = self.acceptance_cutoff(votes, classes, prior, gold)
+        self._last = None  # the fit's working arrays (the calibration's): half a gigabyte at 10^6 subjects
         counts = votes.groupby("subject_id").size().reindex(posterior.index)
         top = posterior.max(axis=1)
         tied = posterior.eq(top, axis=0).sum(axis=1) > 1
@@ -730,17 +731,15 @@ def truncated_posteriors(encoded: EncodedVotes, fit: Fit, rows: np.ndarray, answ
     order = np.lexsort((encoded.rank[wanted], encoded.subject[wanted]))
     subject = encoded.subject[wanted][order]
     log_vote = fit.votes.vote_log_likelihood(fit.confusion, wanted)[order]
-    truth = dict(zip(rows, answers))
-    out = []
-    for row in np.unique(subject):
-        cumulative = fit.log_start[row] + np.cumsum(log_vote[subject == row], axis=0)
-        post = softmax(cumulative)
-        top = post.max(axis=1)
-        out.append(pd.DataFrame({
-            "subject_id": encoded.subjects[row], "votes": np.arange(1, len(post) + 1), "confidence": top,
-            "tied": (post == top[:, None]).sum(axis=1) > 1, "right": post.argmax(axis=1) == truth[row]}))
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(
-        columns=["subject_id", "votes", "confidence", "tied", "right"])
+    # each subject's votes summed in order, subject by subject (a tie between two classes stays exact)
+    runs = np.split(log_vote, np.flatnonzero(np.diff(subject)) + 1)
+    cumulative = fit.log_start[subject] + np.concatenate([np.cumsum(run, axis=0) for run in runs])
+    post = softmax(cumulative)
+    top = post.max(axis=1)
+    truth = pd.Series(answers, index=rows).reindex(subject).to_numpy()
+    return pd.DataFrame({
+        "subject_id": encoded.subjects[subject], "votes": pd.Series(subject).groupby(subject).cumcount().to_numpy() + 1,
+        "confidence": top, "tied": (post == top[:, None]).sum(axis=1) > 1, "right": post.argmax(axis=1) == truth})
 
 
 def first_crossings(replay: pd.DataFrame, min_votes: int) -> pd.DataFrame:
