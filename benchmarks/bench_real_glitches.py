@@ -14,7 +14,8 @@ batch, until the pool is used up. "Labels to target": the fewest labels at which
 reaches 95 % of the cold learner trained on the whole pool (a run that never does counts with all its
 labels: a lower bound, "≥"). Cold start: the learner alone; warm start: conf/warm_start/synthetic.yaml
 (200 synthetic candidates from the generator refit on the run's starting labels, giving way one for one to
-real labels). Both starts of a seed share its split, starting labels and target, so their curves are paired:
+real labels; off, so the same as cold, in a seed whose starting labels the held-out check finds they do not
+help: the report counts the seeds where it is on). Both starts of a seed share its split, starting labels and target, so their curves are paired:
 "warm - cold" is the mean over seeds of their difference at the same round (same label count).
 
 Transfer (``--transfer``): stratified 5-fold cross-validation of the O1 sample, per seed; the generator is
@@ -45,6 +46,7 @@ from glitchrun.data.loaders import FeatureSpec, GravitySpyData, canonical
 from glitchrun.data.synthetic import GRAVITY_SPY_CLASSES, SUMMARY_FILE, generate
 from glitchrun.jobs.compare import plot_bands, summarise
 from glitchrun.jobs.simulate import held_out, held_out_scores, with_truth
+from glitchrun.learning.warm_start import WarmStarted
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -72,13 +74,14 @@ def label_efficiency(sample: str, seeds: list[int], strategies: list[str], batch
         full = held_out_scores(y_test, clone(cold).fit(X_pool, y_pool).predict(X_test))[0]
         start = pool[seed_rows(y_pool, int(cfg.al.seed_per_class), seed)]
         warm = instantiate(cfg.warm_start).around(cold, candidates, truth[start])
+        warm_on = isinstance(warm, WarmStarted)
         for name in strategies:
             strategy = instantiate(config(name, seed).strategy)
             for start_name, estimator in (("cold", cold), ("warm", warm)):
                 began = time.perf_counter()
                 run = curve(estimator, strategy, X_pool, y_pool, X_test, y_test, int(cfg.al.seed_per_class), batch,
                             0.95, seed, full=full, to_end=True)
-                curves.append(run.assign(group=name, start=start_name, run=f"seed{seed}"))
+                curves.append(run.assign(group=name, start=start_name, run=f"seed{seed}", warm_on=warm_on))
                 print(f"{sample} seed {seed} {name} {start_name}: final macro-F1 {run['macro_f1'].iloc[-1]:.3f} "
                       f"of {full:.3f} after {run['labels'].iloc[-1]} labels ({time.perf_counter() - began:.0f} s)",
                       flush=True)
@@ -97,7 +100,9 @@ def report(curves: pd.DataFrame, title: str, target: float) -> None:
             bound = "" if row.reached == row.runs else "≥ "
             print(f"| {row.group} | {start} | {row.reached}/{row.runs} | {bound}{row.labels_to_target:,.0f} ± "
                   f"{row.labels_to_target_sd:,.0f} | {vs_random(row)} | {row.final_macro_f1:.3f} |")
-    print("\nwarm - cold, macro-F1 (mean over seeds of the paired difference at the same round):\n")
+    on = curves.groupby("run")["warm_on"].first()
+    print(f"\nwarm - cold, macro-F1 (mean over seeds of the paired difference at the same round; the warm start on "
+          f"in {int(on.sum())} of {len(on)} seeds):\n")
     print("| strategy | labels (mean) at round 0 / 2 / 5 / 10 | warm - cold there | lowest (at labels) | "
           "rounds with warm below cold by > 0.01 |")
     print("|---|---|---|---:|---:|")
