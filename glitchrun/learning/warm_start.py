@@ -140,8 +140,8 @@ class SyntheticWarmStart:
         classes = [name for name in candidates.classes if name in calibration.fit.shapes]
         drawn = canonical(generate(int(self.candidates), self.seed, classes, calibration.fit, interleaved=True))
         log.info("warm start: %d synthetic candidates of %d classes from a generator refit on %d starting labels "
-                 "(%d classes calibrated on them); real labels replace them one for one", len(drawn), len(classes),
-                 len(rows), sum(1 for name in classes if calibration.fit.shapes[name].rows))
+                 "(%d classes calibrated on them); each real label replaces %d of them", len(drawn), len(classes),
+                 len(rows), sum(1 for name in classes if calibration.fit.shapes[name].rows), int(self.give_way))
         return candidates.feature_spec.matrix(drawn), drawn["truth"].to_numpy(dtype=object)
 
     def around(self, estimator: Any, candidates: Candidates, start_labels: pd.Series) -> Any:
