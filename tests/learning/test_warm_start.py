@@ -86,7 +86,7 @@ def test_the_halves_of_the_held_out_check_split_every_class():
     half = halves(labels, seed=3)
     for name, n in (("Blip", 5), ("Tomte", 2), ("Chirp", 1)):
         assert sorted(half[labels == name]) == sorted(np.arange(n) % 2)
-    assert [halves(labels, seed) .tolist() for seed in (0, 1)] != [half.tolist()] * 2  # shuffled within a class
+    assert [halves(labels, seed).tolist() for seed in (0, 1)] != [half.tolist()] * 2  # shuffled within a class
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
