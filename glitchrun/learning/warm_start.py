@@ -13,14 +13,15 @@ How much the synthetic candidates count (``synthetic_kept``): with ``n`` real la
 real label takes the place of ``g`` (``give_way``) synthetic ones, and from ``N / g`` real labels on the
 learner is exactly the cold one.
 
-Whether they help at all is checked once, at campaign start, on the user's own rows (``helps``): the starting
-labels are split in two halves of each class; a learner trained on one half with the synthetic candidates must
-score a higher macro-F1 on the other half than one trained on that half alone (both ways round, summed).
-When it does not, the generator does not describe the user's run (e.g. O3 glitches drawn around the v1.0
-means of classes too few starting labels calibrate) and the campaign starts cold.
 Dropping candidates rather than lowering a sample weight, because a fully grown forest (the default learner,
 ``min_samples_leaf: 1``) isolates every training candidate in a leaf of its own whatever its weight: a small
 weight still decides every leaf only synthetic candidates reach.
+
+Whether they help at all is checked at campaign start on the user's own rows (``helps``): the starting labels
+are split in two halves of each class, and each half is predicted by a learner trained on the other half with
+and without the synthetic candidates (macro-F1 of both halves' predictions, the mean of three splits). Where
+the synthetic candidates score no higher, the generator does not describe the user's run (e.g. O3 glitches
+drawn around the v1.0 means of classes too few starting labels calibrate) and the campaign starts cold.
 """
 
 from __future__ import annotations
