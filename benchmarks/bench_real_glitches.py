@@ -14,7 +14,8 @@ batch, until the pool is used up. "Labels to target": the fewest labels at which
 reaches 95 % of the cold learner trained on the whole pool (a run that never does counts with all its
 labels: a lower bound, "≥"). Cold start: the learner alone; warm start: conf/warm_start/synthetic.yaml
 (200 synthetic candidates from the generator refit on the run's starting labels, giving way one for one to
-real labels). Both starts of a seed share its split, starting labels and target, so their curves are paired:
+real labels; off, so the same as cold, in a seed whose starting labels the held-out check finds they do not
+help: the report counts the seeds where it is on). Both starts of a seed share its split, starting labels and target, so their curves are paired:
 "warm - cold" is the mean over seeds of their difference at the same round (same label count).
 
 Transfer (``--transfer``): stratified 5-fold cross-validation of the O1 sample, per seed; the generator is
@@ -45,6 +46,7 @@ from glitchrun.data.loaders import FeatureSpec, GravitySpyData, canonical
 from glitchrun.data.synthetic import GRAVITY_SPY_CLASSES, SUMMARY_FILE, generate
 from glitchrun.jobs.compare import plot_bands, summarise
 from glitchrun.jobs.simulate import held_out, held_out_scores, with_truth
+from glitchrun.learning.warm_start import WarmStarted
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -55,14 +57,15 @@ STRATEGIES = ["uncertainty", "margin", "entropy", "mixed", "high_probability", "
 
 
 def label_efficiency(sample: str, seeds: list[int], strategies: list[str], batch: int,
-                     test_fraction: float, warm_overrides: list[str] = ()) -> pd.DataFrame:
+                     test_fraction: float, warm_overrides: list[str] = (), overrides: list[str] = (),
+                     starts: list[str] = ("cold", "warm")) -> pd.DataFrame:
     """Every run's learning curve, with columns group (strategy), start (cold / warm) and run (seed)."""
     path, classes = SAMPLES[sample]
     candidates = with_truth(GravitySpyData(path, classes=classes, labels_as="truth").load())
     truth = candidates.frame["truth"]
     curves = []
     for seed in seeds:
-        cfg = config("random", seed, "warm_start=synthetic", *warm_overrides)
+        cfg = config("random", seed, "warm_start=synthetic", *overrides, *warm_overrides)
         test = held_out(truth, test_fraction, seed)
         pool = candidates.frame.index.difference(test)
         pool = pool[np.random.default_rng(seed).permutation(len(pool))]  # a pool position says nothing of the class
@@ -71,14 +74,15 @@ def label_efficiency(sample: str, seeds: list[int], strategies: list[str], batch
         cold = instantiate(cfg.learner)
         full = held_out_scores(y_test, clone(cold).fit(X_pool, y_pool).predict(X_test))[0]
         start = pool[seed_rows(y_pool, int(cfg.al.seed_per_class), seed)]
-        warm = instantiate(cfg.warm_start).around(cold, candidates, truth[start])
+        warm = instantiate(cfg.warm_start).around(cold, candidates, truth[start]) if "warm" in starts else None
+        warm_on = isinstance(warm, WarmStarted)
         for name in strategies:
             strategy = instantiate(config(name, seed).strategy)
-            for start_name, estimator in (("cold", cold), ("warm", warm)):
+            for start_name, estimator in ((start, {"cold": cold, "warm": warm}[start]) for start in starts):
                 began = time.perf_counter()
                 run = curve(estimator, strategy, X_pool, y_pool, X_test, y_test, int(cfg.al.seed_per_class), batch,
                             0.95, seed, full=full, to_end=True)
-                curves.append(run.assign(group=name, start=start_name, run=f"seed{seed}"))
+                curves.append(run.assign(group=name, start=start_name, run=f"seed{seed}", warm_on=warm_on))
                 print(f"{sample} seed {seed} {name} {start_name}: final macro-F1 {run['macro_f1'].iloc[-1]:.3f} "
                       f"of {full:.3f} after {run['labels'].iloc[-1]} labels ({time.perf_counter() - began:.0f} s)",
                       flush=True)
@@ -97,7 +101,11 @@ def report(curves: pd.DataFrame, title: str, target: float) -> None:
             bound = "" if row.reached == row.runs else "≥ "
             print(f"| {row.group} | {start} | {row.reached}/{row.runs} | {bound}{row.labels_to_target:,.0f} ± "
                   f"{row.labels_to_target_sd:,.0f} | {vs_random(row)} | {row.final_macro_f1:.3f} |")
-    print("\nwarm - cold, macro-F1 (mean over seeds of the paired difference at the same round):\n")
+    if set(curves["start"]) != {"cold", "warm"}:
+        return
+    on = curves.groupby("run")["warm_on"].first()
+    print(f"\nwarm - cold, macro-F1 (mean over seeds of the paired difference at the same round; the warm start on "
+          f"in {int(on.sum())} of {len(on)} seeds):\n")
     print("| strategy | labels (mean) at round 0 / 2 / 5 / 10 | warm - cold there | lowest (at labels) | "
           "rounds with warm below cold by > 0.01 |")
     print("|---|---|---|---:|---:|")
@@ -161,6 +169,9 @@ def main() -> None:
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--warm", nargs="+", default=[], help="overrides of the warm start, e.g. warm_start.candidates=100")
+    parser.add_argument("--overrides", nargs="+", default=[],
+                        help="overrides of the learner and the start, e.g. learner.n_estimators=300 al.seed_per_class=1")
+    parser.add_argument("--starts", nargs="+", choices=["cold", "warm"], default=["cold", "warm"])
     parser.add_argument("--transfer", action="store_true", help="the refit generator on held-out O1 rows instead")
     parser.add_argument("--curves", type=Path, help="also write every learning curve to this CSV")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "images" / "real_glitches.png")
@@ -170,7 +181,7 @@ def main() -> None:
         return
     for sample in args.samples:
         curves = label_efficiency(sample, args.seeds, args.strategies, args.batch, args.test_fraction,
-                                  args.warm)
+                                  args.warm, args.overrides, args.starts)
         if args.curves:
             curves.to_csv(args.curves.with_name(f"{args.curves.stem}_{sample}.csv"), index=False)
         report(curves, f"{sample}: {len(args.seeds)} seeds, batches of {args.batch}", args.target)

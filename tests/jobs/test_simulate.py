@@ -66,8 +66,11 @@ def test_a_warm_started_simulation_queries_and_scores_with_the_synthetic_candida
             "al.seed_per_class=2"]
     caplog.set_level("INFO", logger="glitchrun.learning.warm_start")
     warm, _ = run_job("simulate", *real, "warm_start=synthetic", run_dir="warm")
-    refits = [r.getMessage() for r in caplog.records if r.name == "glitchrun.learning.warm_start"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "glitchrun.learning.warm_start"]
+    refits = [m for m in messages if m.startswith("warm start: ")]
+    checks = [m for m in messages if m.startswith("warm start o")]
     assert len(refits) >= 2 and all(m.startswith("warm start: 200 synthetic candidates") for m in refits)  # round, scorer
+    assert len(checks) == len(refits) and all(m.startswith("warm start on: ") for m in checks)
     cold, _ = run_job("simulate", *real, run_dir="cold")
     assert warm["labels"].tolist() == cold["labels"].tolist() and warm["labels"].iloc[0] < 200
     assert warm["macro_f1"].iloc[0] != cold["macro_f1"].iloc[0]  # the seed labels plus synthetic candidates

@@ -14,18 +14,20 @@ from sklearn.ensemble import RandomForestClassifier
 from glitchrun.data.loaders import GravitySpyData
 from glitchrun.data.synthetic import GRAVITY_SPY_CLASSES
 from glitchrun.learning.learner import make_learner, teach
-from glitchrun.learning.warm_start import SyntheticWarmStart, synthetic_kept
+from glitchrun.learning.warm_start import SyntheticWarmStart, WarmStarted, halves, helps, synthetic_kept
 
 O1 = "gravityspy_v1_o1_sample.csv"
 O3A = "gravityspy_o3a_h1_sample.csv"
 
 
-def test_synthetic_candidates_weigh_less_as_labels_grow_and_none_from_as_many_labels():
+@pytest.mark.parametrize("give_way", [1, 2, 3])
+def test_synthetic_candidates_weigh_less_as_labels_grow_and_none_from_a_share_of_them(give_way: int):
     for synthetic in (0, 1, 200, 1000):
-        kept = [synthetic_kept(labels, synthetic) for labels in range(2 * synthetic + 50)]
+        kept = [synthetic_kept(labels, synthetic, give_way) for labels in range(2 * synthetic + 50)]
         assert kept[0] == synthetic and all(a >= b for a, b in zip(kept, kept[1:]))  # monotone
-        assert kept[synthetic:] == [0] * (len(kept) - synthetic)  # 0 from `synthetic` real labels on
-        assert all(a - b <= 1 for a, b in zip(kept, kept[1:]))  # one real label replaces at most one synthetic
+        gone = -(-synthetic // give_way)  # ceil(synthetic / give_way) real labels
+        assert kept[gone:] == [0] * (len(kept) - gone) and (gone == 0 or kept[gone - 1] > 0)
+        assert all(a - b <= give_way for a, b in zip(kept, kept[1:]))  # a real label replaces give_way at most
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,8 @@ def starting_labels(candidates, per_class: int, seed: int = 0) -> pd.Series:
 
 def test_the_wrapped_learner_trains_on_the_synthetic_candidates_left_and_is_the_cold_one_once_none_are(o1):
     start = starting_labels(o1, 2)
-    warm = SyntheticWarmStart(candidates=60, seed=0).around(RandomForestClassifier(20, random_state=0), o1, start)
+    warm = SyntheticWarmStart(candidates=60, seed=0, check=False).around(RandomForestClassifier(20, random_state=0), o1,
+                                                                     start)
     X, y = o1.features(), o1.frame["truth"].to_numpy(dtype=object)
     few = clone(warm).fit(X[:10], y[:10])
     assert few.n_synthetic_ == 50 and set(few.classes_) == set(GRAVITY_SPY_CLASSES)  # every class, from 10 labels
@@ -76,3 +79,30 @@ def test_starting_labels_too_few_to_refit_are_one_clear_error(o1):
     with pytest.raises(ValueError, match=r"warm_start: calibration needs two labelled rows of one class.*"
                                          r"al.seed_per_class >= 2"):
         SyntheticWarmStart().around(RandomForestClassifier(), o1, starting_labels(o1, 1))
+
+
+def test_the_halves_of_the_held_out_check_split_every_class():
+    labels = np.array(["Blip"] * 5 + ["Tomte"] * 2 + ["Chirp"], dtype=object)
+    half = halves(labels, seed=3)
+    for name, n in (("Blip", 5), ("Tomte", 2), ("Chirp", 1)):
+        assert sorted(half[labels == name]) == sorted(np.arange(n) % 2)
+    assert [halves(labels, seed).tolist() for seed in (0, 1)] != [half.tolist()] * 2  # shuffled within a class
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_warm_start_stays_on_where_its_candidates_help_and_is_off_where_they_are_noise(o1, seed: int):
+    """Real O1 starting labels (2 a class): the candidates of the generator refit on them help the learner on
+    the labels it did not see; the same candidates with their classes shuffled do not, and start cold."""
+    start = starting_labels(o1, 2, seed)
+    forest = RandomForestClassifier(100, random_state=seed)
+    warm = SyntheticWarmStart(seed=seed).around(forest, o1, start)
+    assert isinstance(warm, WarmStarted)
+    X, y = o1.features(start.index), start.to_numpy(dtype=object)
+    cold_f1, warm_f1 = helps(warm, X, y, seed)
+    assert warm_f1 > cold_f1 + 0.05
+    noise = WarmStarted(forest, warm.X_synthetic, np.random.default_rng(seed).permutation(warm.y_synthetic))
+    cold_f1, noise_f1 = helps(noise, X, y, seed)
+    assert noise_f1 <= cold_f1
+    shuffled = SyntheticWarmStart(seed=seed)
+    shuffled.synthetic = lambda candidates, labels: (noise.X_synthetic, noise.y_synthetic)  # type: ignore[method-assign]
+    assert shuffled.around(forest, o1, start) is forest
