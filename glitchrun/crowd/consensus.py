@@ -490,10 +490,12 @@ class DawidSkene(Consensus):
                             columns=classes)
 
     def fit(self, encoded: EncodedVotes, ml: np.ndarray, gold_rows: np.ndarray, gold_classes: np.ndarray,
-            frozen: Frozen | None = None) -> Fit:
+            frozen: Frozen | None = None, start: np.ndarray | None = None, watch: np.ndarray | None = None) -> Fit:
         """The EM (see the class docstring); ``gold_rows`` of the posterior are held at ``gold_classes``. It starts
-        from each subject's vote shares and has converged when one EM step moves no posterior by more than ``tol``.
-        ``frozen``: counts of other subjects' votes, held fixed, added to the M-step's (see ``replay_gold``).
+        from each subject's vote shares, or from ``start`` where that has a row (NaN rows: vote shares), and has
+        converged when one EM step moves no posterior by more than ``tol``, or only those of the ``watch`` rows (a
+        calibration fold's fit serves its hidden gold subjects alone). ``frozen``: counts of other subjects'
+        votes, held fixed, added to the M-step's (see ``replay_gold``).
 
         With ``accelerate``, SQUAREM (Varadhan and Roland 2008, Scand. J. Stat. 35 335, scheme S3, as their R
         package's ``squarem2``, which needs no likelihood): after two EM steps the log-posteriors jump along them,
@@ -523,13 +525,16 @@ class DawidSkene(Consensus):
             return following, (confusion, class_prior, log_start)
 
         post = votes.shares()
+        if start is not None:
+            post = np.where(np.isnan(start[:, :1]), post, start).astype(post.dtype)
         post[gold_rows] = known
         parameters: tuple[np.ndarray, ...] | None = None  # what gave ``post``: none, for the vote shares
         while True:
             cycle = [post]
             for _ in range(2):
                 following, parameters = step(cycle[-1], parameters and parameters[0])
-                change = em_kernels.largest_change(following, cycle[-1])
+                change = em_kernels.largest_change(following, cycle[-1]) if watch is None \
+                    else em_kernels.largest_change(following[watch], cycle[-1][watch])
                 if change < self.tol or steps >= self.max_iter:
                     return Fit(following, *parameters, votes, steps, change < self.tol, change)
                 cycle.append(following)
@@ -645,8 +650,10 @@ class DawidSkene(Consensus):
         parts = []
         for fold in range(folds.max() + 1):
             hidden = folds == fold
-            if refit:
-                fit = self.fit(encoded, ml, rows[~hidden], answers[~hidden])
+            if refit:  # from the whole fit (close: it knew every gold answer), until the hidden subjects settle
+                start = whole.posterior.astype(float)
+                start[rows[hidden]] = np.nan
+                fit = self.fit(encoded, ml, rows[~hidden], answers[~hidden], start=start, watch=rows[hidden])
                 parts.append(truncated_posteriors(encoded, fit, rows[hidden], answers[hidden]))
                 continue
             (fold_votes, voters), fold_ml = encoded.restricted(rows[hidden]), ml[rows[hidden]]
