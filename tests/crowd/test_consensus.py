@@ -337,6 +337,23 @@ def test_the_accelerated_em_reaches_the_plain_em_s_fixed_point_in_fewer_steps(mo
     np.testing.assert_array_equal(threaded.to_numpy(), got.to_numpy())
 
 
+def test_calibration_folds_at_scale_refit_their_own_subjects_and_agree_with_refitting_every_one(monkeypatch):
+    """From ``FOLD_REFIT_VOTES`` votes a calibration fold refits only its hidden gold subjects, the rest held at
+    the whole fit: close to refitting every subject (the cutoff to 0.01, every label, nearly every status)."""
+    crowd = SimulatedCrowd(volunteers=30, accuracy=0.8, accuracy_sd=0.1, confusion=0.7, similar=SIMILAR, seed=5)
+    truth, cast = truth_and_votes(crowd, 2000, 4, seed=5)
+    gold = truth.iloc[::10]
+    refit = GravitySpyConsensus()
+    expected = refit.aggregate(cast, CLASSES, gold=gold)
+    monkeypatch.setattr("glitchrun.crowd.consensus.FOLD_REFIT_VOTES", 0)
+    frozen = GravitySpyConsensus()
+    got = frozen.aggregate(cast, CLASSES, gold=gold)
+    assert refit.calibrated_ and frozen.calibrated_ and np.isfinite(refit.cutoff_)
+    assert abs(frozen.cutoff_ - refit.cutoff_) < 0.01
+    assert (got["consensus_label"] == expected["consensus_label"]).all()
+    assert (got["status"] != expected["status"]).mean() < 0.02
+
+
 def test_softmax_rows_are_probabilities():
     p = softmax(np.array([[1000.0, 1000.0], [0.0, -np.inf]]))
     np.testing.assert_allclose(p, [[0.5, 0.5], [1.0, 0.0]])
