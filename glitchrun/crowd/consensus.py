@@ -535,7 +535,7 @@ class DawidSkene(Consensus):
             post = np.where(np.isnan(start[:, :1]), post, start).astype(post.dtype)
         post[gold_rows] = known
         parameters: tuple[np.ndarray, ...] | None = None if judge is None else (judge,)  # what judges ``post``
-        narrow = frozen is None and watch is None and self.pool_votes is None and len(votes.key) >= NARROW_VOTES
+        narrow = frozen is None and self.pool_votes is None and len(votes.key) >= NARROW_VOTES
         while True:
             cycle = [post]
             for _ in range(2):

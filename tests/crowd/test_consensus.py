@@ -10,6 +10,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 import pytest
+from pandas.testing import assert_frame_equal
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
@@ -341,7 +342,8 @@ def test_the_accelerated_em_reaches_the_plain_em_s_fixed_point_in_fewer_steps(mo
 def test_a_large_fit_narrowed_to_its_moving_subjects_reaches_the_whole_em_s_fixed_point(monkeypatch, difficulty):
     """From ``NARROW_VOTES`` votes the EM goes on with the subjects still moving only (the others' counts held),
     checked by steps over every vote: the same fixed point as the EM over every vote at every step, to well
-    within what ``tol`` leaves open, and the same labels."""
+    within what ``tol`` leaves open, and the same labels; so are the calibration folds' fits (the same cutoff
+    and statuses)."""
     crowd = SimulatedCrowd(volunteers=30, accuracy=0.7, accuracy_sd=0.15, confusion=0.7, similar=SIMILAR, seed=4)
     truth, cast = truth_and_votes(crowd, 1500, 3, seed=4)
     gold = truth.iloc[::20]
@@ -363,6 +365,10 @@ def test_a_large_fit_narrowed_to_its_moving_subjects_reaches_the_whole_em_s_fixe
     assert narrowings and max(narrowings) <= 0.05 * len(truth) and fast.converged_ and whole.converged_
     np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), atol=1e-5)
     assert (got.idxmax(axis=1) == expected.idxmax(axis=1)).all()
+    calibrated = fast.aggregate(cast, CLASSES, ml, gold=gold)
+    monkeypatch.setattr("glitchrun.crowd.consensus.NARROW_VOTES", 10**12)
+    assert_frame_equal(calibrated, whole.aggregate(cast, CLASSES, ml, gold=gold), atol=1e-5)
+    assert whole.calibrated_ and abs(fast.cutoff_ - whole.cutoff_) < 1e-4
 
 
 def test_calibration_folds_at_scale_refit_their_own_subjects_and_agree_with_refitting_every_one(monkeypatch):
