@@ -406,7 +406,9 @@ class DawidSkene(Consensus):
       vote on it counts fully, right or wrong, in its volunteer's matrix: volunteers are measured on known
       answers as well as by EM;
     - iterations stop when no posterior moves by more than ``tol`` (``n_iter_``, ``converged_``), reached in
-      fewer of them with ``accelerate`` (SQUAREM, see ``fit``; off, the plain EM, step for step).
+      fewer of them with ``accelerate`` (SQUAREM, see ``fit``; off, the plain EM, step for step), and, from
+      ``NARROW_VOTES`` votes, mostly at the cost of the still-moving subjects' votes (``narrowed``; ``n_iter_``
+      counts its steps too).
 
     **Acceptance calibrated on gold.** The posterior of a real crowd is not calibrated: workers share
     mistakes on hard items, which the model reads as independent evidence (on public crowds with expert
