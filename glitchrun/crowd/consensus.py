@@ -497,13 +497,13 @@ class DawidSkene(Consensus):
 
     def fit(self, encoded: EncodedVotes, ml: np.ndarray, gold_rows: np.ndarray, gold_classes: np.ndarray,
             frozen: Frozen | None = None, start: np.ndarray | None = None, watch: np.ndarray | None = None,
-            judge: np.ndarray | None = None) -> Fit:
+            judge: np.ndarray | None = None, tol: float | None = None) -> Fit:
         """The EM (see the class docstring); ``gold_rows`` of the posterior are held at ``gold_classes``. It starts
         from each subject's vote shares, or from ``start`` where that has a row (NaN rows: vote shares), its first
         step's votes judged by the matrices ``judge`` (None: each counted against the whole posterior), and has
-        converged when one EM step moves no posterior by more than ``tol``, or only those of the ``watch`` rows (a
-        calibration fold's fit serves its hidden gold subjects alone). ``frozen``: counts of other subjects'
-        votes, held fixed, added to the M-step's (see ``replay_gold``, ``narrowed``).
+        converged when one EM step moves no posterior by more than ``tol`` (the consensus's unless given), or only
+        those of the ``watch`` rows (a calibration fold's fit serves its hidden gold subjects alone). ``frozen``:
+        counts of other subjects' votes, held fixed, added to the M-step's (see ``replay_gold``, ``narrowed``).
 
         With ``accelerate``, SQUAREM (Varadhan and Roland 2008, Scand. J. Stat. 35 335, scheme S3, as their R
         package's ``squarem2``, which needs no likelihood): after two EM steps the log-posteriors jump along them,
@@ -511,7 +511,7 @@ class DawidSkene(Consensus):
         EM's and ``tol`` still judges a plain EM step; it is reached in a third to a half of the steps (a few
         subjects whose volunteers judge one another converge slowly; the jump takes them there at once).
         Extrapolating the volunteers' matrices instead saved only a quarter."""
-        k = encoded.n_classes
+        k, tol = encoded.n_classes, self.tol if tol is None else tol
         votes = self.votes_of(encoded, gold_rows, ml)
         has_ml = ~np.isnan(ml[:, 0])
         known = np.eye(k)[gold_classes]
@@ -544,15 +544,15 @@ class DawidSkene(Consensus):
                 following, parameters = step(cycle[-1], parameters and parameters[0])
                 moved = em_kernels.row_changes(following, cycle[-1])
                 change = float(moved.max() if watch is None else moved[watch].max(initial=0.0))
-                if change < self.tol or steps >= self.max_iter:
-                    return Fit(following, *parameters, votes, steps, change < self.tol, change)
+                if change < tol or steps >= self.max_iter:
+                    return Fit(following, *parameters, votes, steps, change < tol, change)
                 cycle.append(following)
-                if narrow and np.mean(moved >= self.tol) <= NARROW_SHARE:
+                if narrow and np.mean(moved >= tol) <= NARROW_SHARE:
                     break
-            if narrow and np.mean(moved >= self.tol) <= NARROW_SHARE:
+            if narrow and np.mean(moved >= tol) <= NARROW_SHARE:
                 del cycle, post
                 post, confusion, narrowed_steps = self.narrowed(encoded, ml, votes, following, parameters[0],
-                                                                np.flatnonzero(moved >= self.tol))
+                                                                np.flatnonzero(moved >= tol), tol)
                 steps += narrowed_steps
                 parameters = (confusion,)  # the next step, over every vote, checks the narrowed fit
                 continue
@@ -567,21 +567,24 @@ class DawidSkene(Consensus):
                 del jumped
 
     def narrowed(self, encoded: EncodedVotes, ml: np.ndarray, votes: VolunteerVotes, post: np.ndarray,
-                 confusion: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+                 confusion: np.ndarray, moving: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, int]:
         """The EM on the ``moving`` subject rows alone, every other subject held at ``post`` (its votes' counts,
         judged by ``confusion``, ``Frozen``): (the posterior with those rows refitted, the matrices with their
         volunteers' refitted, the narrowed fit's steps). An EM step over a subset of the subjects is still an EM
         step (Neal and Hinton 1998, "A view of the EM algorithm that justifies incremental, sparse, and other
         variants"): the fixed point is the same, and ``fit`` checks it with a step over every vote. Once at most
         ``NARROW_SHARE`` of a large fit's subjects move by ``tol`` (from about its tenth step on a Gravity Spy
-        export), this does the rest of the fit at the cost of their votes, not of all of them."""
+        export), this does the rest of the fit at the cost of their votes, not of all of them. The narrowed fit
+        goes to a tenth of ``tol``: a slowly converging subject that a step moves by ``tol`` is still several times
+        that from its fixed point (at ``tol`` itself the result was 3x10^-4 from it, the EM over every vote 4x10^-5;
+        BENCHMARKS.md, "Ingest at scale")."""
         (moving_votes, voters), moving_ml = encoded.restricted(moving), ml[moving]
         no_gold = np.array([], dtype=int)  # a gold subject is held at its class: it never moves
         own = self.votes_of(moving_votes, no_gold, moving_ml).counts(post[moving], confusion[voters])
         class_totals = post.sum(axis=0, dtype=float)
         frozen = Frozen(votes.counts(post, confusion)[voters] - own, class_totals - post[moving].sum(axis=0))
         fit = self.fit(moving_votes, moving_ml, no_gold, no_gold, frozen, start=post[moving].astype(float),
-                       judge=confusion[voters])
+                       judge=confusion[voters], tol=tol / 10)
         post = post.copy()
         post[moving] = fit.posterior
         confusion = confusion.copy()

@@ -355,7 +355,7 @@ def test_a_large_fit_narrowed_to_its_moving_subjects_reaches_the_whole_em_s_fixe
     narrowed = GravitySpyConsensus.narrowed
 
     def counted(self, *args):
-        narrowings.append(len(args[-1]))  # the moving subjects
+        narrowings.append(len(args[-2]))  # the moving subjects
         return narrowed(self, *args)
 
     monkeypatch.setattr(GravitySpyConsensus, "narrowed", counted)
