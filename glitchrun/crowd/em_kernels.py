@@ -88,13 +88,15 @@ def left_out_counts(first: int, last: int, indptr: np.ndarray, subjects: np.ndar
 
 
 @njit(cache=True, nogil=True)
-def largest_change(new: np.ndarray, old: np.ndarray) -> float:
-    """max |new - old| over all entries (no temporary array)."""
-    largest = 0.0
+def row_changes(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """Per row: max |new - old| over its entries (no temporary array of rows x classes)."""
+    changes = np.empty(new.shape[0])
     for row in range(new.shape[0]):
+        largest = 0.0
         for t in range(new.shape[1]):
             largest = max(largest, abs(new[row, t] - old[row, t]))
-    return largest
+        changes[row] = largest
+    return changes
 
 
 #: the least probability taken into logs by SQUAREM's jump (a posterior of exactly 0 would be -inf); the jump's logs

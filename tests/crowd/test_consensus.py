@@ -10,6 +10,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 import pytest
+from pandas.testing import assert_frame_equal
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
@@ -335,6 +336,39 @@ def test_the_accelerated_em_reaches_the_plain_em_s_fixed_point_in_fewer_steps(mo
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     threaded = GravitySpyConsensus(tol=1e-8).posterior(cast, CLASSES, gold=gold)
     np.testing.assert_array_equal(threaded.to_numpy(), got.to_numpy())
+
+
+@pytest.mark.parametrize("difficulty", [0.0, 0.5])
+def test_a_large_fit_narrowed_to_its_moving_subjects_reaches_the_whole_em_s_fixed_point(monkeypatch, difficulty):
+    """From ``NARROW_VOTES`` votes the EM goes on with the subjects still moving only (the others' counts held),
+    checked by steps over every vote: the same fixed point as the EM over every vote at every step, to well
+    within what ``tol`` leaves open, and the same labels; so are the calibration folds' fits (the same cutoff
+    and statuses)."""
+    crowd = SimulatedCrowd(volunteers=30, accuracy=0.7, accuracy_sd=0.15, confusion=0.7, similar=SIMILAR, seed=4)
+    truth, cast = truth_and_votes(crowd, 1500, 3, seed=4)
+    gold = truth.iloc[::20]
+    ml = pd.DataFrame(np.random.default_rng(4).dirichlet(np.ones(len(CLASSES)), len(truth)), index=truth.index,
+                      columns=CLASSES)
+    whole = GravitySpyConsensus(tol=1e-8, difficulty=difficulty)
+    expected = whole.posterior(cast, CLASSES, ml, gold=gold)
+    narrowings = []
+    narrowed = GravitySpyConsensus.narrowed
+
+    def counted(self, *args):
+        narrowings.append(len(args[-2]))  # the moving subjects
+        return narrowed(self, *args)
+
+    monkeypatch.setattr(GravitySpyConsensus, "narrowed", counted)
+    monkeypatch.setattr("glitchrun.crowd.consensus.NARROW_VOTES", 0)
+    fast = GravitySpyConsensus(tol=1e-8, difficulty=difficulty)
+    got = fast.posterior(cast, CLASSES, ml, gold=gold)
+    assert narrowings and max(narrowings) <= 0.05 * len(truth) and fast.converged_ and whole.converged_
+    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), atol=1e-5)
+    assert (got.idxmax(axis=1) == expected.idxmax(axis=1)).all()
+    calibrated = fast.aggregate(cast, CLASSES, ml, gold=gold)
+    monkeypatch.setattr("glitchrun.crowd.consensus.NARROW_VOTES", 10**12)
+    assert_frame_equal(calibrated, whole.aggregate(cast, CLASSES, ml, gold=gold), atol=1e-5)
+    assert whole.calibrated_ and abs(fast.cutoff_ - whole.cutoff_) < 1e-4
 
 
 def test_calibration_folds_at_scale_refit_their_own_subjects_and_agree_with_refitting_every_one(monkeypatch):
