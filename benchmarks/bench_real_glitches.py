@@ -109,8 +109,8 @@ def report(curves: pd.DataFrame, title: str, target: float) -> None:
     print("| strategy | start | runs reaching the target | labels to target (mean ± sd) | vs random | vs cold random | "
           "chosen to target | chosen vs random | final macro-F1 |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    cold_random = summarise(curves[curves["start"] == "cold"], target, "random").set_index("group")
-    cold_random = cold_random.loc["random", "labels_to_target"] if "random" in cold_random.index else np.nan
+    cold = curves[(curves["start"] == "cold") & (curves["group"] == "random")]
+    cold_random = summarise(cold, target, "random")["labels_to_target"].iloc[0] if len(cold) else np.nan
     for start, runs in curves.groupby("start"):
         summary = summarise(runs, target, "random")
         chosen = summarise(runs.assign(labels=runs["labels"] - runs["run"].map(starting)), target, "random").set_index("group")

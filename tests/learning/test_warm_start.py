@@ -110,10 +110,10 @@ def test_the_warm_start_stays_on_where_its_candidates_help_and_is_off_where_they
     warm = SyntheticWarmStart(seed=seed).around(forest, o1, start)
     assert warm.on and [(check.labels, check.helped) for check in warm.checks] == [(len(start), True)]
     X, y = o1.features(start.index), start.to_numpy(dtype=object)
-    cold_f1, warm_f1 = helps(warm, X, y, seed)
+    cold_f1, warm_f1, _ = helps(warm, X, y, seed)
     assert warm_f1 > cold_f1 + 0.05
     noise = WarmStarted(forest, warm.X_synthetic, np.random.default_rng(seed).permutation(warm.y_synthetic))
-    cold_f1, noise_f1 = helps(noise, X, y, seed)
+    cold_f1, noise_f1, _ = helps(noise, X, y, seed)
     assert noise_f1 <= cold_f1
     shuffled = SyntheticWarmStart(seed=seed)
     shuffled.synthetic = lambda candidates, labels: (noise.X_synthetic, noise.y_synthetic)  # type: ignore[method-assign]
@@ -125,11 +125,11 @@ def test_a_check_is_due_at_start_and_each_time_the_real_labels_grow_by_recheck_a
     warm = WarmStarted(RandomForestClassifier(), np.zeros((4, 2)), np.array(["Blip"] * 4, dtype=object),
                        recheck=1.5)
     assert warm.due(44)  # no check yet
-    warm.set_params(checks=(Check(44, 0.3, 0.4, True),))
+    warm.set_params(checks=(Check(44, 0.3, 0.4, 0.35, True),))
     assert not warm.due(65) and warm.due(66) and warm.on
-    warm.set_params(checks=(Check(44, 0.3, 0.4, True), Check(66, 0.4, 0.4, False)))
+    warm.set_params(checks=(Check(44, 0.3, 0.4, 0.35, True), Check(66, 0.4, 0.4, 0.35, False)))
     assert not warm.on and not any(warm.due(n) for n in (66, 100, 1000))
-    assert not warm.set_params(checks=(Check(44, 0.3, 0.4, True),), recheck=None).due(1000)  # a check at start only
+    assert not warm.set_params(checks=(Check(44, 0.3, 0.4, 0.35, True),), recheck=None).due(1000)  # a check at start only
     assert checks_from_json(checks_to_json(warm.checks)) == warm.checks and checks_from_json(None) == ()
 
 
@@ -173,3 +173,18 @@ def test_a_campaign_keeps_its_checks_so_a_round_chosen_again_decides_the_same_an
     more = starting_labels(o1, 4)  # 1.5x the starting labels or more: the next check is due
     later = warm_start.around(forest, o1, start, more, checks=kept)
     assert [check.labels for check in later.checks] == [len(start), len(more)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 5])
+def test_the_warm_start_is_off_on_o3a_rows_that_its_candidates_alone_do_not_recognise(shared_data: Path, seed: int):
+    """Real O3a starting labels (2 a class, all too few to calibrate a class: the candidates are drawn around the
+    v1.0 means). On halves of 1 label a class the candidates lift the score all the same; alone they recognise
+    the O3a rows worse than half of those rows do, and the warm start is off."""
+    o3a = GravitySpyData(shared_data / O3A, classes=[*GRAVITY_SPY_CLASSES, "Blip_Low_Frequency", "Fast_Scattering"],
+                         labels_as="truth").load()
+    held = set(o3a.frame["truth"])
+    o3a = type(o3a)(o3a.frame, o3a.feature_spec, [name for name in o3a.classes if name in held])
+    warm = SyntheticWarmStart(seed=seed).around(RandomForestClassifier(100, random_state=seed), o3a,
+                                                starting_labels(o3a, 2, seed))
+    (check,) = warm.checks
+    assert check.warm > check.cold > check.synthetic and not check.helped and not warm.on
