@@ -19,10 +19,11 @@ queries ``--batch`` (5) at a time with each conf/strategy/ config and is scored 
 batch, until the pool is used up. "Labels to target": the fewest labels at which the held-out macro-F1
 reaches 95 % of the cold learner trained on the whole pool (a run that never does counts with all its
 labels: a lower bound, "≥"), the starting labels included; "chosen to target": those minus the starting
-labels, the labels the strategy itself chose, beside random's. Cold start: the learner alone; warm start: conf/warm_start/synthetic.yaml
-(200 synthetic candidates from the generator refit on the run's starting labels, giving way one for one to
-real labels; off, so the same as cold, from the held-out check that finds they do not help, at the start or
-as labels grow: the report counts the seeds where it is on at the start). Both starts of a seed share its split, starting labels and target, so their curves are paired:
+labels, the labels the strategy itself chose, beside random's. Cold start: the learner alone; warm start:
+conf/warm_start/synthetic.yaml (200 synthetic candidates from the generator refit on the run's starting
+labels, giving way one for one to real labels; off, so the same as cold, from the held-out check that finds
+they do not help, at the start or as labels grow: the report counts the seeds where it is on at the start).
+Both starts of a seed share its split, starting labels and target, so their curves are paired:
 "warm - cold" is the mean over seeds of their difference at the same round (same label count).
 
 Transfer (``--transfer``): stratified 5-fold cross-validation of the O1 sample, per seed; the generator is
@@ -113,7 +114,8 @@ def report(curves: pd.DataFrame, title: str, target: float) -> None:
     cold_random = summarise(cold, target, "random")["labels_to_target"].iloc[0] if len(cold) else np.nan
     for start, runs in curves.groupby("start"):
         summary = summarise(runs, target, "random")
-        chosen = summarise(runs.assign(labels=runs["labels"] - runs["run"].map(starting)), target, "random").set_index("group")
+        chosen = runs.assign(labels=runs["labels"] - runs["run"].map(starting))
+        chosen = summarise(chosen, target, "random").set_index("group")
         for row in summary.sort_values("labels_to_target").itertuples():
             bound = "" if row.reached == row.runs else "≥ "
             mine = chosen.loc[row.group]

@@ -128,15 +128,15 @@ class WarmStarted(ClassifierMixin, BaseEstimator):
         made = Check(len(y), round(cold, 6), round(warm, 6), round(synthetic, 6),
                      warm > cold + float(self.margin) and synthetic >= cold)
         self.checks_ = (*getattr(self, "checks_", self.checks), made)
-        log.info("warm start %s: on %d real labels, half trained on the other half, macro-F1 %.3f with the "
-                 "synthetic candidates, %.3f without; %.3f trained on the synthetic candidates alone%s",
+        log.info("warm start %s: held-out check on %d real labels, half trained on the other half: macro-F1 %.3f "
+                 "with the synthetic candidates, %.3f without; %.3f trained on the synthetic candidates alone%s",
                  "on" if made.helped else "off for good", made.labels, made.warm, made.cold, made.synthetic,
                  "" if made.helped else "; the learner is the cold one from now on")
         return made
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> WarmStarted:
         if self.recheck is not None and getattr(self, "checks_", self.checks) and self.due(len(y)):
-            self.check(X, y)
+            self.check(X, y)  # a re-check: the first check is the campaign's (``SyntheticWarmStart.around``)
         kept = synthetic_kept(len(y), len(self.y_synthetic), self.give_way) if self.on else 0
         X_all = np.concatenate([np.asarray(X, dtype=np.float64), self.X_synthetic[:kept]])
         y_all = np.concatenate([np.asarray(y, dtype=object), np.asarray(self.y_synthetic[:kept], dtype=object)])

@@ -75,7 +75,8 @@ def test_a_warm_started_simulation_queries_and_scores_with_the_synthetic_candida
     checks = [m for m in messages if m.startswith("warm start o")]
     assert len(refits) >= 2 and all(m.startswith("warm start: 200 synthetic candidates") for m in refits)  # round, scorer
     # the round's check on the seed labels; the scorer takes it from the campaign state and checks no more
-    assert len(checks) == 1 and checks[0].startswith(f"warm start on: on {warm['labels'].iloc[0]} real labels")
+    first = f"warm start on: held-out check on {warm['labels'].iloc[0]} real labels"
+    assert len(checks) == 1 and checks[0].startswith(first)
     with closing(CampaignState(warm_dir / "campaign")) as state:
         kept = checks_from_json(state.get(CHECKS_KEY))
     assert [(check.labels, check.helped) for check in kept] == [(warm["labels"].iloc[0], True)]

@@ -129,7 +129,8 @@ def test_a_check_is_due_at_start_and_each_time_the_real_labels_grow_by_recheck_a
     assert not warm.due(65) and warm.due(66) and warm.on
     warm.set_params(checks=(Check(44, 0.3, 0.4, 0.35, True), Check(66, 0.4, 0.4, 0.35, False)))
     assert not warm.on and not any(warm.due(n) for n in (66, 100, 1000))
-    assert not warm.set_params(checks=(Check(44, 0.3, 0.4, 0.35, True),), recheck=None).due(1000)  # a check at start only
+    at_start_only = warm.set_params(checks=(Check(44, 0.3, 0.4, 0.35, True),), recheck=None)
+    assert not at_start_only.due(1000)
     assert checks_from_json(checks_to_json(warm.checks)) == warm.checks and checks_from_json(None) == ()
 
 
