@@ -71,8 +71,9 @@ def load_sample(path: Path) -> Candidates:
 
 def label_efficiency(path: Path, seeds: list[int], strategies: list[str], batch: int,
                      test_fraction: float, warm_overrides: list[str] = (), overrides: list[str] = (),
-                     starts: list[str] = ("cold", "warm")) -> pd.DataFrame:
-    """Every run's learning curve, with columns group (strategy), start (cold / warm) and run (seed)."""
+                     starts: list[str] = ("cold", "warm"), same_rows: bool = False) -> pd.DataFrame:
+    """Every run's learning curve, with columns group (strategy), start (cold / warm) and run (seed);
+    ``same_rows``: the cold runs also score the warm learner refit on their labelled rows (``shadow_macro_f1``)."""
     candidates = load_sample(path)
     sample = path.stem
     truth = candidates.frame["truth"]
@@ -87,14 +88,16 @@ def label_efficiency(path: Path, seeds: list[int], strategies: list[str], batch:
         cold = instantiate(cfg.learner)
         full = held_out_scores(y_test, clone(cold).fit(X_pool, y_pool).predict(X_test))[0]
         start = pool[seed_rows(y_pool, int(cfg.al.seed_per_class), seed)]
-        warm = instantiate(cfg.warm_start).around(cold, candidates, truth[start]) if "warm" in starts else None
+        warmed = "warm" in starts or same_rows
+        warm = instantiate(cfg.warm_start).around(cold, candidates, truth[start]) if warmed else None
         warm_on = warm is not None and warm.on
         for name in strategies:
             strategy = instantiate(config(name, seed).strategy)
             for start_name, estimator in ((start, {"cold": cold, "warm": warm}[start]) for start in starts):
                 began = time.perf_counter()
+                shadow = warm if same_rows and start_name == "cold" else None
                 run = curve(estimator, strategy, X_pool, y_pool, X_test, y_test, int(cfg.al.seed_per_class), batch,
-                            0.95, seed, full=full, to_end=True)
+                            0.95, seed, full=full, to_end=True, shadow=shadow)
                 curves.append(run.assign(group=name, start=start_name, run=f"seed{seed}", warm_on=warm_on))
                 print(f"{sample} seed {seed} {name} {start_name}: final macro-F1 {run['macro_f1'].iloc[-1]:.3f} "
                       f"of {full:.3f} after {run['labels'].iloc[-1]} labels ({time.perf_counter() - began:.0f} s)",
@@ -123,23 +126,33 @@ def report(curves: pd.DataFrame, title: str, target: float) -> None:
                   f"{row.labels_to_target_sd:,.0f} | {vs_random(row)} | "
                   f"{bound}{100 * row.labels_to_target / cold_random:.0f} % | {bound}{mine.labels_to_target:,.0f} | "
                   f"{vs_random(mine)} | {row.final_macro_f1:.3f} |")
+    if "shadow_macro_f1" in curves:
+        print("\nwarm - cold on the same labelled rows (the cold runs' rows; the warm learner, with its checks, refit "
+              "on them at every round):\n")
+        gains_table(curves[curves["start"] == "cold"].assign(gain=lambda runs: runs["shadow_macro_f1"]
+                                                             - runs["macro_f1"]))
     if set(curves["start"]) != {"cold", "warm"}:
         return
     on = curves.groupby("run")["warm_on"].first()
     print(f"\nwarm - cold, macro-F1 (mean over seeds of the paired difference at the same round; the warm start on "
           f"in {int(on.sum())} of {len(on)} seeds):\n")
+    paired = curves.pivot_table(index=["group", "run", "round"], columns="start", values=["macro_f1", "labels"])
+    gains_table(pd.DataFrame({"labels": paired["labels"]["cold"],
+                              "gain": paired["macro_f1"]["warm"] - paired["macro_f1"]["cold"]}).reset_index())
+
+
+def gains_table(gains: pd.DataFrame) -> None:
+    """Per strategy (``group``): the mean over runs of ``gain`` (warm - cold) at each round, some rounds shown."""
     print("| strategy | labels (mean) at round 0 / 2 / 5 / 10 | warm - cold there | lowest (at labels) | "
           "rounds with warm below cold by > 0.01 |")
     print("|---|---|---|---:|---:|")
-    for name, runs in curves.groupby("group"):
-        paired = runs.pivot_table(index=["run", "round"], columns="start", values=["macro_f1", "labels"])
-        by_round = pd.DataFrame({"labels": paired["labels"]["cold"], "gain": paired["macro_f1"]["warm"]
-                                 - paired["macro_f1"]["cold"]}).groupby(level="round").mean()
+    for name, runs in gains.groupby("group"):
+        by_round = runs.groupby("round")[["labels", "gain"]].mean()
         shown = by_round.loc[[r for r in (0, 2, 5, 10) if r in by_round.index]]
         worst = by_round.loc[by_round["gain"].idxmin()]
         labels = " / ".join(f"{value:.0f}" for value in shown["labels"])
-        gains = " / ".join(f"{value:+.3f}" for value in shown["gain"])
-        print(f"| {name} | {labels} | {gains} | {worst['gain']:+.3f} ({worst['labels']:.0f}) | "
+        shown_gains = " / ".join(f"{value:+.3f}" for value in shown["gain"])
+        print(f"| {name} | {labels} | {shown_gains} | {worst['gain']:+.3f} ({worst['labels']:.0f}) | "
               f"{int((by_round['gain'] < -0.01).sum())} of {len(by_round)} |")
 
 
@@ -197,6 +210,9 @@ def main() -> None:
     parser.add_argument("--overrides", nargs="+", default=[],
                         help="overrides of the learner and the start, e.g. learner.n_estimators=300 al.seed_per_class=1")
     parser.add_argument("--starts", nargs="+", choices=["cold", "warm"], default=["cold", "warm"])
+    parser.add_argument("--same-rows", action="store_true",
+                        help="also score the warm learner on the cold runs' labelled rows: its effect apart from "
+                             "the rows it would have chosen")
     parser.add_argument("--transfer", action="store_true", help="the refit generator on held-out O1 rows instead")
     parser.add_argument("--curves", type=Path, help="also write every learning curve to this CSV")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "images" / "real_glitches.png")
@@ -208,7 +224,7 @@ def main() -> None:
     for path in [SAMPLES[name] for name in names] + args.sample:
         sample = {value: key for key, value in SAMPLES.items()}.get(path, path.stem)
         curves = label_efficiency(path, args.seeds, args.strategies, args.batch, args.test_fraction,
-                                  args.warm, args.overrides, args.starts)
+                                  args.warm, args.overrides, args.starts, args.same_rows)
         if args.curves:
             curves.to_csv(args.curves.with_name(f"{args.curves.stem}_{sample}.csv"), index=False)
         report(curves, f"{sample}: {len(args.seeds)} seeds, batches of {args.batch}", args.target)
