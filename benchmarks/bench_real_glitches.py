@@ -5,6 +5,12 @@ has not seen.
     python benchmarks/bench_real_glitches.py                        # both samples, 12 seeds, all strategies
     python benchmarks/bench_real_glitches.py --samples o1 --seeds 0 1 --strategies margin random
     python benchmarks/bench_real_glitches.py --transfer             # the refit generator on held-out O1 rows
+    python benchmarks/bench_real_glitches.py --sample other_o1.csv  # any Gravity Spy file (v1.0 or O3 format)
+
+Samples: ``--samples`` names the shared data's O1 and O3a samples, ``--sample PATH`` any other Gravity Spy
+metadata file (the v1.0 format with ``event_time`` or ``peak_time``, or the O3 catalogue's), its labels the
+truth. A sample's classes are those its labels hold (within the Gravity Spy classes, O3's two included), as
+a campaign's workflow would have them: the learner and the synthetic candidates know no other.
 
 Label efficiency. Per seed: the sample's rows (their labels the truth) are split into a stratified held-out
 test set (``--test-fraction`` of each class, 0.3; a class too small to share stays in the pool) and a pool;
@@ -12,10 +18,12 @@ the learner (conf/learner/random_forest.yaml) starts from ``al.seed_per_class`` 
 queries ``--batch`` (5) at a time with each conf/strategy/ config and is scored on the test set after every
 batch, until the pool is used up. "Labels to target": the fewest labels at which the held-out macro-F1
 reaches 95 % of the cold learner trained on the whole pool (a run that never does counts with all its
-labels: a lower bound, "≥"). Cold start: the learner alone; warm start: conf/warm_start/synthetic.yaml
-(200 synthetic candidates from the generator refit on the run's starting labels, giving way one for one to
-real labels; off, so the same as cold, in a seed whose starting labels the held-out check finds they do not
-help: the report counts the seeds where it is on). Both starts of a seed share its split, starting labels and target, so their curves are paired:
+labels: a lower bound, "≥"), the starting labels included; "chosen to target": those minus the starting
+labels, the labels the strategy itself chose, beside random's. Cold start: the learner alone; warm start:
+conf/warm_start/synthetic.yaml (200 synthetic candidates from the generator refit on the run's starting
+labels, giving way one for one to real labels; off, so the same as cold, from the held-out check that finds
+they do not help, at the start or as labels grow: the report counts the seeds where it is on at the start).
+Both starts of a seed share its split, starting labels and target, so their curves are paired:
 "warm - cold" is the mean over seeds of their difference at the same round (same label count).
 
 Transfer (``--transfer``): stratified 5-fold cross-validation of the O1 sample, per seed; the generator is
@@ -42,26 +50,32 @@ from sklearn.model_selection import StratifiedKFold
 
 from bench_strategies import O3_CLASSES, config, curve, seed_rows, vs_random
 from glitchrun.data.calibrate import refit
-from glitchrun.data.loaders import FeatureSpec, GravitySpyData, canonical
-from glitchrun.data.synthetic import GRAVITY_SPY_CLASSES, SUMMARY_FILE, generate
+from glitchrun.data.loaders import Candidates, FeatureSpec, GravitySpyData, canonical
+from glitchrun.data.synthetic import SUMMARY_FILE, generate
 from glitchrun.jobs.compare import plot_bands, summarise
 from glitchrun.jobs.simulate import held_out, held_out_scores, with_truth
-from glitchrun.learning.warm_start import WarmStarted
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-SAMPLES = {"o1": (SHARED / "gravityspy_v1_o1_sample.csv", list(GRAVITY_SPY_CLASSES)),
-           "o3a": (SHARED / "gravityspy_o3a_h1_sample.csv", O3_CLASSES)}
+SAMPLES = {"o1": SHARED / "gravityspy_v1_o1_sample.csv", "o3a": SHARED / "gravityspy_o3a_h1_sample.csv"}
 STRATEGIES = ["uncertainty", "margin", "entropy", "mixed", "high_probability", "batch_uncertainty", "committee",
               "random"]
 
 
-def label_efficiency(sample: str, seeds: list[int], strategies: list[str], batch: int,
+def load_sample(path: Path) -> Candidates:
+    """A Gravity Spy metadata file's rows, their labels the truth, its classes those the labels hold."""
+    candidates = with_truth(GravitySpyData(path, classes=O3_CLASSES, labels_as="truth").load())
+    held = set(candidates.frame["truth"])
+    return Candidates(candidates.frame, candidates.feature_spec, [name for name in O3_CLASSES if name in held])
+
+
+def label_efficiency(path: Path, seeds: list[int], strategies: list[str], batch: int,
                      test_fraction: float, warm_overrides: list[str] = (), overrides: list[str] = (),
-                     starts: list[str] = ("cold", "warm")) -> pd.DataFrame:
-    """Every run's learning curve, with columns group (strategy), start (cold / warm) and run (seed)."""
-    path, classes = SAMPLES[sample]
-    candidates = with_truth(GravitySpyData(path, classes=classes, labels_as="truth").load())
+                     starts: list[str] = ("cold", "warm"), same_rows: bool = False) -> pd.DataFrame:
+    """Every run's learning curve, with columns group (strategy), start (cold / warm) and run (seed);
+    ``same_rows``: the cold runs also score the warm learner refit on their labelled rows (``shadow_macro_f1``)."""
+    candidates = load_sample(path)
+    sample = path.stem
     truth = candidates.frame["truth"]
     curves = []
     for seed in seeds:
@@ -74,14 +88,16 @@ def label_efficiency(sample: str, seeds: list[int], strategies: list[str], batch
         cold = instantiate(cfg.learner)
         full = held_out_scores(y_test, clone(cold).fit(X_pool, y_pool).predict(X_test))[0]
         start = pool[seed_rows(y_pool, int(cfg.al.seed_per_class), seed)]
-        warm = instantiate(cfg.warm_start).around(cold, candidates, truth[start]) if "warm" in starts else None
-        warm_on = isinstance(warm, WarmStarted)
+        warmed = "warm" in starts or same_rows
+        warm = instantiate(cfg.warm_start).around(cold, candidates, truth[start]) if warmed else None
+        warm_on = warm is not None and warm.on
         for name in strategies:
             strategy = instantiate(config(name, seed).strategy)
             for start_name, estimator in ((start, {"cold": cold, "warm": warm}[start]) for start in starts):
                 began = time.perf_counter()
+                shadow = warm if same_rows and start_name == "cold" else None
                 run = curve(estimator, strategy, X_pool, y_pool, X_test, y_test, int(cfg.al.seed_per_class), batch,
-                            0.95, seed, full=full, to_end=True)
+                            0.95, seed, full=full, to_end=True, shadow=shadow)
                 curves.append(run.assign(group=name, start=start_name, run=f"seed{seed}", warm_on=warm_on))
                 print(f"{sample} seed {seed} {name} {start_name}: final macro-F1 {run['macro_f1'].iloc[-1]:.3f} "
                       f"of {full:.3f} after {run['labels'].iloc[-1]} labels ({time.perf_counter() - began:.0f} s)",
@@ -92,39 +108,58 @@ def label_efficiency(sample: str, seeds: list[int], strategies: list[str], batch
 def report(curves: pd.DataFrame, title: str, target: float) -> None:
     """Labels to target per strategy and start (vs random of the same start), and warm - cold per strategy."""
     print(f"\n{title}\n")
-    print("| strategy | start | runs reaching the target | labels to target (mean ± sd) | vs random | "
-          "final macro-F1 |")
-    print("|---|---|---:|---:|---:|---:|")
+    starting = curves[curves["round"] == 0].groupby("run")["labels"].first()  # a seed's, the same for every strategy
+    print(f"Chosen to target: labels to target minus the {starting.mean():.0f} starting labels (mean over seeds).\n")
+    print("| strategy | start | runs reaching the target | labels to target (mean ± sd) | vs random | vs cold random | "
+          "chosen to target | chosen vs random | final macro-F1 |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    cold = curves[(curves["start"] == "cold") & (curves["group"] == "random")]
+    cold_random = summarise(cold, target, "random")["labels_to_target"].iloc[0] if len(cold) else np.nan
     for start, runs in curves.groupby("start"):
         summary = summarise(runs, target, "random")
+        chosen = runs.assign(labels=runs["labels"] - runs["run"].map(starting))
+        chosen = summarise(chosen, target, "random").set_index("group")
         for row in summary.sort_values("labels_to_target").itertuples():
             bound = "" if row.reached == row.runs else "≥ "
+            mine = chosen.loc[row.group]
             print(f"| {row.group} | {start} | {row.reached}/{row.runs} | {bound}{row.labels_to_target:,.0f} ± "
-                  f"{row.labels_to_target_sd:,.0f} | {vs_random(row)} | {row.final_macro_f1:.3f} |")
+                  f"{row.labels_to_target_sd:,.0f} | {vs_random(row)} | "
+                  f"{bound}{100 * row.labels_to_target / cold_random:.0f} % | {bound}{mine.labels_to_target:,.0f} | "
+                  f"{vs_random(mine)} | {row.final_macro_f1:.3f} |")
+    if "shadow_macro_f1" in curves:
+        print("\nwarm - cold on the same labelled rows (the cold runs' rows; the warm learner, with its checks, refit "
+              "on them at every round):\n")
+        gains_table(curves[curves["start"] == "cold"].assign(gain=lambda runs: runs["shadow_macro_f1"]
+                                                             - runs["macro_f1"]))
     if set(curves["start"]) != {"cold", "warm"}:
         return
     on = curves.groupby("run")["warm_on"].first()
     print(f"\nwarm - cold, macro-F1 (mean over seeds of the paired difference at the same round; the warm start on "
           f"in {int(on.sum())} of {len(on)} seeds):\n")
+    paired = curves.pivot_table(index=["group", "run", "round"], columns="start", values=["macro_f1", "labels"])
+    gains_table(pd.DataFrame({"labels": paired["labels"]["cold"],
+                              "gain": paired["macro_f1"]["warm"] - paired["macro_f1"]["cold"]}).reset_index())
+
+
+def gains_table(gains: pd.DataFrame) -> None:
+    """Per strategy (``group``): the mean over runs of ``gain`` (warm - cold) at each round, some rounds shown."""
     print("| strategy | labels (mean) at round 0 / 2 / 5 / 10 | warm - cold there | lowest (at labels) | "
           "rounds with warm below cold by > 0.01 |")
     print("|---|---|---|---:|---:|")
-    for name, runs in curves.groupby("group"):
-        paired = runs.pivot_table(index=["run", "round"], columns="start", values=["macro_f1", "labels"])
-        by_round = pd.DataFrame({"labels": paired["labels"]["cold"], "gain": paired["macro_f1"]["warm"]
-                                 - paired["macro_f1"]["cold"]}).groupby(level="round").mean()
+    for name, runs in gains.groupby("group"):
+        by_round = runs.groupby("round")[["labels", "gain"]].mean()
         shown = by_round.loc[[r for r in (0, 2, 5, 10) if r in by_round.index]]
         worst = by_round.loc[by_round["gain"].idxmin()]
         labels = " / ".join(f"{value:.0f}" for value in shown["labels"])
-        gains = " / ".join(f"{value:+.3f}" for value in shown["gain"])
-        print(f"| {name} | {labels} | {gains} | {worst['gain']:+.3f} ({worst['labels']:.0f}) | "
+        shown_gains = " / ".join(f"{value:+.3f}" for value in shown["gain"])
+        print(f"| {name} | {labels} | {shown_gains} | {worst['gain']:+.3f} ({worst['labels']:.0f}) | "
               f"{int((by_round['gain'] < -0.01).sum())} of {len(by_round)} |")
 
 
 def transfer(seeds: list[int], n: int = 20_000) -> None:
     """Accuracy and macro-F1 on held-out O1 rows of forests trained on the refit generator's candidates, and
     on the real training rows."""
-    path, classes = SAMPLES["o1"]
+    path = SAMPLES["o1"]
     real = GravitySpyData(path).load()
     y = real.frame["label"].to_numpy(dtype=object)
     table = pd.read_csv(path)
@@ -162,7 +197,10 @@ def transfer(seeds: list[int], n: int = 20_000) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", nargs="+", choices=sorted(SAMPLES), default=sorted(SAMPLES))
+    parser.add_argument("--samples", nargs="+", choices=sorted(SAMPLES), default=None,
+                        help="the shared data's samples (default: both, unless --sample is given)")
+    parser.add_argument("--sample", type=Path, nargs="+", default=[],
+                        help="other Gravity Spy metadata files (v1.0 format, event_time or peak_time; or O3's)")
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(12)))
     parser.add_argument("--batch", type=int, default=5)
@@ -172,6 +210,9 @@ def main() -> None:
     parser.add_argument("--overrides", nargs="+", default=[],
                         help="overrides of the learner and the start, e.g. learner.n_estimators=300 al.seed_per_class=1")
     parser.add_argument("--starts", nargs="+", choices=["cold", "warm"], default=["cold", "warm"])
+    parser.add_argument("--same-rows", action="store_true",
+                        help="also score the warm learner on the cold runs' labelled rows: its effect apart from "
+                             "the rows it would have chosen")
     parser.add_argument("--transfer", action="store_true", help="the refit generator on held-out O1 rows instead")
     parser.add_argument("--curves", type=Path, help="also write every learning curve to this CSV")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "images" / "real_glitches.png")
@@ -179,18 +220,20 @@ def main() -> None:
     if args.transfer:
         transfer(args.seeds)
         return
-    for sample in args.samples:
-        curves = label_efficiency(sample, args.seeds, args.strategies, args.batch, args.test_fraction,
-                                  args.warm, args.overrides, args.starts)
+    names = args.samples if args.samples is not None else [] if args.sample else sorted(SAMPLES)
+    for path in [SAMPLES[name] for name in names] + args.sample:
+        sample = {value: key for key, value in SAMPLES.items()}.get(path, path.stem)
+        curves = label_efficiency(path, args.seeds, args.strategies, args.batch, args.test_fraction,
+                                  args.warm, args.overrides, args.starts, args.same_rows)
         if args.curves:
             curves.to_csv(args.curves.with_name(f"{args.curves.stem}_{sample}.csv"), index=False)
         report(curves, f"{sample}: {len(args.seeds)} seeds, batches of {args.batch}", args.target)
         shown = curves[curves["group"].isin(["mixed", "margin", "random"])]
-        path = args.plot.with_name(f"{args.plot.stem}_{sample}.png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        plot_bands(shown.assign(group=shown["group"] + " " + shown["start"], run=shown["run"]), path, args.target,
+        plot = args.plot.with_name(f"{args.plot.stem}_{sample}.png")
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_bands(shown.assign(group=shown["group"] + " " + shown["start"], run=shown["run"]), plot, args.target,
                    f"{sample}: macro-F1 vs labels, cold and warm start (mean ± sd over seeds)")
-        print(f"plot: {path}")
+        print(f"plot: {plot}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from glitchrun.errors import add_note
 from glitchrun.images.qscan import STRAIN_COLUMNS
 from glitchrun.learning.learner import make_learner, query
 from glitchrun.learning.strategies import part_counts, pool_measures
+from glitchrun.learning.warm_start import CHECKS_KEY, checks_from_json, checks_to_json
 from glitchrun.report import append_upload_section, write_round_report
 from glitchrun.zooniverse.backend import Connection
 from glitchrun.zooniverse.manifest import Manifest
@@ -332,6 +333,16 @@ class ActiveLearningRound:
         log.info("seeded the labelled pool with %d %s labels over %d classes", len(chosen), source, chosen.nunique())
 
     # -- query ----------------------------------------------------------------------------------------
+    def warm_started(self, state: CampaignState, candidates: Candidates, labels: pd.DataFrame, known: pd.Index) -> Any:
+        """The learner warm-started from the campaign's starting labels, with the held-out checks of earlier
+        rounds (kept in the campaign state, so that a round chosen again decides as before) and this round's
+        if one is due on the labels known now."""
+        start = labels.loc[known][labels.loc[known, "round"] == 0]["label"]
+        warm = self.warm_start.around(self.estimator, candidates, start, labels.loc[known, "label"],
+                                      checks_from_json(state.get(CHECKS_KEY)))
+        state.put(**{CHECKS_KEY: checks_to_json(warm.checks)})
+        return warm
+
     def select(self, state: CampaignState, candidates: Candidates, number: int, name: str) -> Round:
         """Fit the learner on every label so far and choose this round's batch; recorded before any upload."""
         labels = state.labels()
@@ -345,8 +356,7 @@ class ActiveLearningRound:
             raise ValueError("the candidate pool is empty: every candidate is labelled or already queried")
         y = labels.loc[known, "label"].to_numpy(dtype=object)
         classes = list(self.workflow_spec.classes)
-        estimator = self.estimator if self.warm_start is None else self.warm_start.around(
-            self.estimator, candidates, labels.loc[known][labels.loc[known, "round"] == 0]["label"])
+        estimator = self.estimator if self.warm_start is None else self.warm_started(state, candidates, labels, known)
         learner = make_learner(estimator, candidates.features(known), y)
         oof = out_of_fold(self.estimator, candidates.features(known), y, classes, self.seed)
         answers = self.known_answers(state, labels, known, oof)

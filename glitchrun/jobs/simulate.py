@@ -31,6 +31,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from glitchrun.campaign.state import CampaignState
 from glitchrun.csvio import write_csv
 from glitchrun.data.loaders import Candidates
+from glitchrun.learning.warm_start import CHECKS_KEY, checks_from_json
 from glitchrun.report import save
 from glitchrun.zooniverse.backend import LocalBackend
 
@@ -108,9 +109,9 @@ class Simulation:
                                 run_dir=str(step_dir / "al_round")).run()
             if result.status != "uploaded":
                 raise RuntimeError(f"simulation round {number}: the round did not upload a batch: {result.message}")
+            if self.warm_start is not None:
+                scorer.estimator = self.warm_started(pool)
             if number == 1:
-                if self.warm_start is not None:
-                    scorer.estimator = self.warm_start.around(self.estimator, pool, self.start_labels())
                 rows.append(scorer.score(0, *self.progress()))
             self.crowd_job(backend=self.backend, campaign=self.campaign, run_dir=str(step_dir / "crowd")).run()
             rows.append(scorer.score(number, *self.progress()))
@@ -121,6 +122,13 @@ class Simulation:
         write_csv(curve, self.run_dir / CURVE, CURVE_SCHEMA, what="learning curve")
         plot_curve(curve, self.run_dir / "learning_curve.png")
         return curve
+
+    def warm_started(self, pool: Candidates) -> Any:
+        """The warm-started learner as the last round queried with it: the held-out checks the rounds made (in
+        the campaign state), none made here."""
+        with closing(CampaignState(self.campaign["state_dir"])) as state:
+            checks = checks_from_json(state.get(CHECKS_KEY))
+        return self.warm_start.around(self.estimator, pool, self.start_labels(), checks=checks).set_params(recheck=None)
 
     def start_labels(self) -> pd.Series:
         """The labels the campaign started with (round 0: the seed labels)."""

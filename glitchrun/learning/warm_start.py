@@ -17,17 +17,27 @@ Dropping candidates rather than lowering a sample weight, because a fully grown 
 ``min_samples_leaf: 1``) isolates every training candidate in a leaf of its own whatever its weight: a small
 weight still decides every leaf only synthetic candidates reach.
 
-Whether they help at all is checked at campaign start on the user's own rows (``helps``): the starting labels
-are split in two halves of each class, and each half is predicted by a learner trained on the other half with
-and without the synthetic candidates (macro-F1 of both halves' predictions, the mean of three splits). Where
-the synthetic candidates score no higher, the generator does not describe the user's run (e.g. O3 glitches
-drawn around the v1.0 means of classes too few starting labels calibrate) and the campaign starts cold.
+Whether they help at all is checked on the user's own rows (``helps``), at campaign start and again as real
+labels grow (``WarmStarted.recheck``: each time the real labels have grown by that factor since the last check,
+so a campaign pays for it a handful of times, not at every refit): the real labels are split in two halves of
+each class, and each half is predicted by a learner trained on the other half with and without the synthetic
+candidates (macro-F1 of both halves' predictions, the mean of ``repeats`` splits), and all of them by a learner
+trained on the synthetic candidates alone. The synthetic candidates stay on while they score higher than
+without (by more than ``margin``) and, alone, at least as high as half the real labels do. The second test
+is the one few labels can pass or fail fairly: on 1-2 labels a class, adding any candidates of the right
+classes lifts the halves' score whether or not they look like the user's glitches (on the O3a sample, whose
+classes too few starting labels calibrate, so that they are drawn around the v1.0 (O1) means, the halves
+gained +0.03 to +0.21 where the held-out test set lost up to 0.10), whereas a generator that does not describe
+the user's run does not, alone, recognise the user's rows. Once a check fails they stay off for good: the
+learner is the cold one from then on. The checks made so far (``Check``) are part of the learner's parameters,
+so a campaign keeps them in its state and every later round, or the same round run again, decides as they did.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -41,6 +51,8 @@ from glitchrun.data.synthetic import LOG_FEATURES, generate
 
 log = logging.getLogger(__name__)
 
+CHECKS_KEY = "warm_start_checks"  # the campaign state's record of the held-out checks (``checks_to_json``)
+
 
 def synthetic_kept(real_labels: int, synthetic: int, give_way: int = 1) -> int:
     """How many of ``synthetic`` candidates train the learner beside ``real_labels`` real ones, each of which
@@ -49,19 +61,83 @@ def synthetic_kept(real_labels: int, synthetic: int, give_way: int = 1) -> int:
     return max(0, int(synthetic) - int(give_way) * int(real_labels))
 
 
+@dataclass(frozen=True)
+class Check:
+    """One held-out check (``helps``): on how many real labels, macro-F1 without, with and from the synthetic
+    candidates alone, and whether they helped (``warm > cold + margin`` and ``synthetic >= cold``)."""
+
+    labels: int
+    cold: float
+    warm: float
+    synthetic: float
+    helped: bool
+
+
+def checks_to_json(checks: tuple[Check, ...]) -> str:
+    """The checks as a campaign state keeps them (``CHECKS_KEY``)."""
+    return json.dumps([asdict(check) for check in checks])
+
+
+def checks_from_json(text: str | None) -> tuple[Check, ...]:
+    """The checks a campaign state kept (``checks_to_json``); none when it kept none."""
+    return tuple(Check(**check) for check in json.loads(text)) if text else ()
+
+
 class WarmStarted(ClassifierMixin, BaseEstimator):
     """``estimator`` fitted on the real labels it is given plus the first ``synthetic_kept`` synthetic candidates
     (``X_synthetic``, ``y_synthetic``, in their order). A scikit-learn classifier, so modAL's learner, the
-    committee strategy and cross-validation clone and refit it like the estimator it wraps."""
+    committee strategy and cross-validation clone and refit it like the estimator it wraps.
 
-    def __init__(self, estimator: Any, X_synthetic: np.ndarray, y_synthetic: np.ndarray, give_way: int = 1) -> None:
+    ``checks``: the held-out checks made so far (``Check``); once one found that the synthetic candidates do not
+    help, none train the learner again. With ``recheck`` (a factor > 1), a fit on at least ``recheck`` times the
+    real labels of the last check checks again first (``helps`` with ``repeats`` and ``margin``) and keeps the
+    result for the fits that follow (``checks_``): a learner taught batch after batch, as modAL's is, re-checks
+    itself as a campaign's rounds do."""
+
+    def __init__(self, estimator: Any, X_synthetic: np.ndarray, y_synthetic: np.ndarray, give_way: int = 1,
+                 checks: tuple[Check, ...] = (), recheck: float | None = None, repeats: int = 3,
+                 margin: float = 0.0, seed: int = 0) -> None:
         self.estimator = estimator
         self.X_synthetic = X_synthetic
         self.y_synthetic = y_synthetic
         self.give_way = give_way
+        self.checks = checks
+        self.recheck = recheck
+        self.repeats = repeats
+        self.margin = margin
+        self.seed = seed
+
+    @property
+    def on(self) -> bool:
+        """Whether the synthetic candidates still train the learner: no check so far found they do not help."""
+        return all(check.helped for check in getattr(self, "checks_", self.checks))
+
+    def due(self, real_labels: int) -> bool:
+        """Whether a fit on ``real_labels`` checks first: while on, with no check yet or ``recheck`` times
+        the real labels of the last one."""
+        checks = getattr(self, "checks_", self.checks)
+        if not self.on:
+            return False
+        if not checks:
+            return True
+        return self.recheck is not None and real_labels >= float(self.recheck) * checks[-1].labels
+
+    def check(self, X: np.ndarray, y: np.ndarray) -> Check:
+        """The held-out check (``helps``) on these real labels, kept in ``checks_``."""
+        cold, warm, synthetic = helps(self, X, y, self.seed + len(y), self.repeats)
+        made = Check(len(y), round(cold, 6), round(warm, 6), round(synthetic, 6),
+                     warm > cold + float(self.margin) and synthetic >= cold)
+        self.checks_ = (*getattr(self, "checks_", self.checks), made)
+        log.info("warm start %s: held-out check on %d real labels, half trained on the other half: macro-F1 %.3f "
+                 "with the synthetic candidates, %.3f without; %.3f trained on the synthetic candidates alone%s",
+                 "on" if made.helped else "off for good", made.labels, made.warm, made.cold, made.synthetic,
+                 "" if made.helped else "; the learner is the cold one from now on")
+        return made
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> WarmStarted:
-        kept = synthetic_kept(len(y), len(self.y_synthetic), self.give_way)
+        if self.recheck is not None and getattr(self, "checks_", self.checks) and self.due(len(y)):
+            self.check(X, y)  # a re-check: the first check is the campaign's (``SyntheticWarmStart.around``)
+        kept = synthetic_kept(len(y), len(self.y_synthetic), self.give_way) if self.on else 0
         X_all = np.concatenate([np.asarray(X, dtype=np.float64), self.X_synthetic[:kept]])
         y_all = np.concatenate([np.asarray(y, dtype=object), np.asarray(self.y_synthetic[:kept], dtype=object)])
         self.estimator_ = clone(self.estimator).fit(X_all, y_all)
@@ -90,13 +166,18 @@ def halves(labels: np.ndarray, seed: int) -> np.ndarray:
 
 
 def helps(warm: WarmStarted, X_real: np.ndarray, y_real: np.ndarray, seed: int = 0, repeats: int = 3
-          ) -> tuple[float, float]:
-    """Macro-F1 on real rows each learner did not see, cold (``warm.estimator`` alone) and warm (with as many
+          ) -> tuple[float, float, float]:
+    """Macro-F1 on real rows each learner did not see: cold (``warm.estimator`` alone) and warm (with as many
     synthetic candidates as ``warm`` keeps beside all of ``y_real``), each the mean of ``repeats`` splits in
-    halves (``halves``): each half trains on the other, the predictions of both halves scored together."""
+    halves (``halves``: each half trains on the other, the predictions of both halves scored together); and
+    synthetic alone (trained on all of ``warm``'s synthetic candidates, none of the real rows)."""
     X_real, y_real = np.asarray(X_real, dtype=np.float64), np.asarray(y_real, dtype=object)
     kept = synthetic_kept(len(y_real), len(warm.y_synthetic), warm.give_way)
     X_synthetic, y_synthetic = warm.X_synthetic[:kept], np.asarray(warm.y_synthetic[:kept], dtype=object)
+
+    def macro_f1(predicted: np.ndarray) -> float:
+        return float(f1_score(y_real.astype(str), predicted.astype(str), average="macro", zero_division=0))
+
     scores = np.zeros(2)
     for repeat in range(repeats):
         half = halves(y_real, seed + repeat)
@@ -107,20 +188,25 @@ def helps(warm: WarmStarted, X_real: np.ndarray, y_real: np.ndarray, seed: int =
             predicted[1, ~train] = clone(warm.estimator).fit(
                 np.concatenate([X_real[train], X_synthetic]), np.concatenate([y_real[train], y_synthetic])
             ).predict(X_real[~train])
-        scores += [f1_score(y_real.astype(str), row.astype(str), average="macro", zero_division=0) for row in predicted]
+        scores += [macro_f1(row) for row in predicted]
     cold, warmed = scores / repeats
-    return float(cold), float(warmed)
+    alone = clone(warm.estimator).fit(warm.X_synthetic, np.asarray(warm.y_synthetic, dtype=object)).predict(X_real)
+    return float(cold), float(warmed), macro_f1(alone)
 
 
 @dataclass
 class SyntheticWarmStart:
     """conf/warm_start/synthetic.yaml: ``candidates`` synthetic candidates of the classes the refit generator
     knows, drawn with ``seed``, the classes in turn: however many real labels have replaced some, those left
-    hold every class equally (to one candidate; see the module docstring)."""
+    hold every class equally (to one candidate; see the module docstring). ``check``: the held-out check at
+    start and, with ``recheck``, again each time the real labels have grown by that factor (``WarmStarted``)."""
 
     candidates: int = 200
     give_way: int = 1
     check: bool = True
+    recheck: float | None = 1.5
+    repeats: int = 3
+    margin: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -128,6 +214,10 @@ class SyntheticWarmStart:
             raise ValueError(f"warm_start.candidates must be at least 1, got {self.candidates}")
         if int(self.give_way) < 1:
             raise ValueError(f"warm_start.give_way must be at least 1, got {self.give_way}")
+        if self.recheck is not None and not float(self.recheck) > 1:
+            raise ValueError(f"warm_start.recheck must be above 1 (or null: no re-check), got {self.recheck}")
+        if int(self.repeats) < 1:
+            raise ValueError(f"warm_start.repeats must be at least 1, got {self.repeats}")
 
     def synthetic(self, candidates: Candidates, start_labels: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """The synthetic candidates' features (as ``candidates`` computes its own) and classes, in the order
@@ -145,19 +235,23 @@ class SyntheticWarmStart:
                  len(rows), sum(1 for name in classes if calibration.fit.shapes[name].rows), int(self.give_way))
         return candidates.feature_spec.matrix(drawn), drawn["truth"].to_numpy(dtype=object)
 
-    def around(self, estimator: Any, candidates: Candidates, start_labels: pd.Series) -> Any:
-        """``estimator`` warm-started for a campaign that began with ``start_labels`` or, when ``check`` is on
-        and the synthetic candidates do not help on those labels (``helps``), ``estimator`` itself."""
-        warm = WarmStarted(estimator, *self.synthetic(candidates, start_labels), give_way=int(self.give_way))
+    def around(self, estimator: Any, candidates: Candidates, start_labels: pd.Series, labels: pd.Series | None = None,
+               checks: tuple[Check, ...] = ()) -> WarmStarted:
+        """``estimator`` warm-started for a campaign that began with ``start_labels``, with the held-out checks
+        made so far (``checks``, e.g. kept in the campaign's state) and, when one is due on the real ``labels``
+        known now (default: ``start_labels``), a new one (``WarmStarted.checks`` then holds it). Off (the cold
+        learner) once a check found the synthetic candidates do not help."""
+        warm = WarmStarted(estimator, *self.synthetic(candidates, start_labels), give_way=int(self.give_way),
+                           checks=tuple(checks), recheck=None if self.recheck is None else float(self.recheck),
+                           repeats=int(self.repeats), margin=float(self.margin), seed=int(self.seed))
         if not self.check:
-            return warm
-        cold_f1, warm_f1 = helps(warm, candidates.features(start_labels.index), start_labels.to_numpy(dtype=object),
-                                 self.seed)
-        if warm_f1 <= cold_f1:
-            log.info("warm start off: on the %d starting labels, half trained on the other half, the synthetic "
-                     "candidates do not help (macro-F1 %.3f with them, %.3f without); the learner starts cold",
-                     len(start_labels), warm_f1, cold_f1)
-            return estimator
-        log.info("warm start on: on the %d starting labels, half trained on the other half, macro-F1 %.3f with "
-                 "the synthetic candidates, %.3f without", len(start_labels), warm_f1, cold_f1)
+            return warm.set_params(checks=(), recheck=None)
+        labels = start_labels if labels is None else labels
+        if warm.due(len(labels)):
+            warm.check(candidates.features(labels.index), labels.to_numpy(dtype=object))
+            warm.set_params(checks=warm.checks_)
+            del warm.checks_
+        elif not warm.on:
+            log.info("warm start off: a held-out check on %d real labels found the synthetic candidates do not help",
+                     next(check.labels for check in warm.checks if not check.helped))
         return warm

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import pandas as pd
 import pytest
 from panoptes_client import Workflow
 
+from glitchrun.campaign.state import CampaignState
 from glitchrun.data.loaders import Candidates
 from glitchrun.jobs.simulate import held_out, with_truth
+from glitchrun.learning.warm_start import CHECKS_KEY, checks_from_json
 from glitchrun.zooniverse.backend import LocalBackend
 
 BATCH = 4
@@ -65,12 +69,17 @@ def test_a_warm_started_simulation_queries_and_scores_with_the_synthetic_candida
             *(override for override in FAST if not override.startswith(("data.n", "al.seed_per_class"))),
             "al.seed_per_class=2"]
     caplog.set_level("INFO", logger="glitchrun.learning.warm_start")
-    warm, _ = run_job("simulate", *real, "warm_start=synthetic", run_dir="warm")
+    warm, warm_dir = run_job("simulate", *real, "warm_start=synthetic", run_dir="warm")
     messages = [r.getMessage() for r in caplog.records if r.name == "glitchrun.learning.warm_start"]
     refits = [m for m in messages if m.startswith("warm start: ")]
     checks = [m for m in messages if m.startswith("warm start o")]
     assert len(refits) >= 2 and all(m.startswith("warm start: 200 synthetic candidates") for m in refits)  # round, scorer
-    assert len(checks) == len(refits) and all(m.startswith("warm start on: ") for m in checks)
+    # the round's check on the seed labels; the scorer takes it from the campaign state and checks no more
+    first = f"warm start on: held-out check on {warm['labels'].iloc[0]} real labels"
+    assert len(checks) == 1 and checks[0].startswith(first)
+    with closing(CampaignState(warm_dir / "campaign")) as state:
+        kept = checks_from_json(state.get(CHECKS_KEY))
+    assert [(check.labels, check.helped) for check in kept] == [(warm["labels"].iloc[0], True)]
     cold, _ = run_job("simulate", *real, run_dir="cold")
     assert warm["labels"].tolist() == cold["labels"].tolist() and warm["labels"].iloc[0] < 200
     assert warm["macro_f1"].iloc[0] != cold["macro_f1"].iloc[0]  # the seed labels plus synthetic candidates

@@ -3,6 +3,7 @@ wraps, and the generator refit on a campaign's starting labels (real O1 and O3a 
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,18 @@ from sklearn.ensemble import RandomForestClassifier
 from glitchrun.data.loaders import GravitySpyData
 from glitchrun.data.synthetic import GRAVITY_SPY_CLASSES
 from glitchrun.learning.learner import make_learner, teach
-from glitchrun.learning.warm_start import SyntheticWarmStart, WarmStarted, halves, helps, synthetic_kept
+from glitchrun.campaign.state import CampaignState
+from glitchrun.learning.warm_start import (
+    CHECKS_KEY,
+    Check,
+    SyntheticWarmStart,
+    WarmStarted,
+    checks_from_json,
+    checks_to_json,
+    halves,
+    helps,
+    synthetic_kept,
+)
 
 O1 = "gravityspy_v1_o1_sample.csv"
 O3A = "gravityspy_o3a_h1_sample.csv"
@@ -96,13 +108,84 @@ def test_the_warm_start_stays_on_where_its_candidates_help_and_is_off_where_they
     start = starting_labels(o1, 2, seed)
     forest = RandomForestClassifier(100, random_state=seed)
     warm = SyntheticWarmStart(seed=seed).around(forest, o1, start)
-    assert isinstance(warm, WarmStarted)
+    assert warm.on and [(check.labels, check.helped) for check in warm.checks] == [(len(start), True)]
     X, y = o1.features(start.index), start.to_numpy(dtype=object)
-    cold_f1, warm_f1 = helps(warm, X, y, seed)
+    cold_f1, warm_f1, _ = helps(warm, X, y, seed)
     assert warm_f1 > cold_f1 + 0.05
     noise = WarmStarted(forest, warm.X_synthetic, np.random.default_rng(seed).permutation(warm.y_synthetic))
-    cold_f1, noise_f1 = helps(noise, X, y, seed)
+    cold_f1, noise_f1, _ = helps(noise, X, y, seed)
     assert noise_f1 <= cold_f1
     shuffled = SyntheticWarmStart(seed=seed)
     shuffled.synthetic = lambda candidates, labels: (noise.X_synthetic, noise.y_synthetic)  # type: ignore[method-assign]
-    assert shuffled.around(forest, o1, start) is forest
+    off = shuffled.around(forest, o1, start)
+    assert not off.on and clone(off).fit(X, y).n_synthetic_ == 0  # the cold learner
+
+
+def test_a_check_is_due_at_start_and_each_time_the_real_labels_grow_by_recheck_and_never_once_off():
+    warm = WarmStarted(RandomForestClassifier(), np.zeros((4, 2)), np.array(["Blip"] * 4, dtype=object),
+                       recheck=1.5)
+    assert warm.due(44)  # no check yet
+    warm.set_params(checks=(Check(44, 0.3, 0.4, 0.35, True),))
+    assert not warm.due(65) and warm.due(66) and warm.on
+    warm.set_params(checks=(Check(44, 0.3, 0.4, 0.35, True), Check(66, 0.4, 0.4, 0.35, False)))
+    assert not warm.on and not any(warm.due(n) for n in (66, 100, 1000))
+    at_start_only = warm.set_params(checks=(Check(44, 0.3, 0.4, 0.35, True),), recheck=None)
+    assert not at_start_only.due(1000)
+    assert checks_from_json(checks_to_json(warm.checks)) == warm.checks and checks_from_json(None) == ()
+
+
+def test_a_learner_taught_batch_by_batch_checks_again_as_labels_grow_and_stays_cold_once_they_do_not_help(o1):
+    """Real O1 rows: the start check (kept, as a campaign keeps it) found the synthetic candidates help; taught 5
+    labels at a time, the learner checks again at 1.5x those labels, where candidates with their classes shuffled
+    do not help: from that fit on none train it, and it checks no more."""
+    start = starting_labels(o1, 2)
+    warm = SyntheticWarmStart(seed=0).around(RandomForestClassifier(50, random_state=0), o1, start)
+    assert warm.on and [check.labels for check in warm.checks] == [len(start)] and warm.recheck == 1.5
+    noise = clone(warm).set_params(y_synthetic=np.random.default_rng(0).permutation(warm.y_synthetic))
+    rest = o1.frame.index.difference(start.index)
+    ids = start.index.append(rest[np.random.default_rng(1).permutation(len(rest))])
+    X, y = o1.features(ids), o1.frame.loc[ids, "truth"].to_numpy(dtype=object)
+    learner = make_learner(noise, X[:len(start)], y[:len(start)])
+    kept = {len(start): learner.estimator.n_synthetic_}
+    for end in range(len(start) + 5, 140, 5):
+        teach(learner, X[end - 5:end], y[end - 5:end])
+        kept[end] = learner.estimator.n_synthetic_
+    rechecked = min(n for n in kept if n >= 1.5 * len(start))
+    checks = learner.estimator.checks_
+    assert [check.labels for check in checks] == [len(start), rechecked] and not checks[-1].helped
+    assert all(kept[n] == 200 - n for n in kept if n < rechecked) and all(kept[n] == 0 for n in kept if n >= rechecked)
+    assert not learner.estimator.on
+
+
+def test_a_campaign_keeps_its_checks_so_a_round_chosen_again_decides_the_same_and_checks_once(o1, tmp_path: Path,
+                                                                                              caplog):
+    start = starting_labels(o1, 2)
+    warm_start = SyntheticWarmStart(seed=0)
+    forest = RandomForestClassifier(50, random_state=0)
+    caplog.set_level("INFO", logger="glitchrun.learning.warm_start")
+    first = warm_start.around(forest, o1, start)
+    with closing(CampaignState(tmp_path)) as state:
+        state.put(**{CHECKS_KEY: checks_to_json(first.checks)})
+    with closing(CampaignState(tmp_path)) as state:
+        kept = checks_from_json(state.get(CHECKS_KEY))
+    caplog.clear()
+    again = warm_start.around(forest, o1, start, checks=kept)
+    assert again.checks == first.checks and not [r for r in caplog.records if "real labels" in r.getMessage()]
+    more = starting_labels(o1, 4)  # 1.5x the starting labels or more: the next check is due
+    later = warm_start.around(forest, o1, start, more, checks=kept)
+    assert [check.labels for check in later.checks] == [len(start), len(more)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 5])
+def test_the_warm_start_is_off_on_o3a_rows_that_its_candidates_alone_do_not_recognise(shared_data: Path, seed: int):
+    """Real O3a starting labels (2 a class, all too few to calibrate a class: the candidates are drawn around the
+    v1.0 means). On halves of 1 label a class the candidates lift the score all the same; alone they recognise
+    the O3a rows worse than half of those rows do, and the warm start is off."""
+    o3a = GravitySpyData(shared_data / O3A, classes=[*GRAVITY_SPY_CLASSES, "Blip_Low_Frequency", "Fast_Scattering"],
+                         labels_as="truth").load()
+    held = set(o3a.frame["truth"])
+    o3a = type(o3a)(o3a.frame, o3a.feature_spec, [name for name in o3a.classes if name in held])
+    warm = SyntheticWarmStart(seed=seed).around(RandomForestClassifier(100, random_state=seed), o3a,
+                                                starting_labels(o3a, 2, seed))
+    (check,) = warm.checks
+    assert check.warm > check.cold > check.synthetic and not check.helped and not warm.on
