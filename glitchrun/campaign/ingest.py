@@ -265,6 +265,7 @@ class ExportReader:
         if not self.parts:
             return {c: np.zeros(0, dtype=bool if c == "expert" else np.int64) for c in self.COLUMNS}
         votes = {c: np.concatenate([p[c] for p in self.parts]) for c in self.COLUMNS}
+        self.parts = []  # consumed: at millions of rows the codes take hundreds of MB, kept once, not twice
         rows = np.unique(np.stack([votes["classification_id"], votes["line"]], axis=1), axis=0)
         ids, counts = np.unique(rows[:, 0], return_counts=True)
         if (counts > 1).any():
@@ -381,12 +382,14 @@ def tally(chunks: Iterable[pd.DataFrame], state: CampaignState, consensus: Any, 
     gold, gold_notes = gold_labels(reader, counted, names, classes)
     volunteer = counted[~counted["expert"]].sort_values("classification_id", kind="stable")
     first = volunteer.drop_duplicates(["subject", "volunteer"])
+    repeats = len(volunteer) - len(first)
+    del votes, counted, volunteer  # every row's codes (a few hundred MB at 5x10^6 rows): freed for the consensus
     subject_ids = np.array(reader.subjects.ids.values, dtype=object)
     report, survey = decide(first, reader, tasks, state, consensus, classes, gold, subject_ids)
     gold_frame = pd.DataFrame({"subject_id": gold.index, "label": gold.to_numpy(dtype=object)})
     gold_frame.insert(1, "candidate_id", [reader.subjects.candidates[reader.subjects.ids.index[s]]
                                           for s in gold_frame["subject_id"]])
-    return Tally(report, survey, gold_frame, reader.rows, len(volunteer) - len(first), unanswered, skipped, tasks,
+    return Tally(report, survey, gold_frame, reader.rows, repeats, unanswered, skipped, tasks,
                  notes + gold_notes)
 
 
