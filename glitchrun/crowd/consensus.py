@@ -539,7 +539,7 @@ class DawidSkene(Consensus):
         parameters: tuple[np.ndarray, ...] | None = None if judge is None else (judge,)  # what judges ``post``
         narrow = frozen is None and self.pool_votes is None and len(votes.key) >= NARROW_VOTES
         while True:
-            cycle = [post]
+            cycle, narrowing = [post], False
             for _ in range(2):
                 following, parameters = step(cycle[-1], parameters and parameters[0])
                 moved = em_kernels.row_changes(following, cycle[-1])
@@ -547,9 +547,10 @@ class DawidSkene(Consensus):
                 if change < tol or steps >= self.max_iter:
                     return Fit(following, *parameters, votes, steps, change < tol, change)
                 cycle.append(following)
-                if narrow and np.mean(moved >= tol) <= NARROW_SHARE:
+                narrowing = narrow and np.mean(moved >= tol) <= NARROW_SHARE
+                if narrowing:
                     break
-            if narrow and np.mean(moved >= tol) <= NARROW_SHARE:
+            if narrowing:
                 del cycle, post
                 post, confusion, narrowed_steps = self.narrowed(encoded, ml, votes, following, parameters[0],
                                                                 np.flatnonzero(moved >= tol), tol)
