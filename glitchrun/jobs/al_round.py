@@ -338,9 +338,10 @@ class ActiveLearningRound:
         rounds (kept in the campaign state, so that a round chosen again decides as before) and this round's
         if one is due on the labels known now."""
         start = labels.loc[known][labels.loc[known, "round"] == 0]["label"]
+        settings = self.warm_start.settings(self.estimator)
         warm = self.warm_start.around(self.estimator, candidates, start, labels.loc[known, "label"],
-                                      checks_from_json(state.get(CHECKS_KEY)))
-        state.put(**{CHECKS_KEY: checks_to_json(warm.checks)})
+                                      checks_from_json(state.get(CHECKS_KEY), settings))
+        state.put(**{CHECKS_KEY: checks_to_json(warm.checks, settings)})
         return warm
 
     def select(self, state: CampaignState, candidates: Candidates, number: int, name: str) -> Round:
