@@ -85,11 +85,14 @@ def checks_to_json(checks: tuple[Check, ...], settings: dict[str, Any]) -> str:
 
 def checks_from_json(text: str | None, settings: dict[str, Any]) -> tuple[Check, ...]:
     """The checks a campaign state kept (``checks_to_json``); none when it kept none, or kept them under other
-    ``settings``: they judged other synthetic candidates or another learner, so they are made again."""
+    ``settings``: they judged other synthetic candidates or another learner, so they are made again. A state of
+    the version before settings were kept holds a bare list: its checks stand (once off, off for good)."""
     kept = json.loads(text) if text else None
     if kept is None:
         return ()
-    if not isinstance(kept, dict) or kept["settings"] != settings:
+    if isinstance(kept, list):
+        return tuple(Check(**check) for check in kept)
+    if kept["settings"] != settings:
         log.info("warm start: the campaign's held-out checks were made with other warm_start or learner settings; "
                  "they are made again")
         return ()

@@ -3,7 +3,9 @@ wraps, and the generator refit on a campaign's starting labels (real O1 and O3a 
 
 from __future__ import annotations
 
+import json
 from contextlib import closing
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -162,6 +164,7 @@ def test_a_check_is_due_at_start_and_each_time_the_real_labels_grow_by_recheck_a
     settings = SyntheticWarmStart().settings(RandomForestClassifier(50, random_state=0))
     assert checks_from_json(checks_to_json(warm.checks, settings), settings) == warm.checks
     assert checks_from_json(None, settings) == ()
+    assert checks_from_json(json.dumps([asdict(check) for check in warm.checks]), settings) == warm.checks  # older
 
 
 def test_a_learner_taught_batch_by_batch_checks_again_as_labels_grow_and_stays_cold_once_they_do_not_help(o1):
