@@ -477,7 +477,8 @@ class ActiveLearningRound:
         subject_set, created = ensure_subject_set(project, selected.subject_set_name)
         if created is False and selected.subject_set_id not in (None, str(subject_set.id)):
             raise RuntimeError(f"subject set {selected.subject_set_name!r} is not the one round {selected.number} made")
-        state.update_round(selected.number, "uploading", subject_set_id=str(subject_set.id))
+        state.update_round(selected.number, "uploading", subject_set_id=str(subject_set.id),
+                           upload_run_dir=str(self.run_dir))
         outcome = self.uploader.upload(picked, str(project.id), str(subject_set.id), self.run_dir)
         state.record_subjects(selected.number, outcome.subject_ids)
         if marked is not None:  # the known answers: a training set of the workflow, shown at the configured share
