@@ -40,6 +40,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,9 +72,8 @@ def load_sample(path: Path) -> Candidates:
 
 def label_efficiency(path: Path, seeds: list[int], strategies: list[str], batch: int,
                      test_fraction: float, warm_overrides: list[str] = (), overrides: list[str] = (),
-                     starts: list[str] = ("cold", "warm"), same_rows: bool = False) -> pd.DataFrame:
-    """Every run's learning curve, with columns group (strategy), start (cold / warm) and run (seed);
-    ``same_rows``: the cold runs also score the warm learner refit on their labelled rows (``shadow_macro_f1``)."""
+                     starts: list[str] = ("cold", "warm")) -> pd.DataFrame:
+    """Every run's learning curve, with columns group (strategy), start (cold / warm) and run (seed)."""
     candidates = load_sample(path)
     sample = path.stem
     truth = candidates.frame["truth"]
@@ -88,16 +88,14 @@ def label_efficiency(path: Path, seeds: list[int], strategies: list[str], batch:
         cold = instantiate(cfg.learner)
         full = held_out_scores(y_test, clone(cold).fit(X_pool, y_pool).predict(X_test))[0]
         start = pool[seed_rows(y_pool, int(cfg.al.seed_per_class), seed)]
-        warmed = "warm" in starts or same_rows
-        warm = instantiate(cfg.warm_start).around(cold, candidates, truth[start]) if warmed else None
+        warm = instantiate(cfg.warm_start).around(cold, candidates, truth[start]) if "warm" in starts else None
         warm_on = warm is not None and warm.on
         for name in strategies:
             strategy = instantiate(config(name, seed).strategy)
             for start_name, estimator in ((start, {"cold": cold, "warm": warm}[start]) for start in starts):
                 began = time.perf_counter()
-                shadow = warm if same_rows and start_name == "cold" else None
                 run = curve(estimator, strategy, X_pool, y_pool, X_test, y_test, int(cfg.al.seed_per_class), batch,
-                            0.95, seed, full=full, to_end=True, shadow=shadow)
+                            0.95, seed, full=full, to_end=True)
                 curves.append(run.assign(group=name, start=start_name, run=f"seed{seed}", warm_on=warm_on))
                 print(f"{sample} seed {seed} {name} {start_name}: final macro-F1 {run['macro_f1'].iloc[-1]:.3f} "
                       f"of {full:.3f} after {run['labels'].iloc[-1]} labels ({time.perf_counter() - began:.0f} s)",
@@ -126,11 +124,6 @@ def report(curves: pd.DataFrame, title: str, target: float) -> None:
                   f"{row.labels_to_target_sd:,.0f} | {vs_random(row)} | "
                   f"{bound}{100 * row.labels_to_target / cold_random:.0f} % | {bound}{mine.labels_to_target:,.0f} | "
                   f"{vs_random(mine)} | {row.final_macro_f1:.3f} |")
-    if "shadow_macro_f1" in curves:
-        print("\nwarm - cold on the same labelled rows (the cold runs' rows; the warm learner, with its checks, refit "
-              "on them at every round):\n")
-        gains_table(curves[curves["start"] == "cold"].assign(gain=lambda runs: runs["shadow_macro_f1"]
-                                                             - runs["macro_f1"]))
     if set(curves["start"]) != {"cold", "warm"}:
         return
     on = curves.groupby("run")["warm_on"].first()
@@ -156,26 +149,33 @@ def gains_table(gains: pd.DataFrame) -> None:
               f"{int((by_round['gain'] < -0.01).sum())} of {len(by_round)} |")
 
 
-def transfer(seeds: list[int], n: int = 20_000) -> None:
-    """Accuracy and macro-F1 on held-out O1 rows of forests trained on the refit generator's candidates, and
-    on the real training rows."""
-    path = SAMPLES["o1"]
-    real = GravitySpyData(path).load()
-    y = real.frame["label"].to_numpy(dtype=object)
-    table = pd.read_csv(path)
-    spec = FeatureSpec()
+def transfer(seeds: list[int], sample: Path | None = None, n: int = 20_000) -> None:
+    """Accuracy and macro-F1 on real O1 rows the models did not see of a forest trained on the refit
+    generator's candidates, and of one trained on the real rows the generator was refit on: 5-fold CV of the O1
+    sample, or (``sample``) the whole O1 sample against another file's rows."""
+    o1, table = GravitySpyData(SAMPLES["o1"]).load(), pd.read_csv(SAMPLES["o1"])
+    y_o1 = o1.frame["label"].to_numpy(dtype=object)
+    if sample is None:
+        real, y = o1, y_o1
+        title = f"{len(y)} real O1 rows, 5-fold CV x {len(seeds)} seeds"
+    else:
+        real = load_sample(sample)
+        seen = real.frame.index.intersection(o1.frame.index)  # rows of the O1 sample itself are not held out
+        real = Candidates(real.frame.drop(seen), real.feature_spec, real.classes)
+        y = real.frame["truth"].to_numpy(dtype=object)
+        if not len(y):
+            raise SystemExit(f"{sample}: every row is in the O1 sample the models are trained on: nothing held out")
+        title = (f"{len(y)} rows of {sample.name} ({len(seen)} of the O1 sample left out), the models trained on "
+                 f"the {len(y_o1)} rows of the O1 sample")
     scores: dict[str, list] = {"synthetic": [], "real": []}
     for seed in seeds:
         forest = instantiate(config("random", seed).learner)
         predicted = {kind: np.empty(len(y), dtype=object) for kind in scores}
         per_fold = {kind: [] for kind in scores}
-        for train, test in StratifiedKFold(5, shuffle=True, random_state=seed).split(y, y):
-            with tempfile.TemporaryDirectory() as folder:
-                table.iloc[train].to_csv(Path(folder) / "train.csv", index=False)
-                fit = refit(SHARED / SUMMARY_FILE, [Path(folder) / "train.csv"]).fit
-            drawn = canonical(generate(n, seed, fit=fit))
-            models = {"synthetic": clone(forest).fit(spec.matrix(drawn), drawn["truth"].to_numpy(dtype=object)),
-                      "real": clone(forest).fit(real.features(real.frame.index[train]), y[train])}
+        splits = (StratifiedKFold(5, shuffle=True, random_state=seed).split(y, y) if sample is None
+                  else [(np.arange(len(y_o1)), np.arange(len(y)))])
+        for train, test in splits:
+            models = trained_on(o1, table, train, seed, forest, n)
             for kind, model in models.items():
                 predicted[kind][test] = model.predict(real.features(real.frame.index[test]))
                 per_fold[kind].append(((predicted[kind][test] == y[test]).mean(),
@@ -186,13 +186,26 @@ def transfer(seeds: list[int], n: int = 20_000) -> None:
             scores[kind].append((*np.mean(per_fold[kind], axis=0), *pooled))
             print(f"seed {seed} {kind}: per fold accuracy {scores[kind][-1][0]:.3f}, macro-F1 "
                   f"{scores[kind][-1][1]:.3f}; pooled accuracy {pooled[0]:.3f}, macro-F1 {pooled[1]:.3f}", flush=True)
-    print(f"\n279 real O1 rows, 5-fold CV x {len(seeds)} seeds (mean ± sd over seeds)\n")
+    print(f"\n{title} (mean ± sd over seeds; macro-F1 pooled: over the classes the scored rows hold)\n")
     print("| trained on | accuracy (per fold) | macro-F1 (per fold) | accuracy (pooled) | macro-F1 (pooled) |")
     print("|---|---:|---:|---:|---:|")
-    for kind, label in (("synthetic", "synthetic candidates of the generator refit on the training folds"),
-                        ("real", "the real training folds")):
+    for kind, label in (("synthetic", "synthetic candidates of the generator refit on the training rows"),
+                        ("real", "the real training rows")):
         mean, sd = np.mean(scores[kind], axis=0), np.std(scores[kind], axis=0)
         print(f"| {label} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, sd, strict=True)) + " |")
+
+
+def trained_on(o1: Candidates, table: pd.DataFrame, rows: np.ndarray, seed: int, forest: Any, n: int
+               ) -> dict[str, Any]:
+    """Two clones of ``forest``: one trained on ``n`` candidates of the generator refit on these rows (positions)
+    of the O1 sample (``o1``, as read from ``table``), ``synthetic``; one on the rows themselves, ``real``."""
+    with tempfile.TemporaryDirectory() as folder:
+        table.iloc[rows].to_csv(Path(folder) / "train.csv", index=False)
+        fit = refit(SHARED / SUMMARY_FILE, [Path(folder) / "train.csv"]).fit
+    drawn = canonical(generate(n, seed, fit=fit))
+    return {"synthetic": clone(forest).fit(FeatureSpec().matrix(drawn), drawn["truth"].to_numpy(dtype=object)),
+            "real": clone(forest).fit(o1.features(o1.frame.index[rows]),
+                                      o1.frame["label"].to_numpy(dtype=object)[rows])}
 
 
 def main() -> None:
@@ -210,21 +223,21 @@ def main() -> None:
     parser.add_argument("--overrides", nargs="+", default=[],
                         help="overrides of the learner and the start, e.g. learner.n_estimators=300 al.seed_per_class=1")
     parser.add_argument("--starts", nargs="+", choices=["cold", "warm"], default=["cold", "warm"])
-    parser.add_argument("--same-rows", action="store_true",
-                        help="also score the warm learner on the cold runs' labelled rows: its effect apart from "
-                             "the rows it would have chosen")
-    parser.add_argument("--transfer", action="store_true", help="the refit generator on held-out O1 rows instead")
+    parser.add_argument("--transfer", action="store_true",
+                        help="the refit generator on held-out O1 rows instead (with --sample: on that file's rows, the "
+                             "generator refit on the whole O1 sample)")
     parser.add_argument("--curves", type=Path, help="also write every learning curve to this CSV")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "images" / "real_glitches.png")
     args = parser.parse_args()
     if args.transfer:
-        transfer(args.seeds)
+        for path in args.sample or [None]:
+            transfer(args.seeds, path)
         return
     names = args.samples if args.samples is not None else [] if args.sample else sorted(SAMPLES)
     for path in [SAMPLES[name] for name in names] + args.sample:
         sample = {value: key for key, value in SAMPLES.items()}.get(path, path.stem)
         curves = label_efficiency(path, args.seeds, args.strategies, args.batch, args.test_fraction,
-                                  args.warm, args.overrides, args.starts, args.same_rows)
+                                  args.warm, args.overrides, args.starts)
         if args.curves:
             curves.to_csv(args.curves.with_name(f"{args.curves.stem}_{sample}.csv"), index=False)
         report(curves, f"{sample}: {len(args.seeds)} seeds, batches of {args.batch}", args.target)

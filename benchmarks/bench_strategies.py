@@ -93,26 +93,21 @@ def seed_rows(y_pool: np.ndarray, seed_per_class: int, seed: int) -> np.ndarray:
 def curve(estimator: Any, strategy: Callable, X_pool: np.ndarray, y_pool: np.ndarray, X_test: np.ndarray,
           y_test: np.ndarray, seed_per_class: int, batch: int, target: float, seed: int,
           crowd: CrowdLabels | None = None, ids: np.ndarray | None = None, full: float | None = None,
-          to_end: bool = False, shadow: Any = None) -> pd.DataFrame:
+          to_end: bool = False) -> pd.DataFrame:
     """One active-learning run: (round, labels, votes, label_accuracy, macro_f1, accuracy, full_pool_macro_f1)
     after every batch, until the target (``to_end``: until the pool is used up); ``crowd`` labels the queried
     candidates (``ids``) instead of the truth. ``full``: the full-pool macro-F1 to aim at (default: the
-    estimator's own, fitted on the whole pool). ``shadow``: another estimator refit at every round on the rows the
-    learner was taught, its held-out macro-F1 in ``shadow_macro_f1`` (the same rows, another model)."""
+    estimator's own, fitted on the whole pool)."""
     if full is None:
         full = held_out_scores(y_test, clone(estimator).fit(X_pool, y_pool).predict(X_test))[0]
     labelled = seed_rows(y_pool, seed_per_class, seed)
     pool = np.setdiff1d(np.arange(len(y_pool)), labelled)
     learner = make_learner(estimator, X_pool[labelled], y_pool[labelled])
-    rows, votes, taught, right, shadowed = [], 0, 0, 0, []
-    shadow = None if shadow is None else clone(shadow)  # one model refit round after round, as the learner's is
+    rows, votes, taught, right = [], 0, 0, 0
     for number in range(len(y_pool)):
         macro_f1, accuracy = held_out_scores(y_test, learner.predict(X_test))
         rows.append((number, len(y_pool) - len(pool), votes, right / taught if taught else 1.0, macro_f1, accuracy,
                      full))
-        if shadow is not None:
-            shadow.fit(learner.X_training, learner.y_training)
-            shadowed.append(held_out_scores(y_test, shadow.predict(X_test))[0])
         if (macro_f1 >= target * full and not to_end) or not len(pool):
             break
         chosen = pool[query(learner, strategy, X_pool[pool], batch).indices]
@@ -128,9 +123,8 @@ def curve(estimator: Any, strategy: Callable, X_pool: np.ndarray, y_pool: np.nda
         else:
             teach(learner, X_pool[chosen], labels)
         pool = np.setdiff1d(pool, chosen)
-    run = pd.DataFrame(rows, columns=["round", "labels", "votes", "label_accuracy", "macro_f1", "accuracy",
-                                      "full_pool_macro_f1"])
-    return run if shadow is None else run.assign(shadow_macro_f1=shadowed)
+    return pd.DataFrame(rows, columns=["round", "labels", "votes", "label_accuracy", "macro_f1", "accuracy",
+                                       "full_pool_macro_f1"])
 
 
 def synthetic(seeds: list[int], strategies: list[str], n: int, batch: int, target: float,

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rounds (
     number INTEGER PRIMARY KEY, status TEXT NOT NULL, subject_set_name TEXT NOT NULL,
     subject_set_id TEXT, run_dir TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, ml_weight REAL,
-    selection TEXT);
+    selection TEXT, upload_run_dir TEXT);
 CREATE TABLE IF NOT EXISTS batch (
     round INTEGER NOT NULL REFERENCES rounds(number), candidate_id TEXT NOT NULL, strategy TEXT NOT NULL,
     score REAL, predicted_class TEXT, probability REAL, distribution TEXT, PRIMARY KEY (round, candidate_id));
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS label_changes (
 
 #: columns added since the first state files, by table: ``migrate`` adds them to an older file
 ADDED_COLUMNS = {
-    "rounds": {"ml_weight": "REAL", "selection": "TEXT"},
+    "rounds": {"ml_weight": "REAL", "selection": "TEXT", "upload_run_dir": "TEXT"},
     "batch": {"distribution": "TEXT"},
     "subjects": {"status": "TEXT NOT NULL DEFAULT 'active'", "votes": "INTEGER NOT NULL DEFAULT 0",
                  "retirement_reason": "TEXT", "retired_at": "TEXT", "retire_sent": "INTEGER NOT NULL DEFAULT 0",
@@ -241,15 +241,18 @@ class CampaignState:
             if number == 1:
                 db.execute("DELETE FROM labels WHERE round = 0 AND source IN ('data', 'seed')")
 
-    def update_round(self, number: int, status: str, subject_set_id: str | None = None) -> None:
-        """Move a round on; its ``run_dir`` stays the run that chose its batch (where its query report is)."""
+    def update_round(self, number: int, status: str, subject_set_id: str | None = None,
+                     upload_run_dir: str | None = None) -> None:
+        """Move a round on; its ``run_dir`` stays the run that chose its batch (where its query report is), its
+        ``upload_run_dir`` is the run that rendered its Q-scans, wrote its manifest and uploaded it (another one
+        when the round was resumed)."""
         if status not in STATUSES:
             raise ValueError(f"unknown round status {status!r}")
         with self.transaction() as db:
             db.execute(
-                "UPDATE rounds SET status = ?, subject_set_id = COALESCE(?, subject_set_id), updated_at = ? "
-                "WHERE number = ?",
-                (status, subject_set_id, now(), number),
+                "UPDATE rounds SET status = ?, subject_set_id = COALESCE(?, subject_set_id), "
+                "upload_run_dir = COALESCE(?, upload_run_dir), updated_at = ? WHERE number = ?",
+                (status, subject_set_id, upload_run_dir, now(), number),
             )
 
     def ml_weight(self) -> float | None:

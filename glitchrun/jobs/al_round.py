@@ -338,9 +338,10 @@ class ActiveLearningRound:
         rounds (kept in the campaign state, so that a round chosen again decides as before) and this round's
         if one is due on the labels known now."""
         start = labels.loc[known][labels.loc[known, "round"] == 0]["label"]
+        settings = self.warm_start.settings(self.estimator)
         warm = self.warm_start.around(self.estimator, candidates, start, labels.loc[known, "label"],
-                                      checks_from_json(state.get(CHECKS_KEY)))
-        state.put(**{CHECKS_KEY: checks_to_json(warm.checks)})
+                                      checks_from_json(state.get(CHECKS_KEY), settings))
+        state.put(**{CHECKS_KEY: checks_to_json(warm.checks, settings)})
         return warm
 
     def select(self, state: CampaignState, candidates: Candidates, number: int, name: str) -> Round:
@@ -476,7 +477,8 @@ class ActiveLearningRound:
         subject_set, created = ensure_subject_set(project, selected.subject_set_name)
         if created is False and selected.subject_set_id not in (None, str(subject_set.id)):
             raise RuntimeError(f"subject set {selected.subject_set_name!r} is not the one round {selected.number} made")
-        state.update_round(selected.number, "uploading", subject_set_id=str(subject_set.id))
+        state.update_round(selected.number, "uploading", subject_set_id=str(subject_set.id),
+                           upload_run_dir=str(self.run_dir))
         outcome = self.uploader.upload(picked, str(project.id), str(subject_set.id), self.run_dir)
         state.record_subjects(selected.number, outcome.subject_ids)
         if marked is not None:  # the known answers: a training set of the workflow, shown at the configured share

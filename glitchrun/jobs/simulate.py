@@ -127,7 +127,7 @@ class Simulation:
         """The warm-started learner as the last round queried with it: the held-out checks the rounds made (in
         the campaign state), none made here."""
         with closing(CampaignState(self.campaign["state_dir"])) as state:
-            checks = checks_from_json(state.get(CHECKS_KEY))
+            checks = checks_from_json(state.get(CHECKS_KEY), self.warm_start.settings(self.estimator))
         return self.warm_start.around(self.estimator, pool, self.start_labels(), checks=checks).set_params(recheck=None)
 
     def start_labels(self) -> pd.Series:

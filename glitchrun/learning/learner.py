@@ -27,6 +27,7 @@ from glitchrun.learning.strategies import (
     check_n_instances,
     uncertainty_sampling,
 )
+from glitchrun.learning.warm_start import WarmStarted
 
 
 @contextmanager
@@ -94,8 +95,24 @@ class Query:
         return self.proba.max(axis=1)
 
 
+def chooser(learner: ActiveLearner) -> ActiveLearner:
+    """The learner whose probabilities choose a batch: ``learner`` itself, but for a warm-started learner that
+    still trains on synthetic candidates (``WarmStarted``), its estimator fitted on the real labels alone.
+
+    Synthetic candidates may say what a glitch is; they never say which real glitches volunteers should look at
+    next: where the learner is unsure near a synthetic candidate is the generator's doubt, not the user's
+    data's. So a warm start changes predictions, never the batch: a campaign labels the same glitches with or
+    without it, and its learner differs from the cold one by the synthetic candidates alone, which the held-out
+    checks switch off once they stop helping (BENCHMARKS.md, "Active learning on real glitches")."""
+    estimator = learner.estimator
+    if isinstance(estimator, WarmStarted) and getattr(estimator, "n_synthetic_", 0):
+        return make_learner(estimator.estimator, learner.X_training, learner.y_training, learner.query_strategy)
+    return learner
+
+
 def query(learner: ActiveLearner, strategy: Callable, X_pool: np.ndarray, n: int) -> Query:
-    """Choose ``n`` candidates of ``X_pool`` (all of it if smaller) with ``strategy``.
+    """Choose ``n`` candidates of ``X_pool`` (all of it if smaller) with ``strategy`` and the ``chooser`` of
+    ``learner``; their predictions are ``learner``'s.
 
     ``strategy`` is any modAL query strategy ``(learner, X_pool, n_instances=...)``: one of
     ``glitchrun.learning.strategies`` (which name the part that chose each candidate), or a plain modAL function
@@ -104,7 +121,7 @@ def query(learner: ActiveLearner, strategy: Callable, X_pool: np.ndarray, n: int
     check_n_instances(n)
     if not isinstance(X_pool, np.ndarray) or X_pool.ndim != 2:
         raise TypeError(f"X_pool must be a 2-D numpy array, got {type(X_pool).__name__}")
-    selection = strategy(learner, X_pool, n_instances=n)
+    selection = strategy(chooser(learner), X_pool, n_instances=n)
     if not isinstance(selection, Selection):
         indices, scores = selection
         name = getattr(strategy, "func", strategy).__name__  # functools.partial (Hydra _partial_) or function

@@ -13,6 +13,10 @@ How much the synthetic candidates count (``synthetic_kept``): with ``n`` real la
 real label takes the place of ``g`` (``give_way``) synthetic ones, and from ``N / g`` real labels on the
 learner is exactly the cold one.
 
+The synthetic candidates shape predictions, never the batch: a query chooses with the same estimator fitted on
+the real labels alone (``glitchrun.learning.learner.chooser``), so a campaign labels the same glitches with or
+without a warm start, and its learner differs from the cold one by the synthetic candidates alone.
+
 Dropping candidates rather than lowering a sample weight, because a fully grown forest (the default learner,
 ``min_samples_leaf: 1``) isolates every training candidate in a leaf of its own whatever its weight: a small
 weight still decides every leaf only synthetic candidates reach.
@@ -73,14 +77,26 @@ class Check:
     helped: bool
 
 
-def checks_to_json(checks: tuple[Check, ...]) -> str:
-    """The checks as a campaign state keeps them (``CHECKS_KEY``)."""
-    return json.dumps([asdict(check) for check in checks])
+def checks_to_json(checks: tuple[Check, ...], settings: dict[str, Any]) -> str:
+    """The checks as a campaign state keeps them (``CHECKS_KEY``), with the settings they were made under
+    (``SyntheticWarmStart.settings``)."""
+    return json.dumps({"settings": settings, "checks": [asdict(check) for check in checks]})
 
 
-def checks_from_json(text: str | None) -> tuple[Check, ...]:
-    """The checks a campaign state kept (``checks_to_json``); none when it kept none."""
-    return tuple(Check(**check) for check in json.loads(text)) if text else ()
+def checks_from_json(text: str | None, settings: dict[str, Any]) -> tuple[Check, ...]:
+    """The checks a campaign state kept (``checks_to_json``); none when it kept none, or kept them under other
+    ``settings``: they judged other synthetic candidates or another learner, so they are made again. A state of
+    the version before settings were kept holds a bare list: its checks stand (once off, off for good)."""
+    kept = json.loads(text) if text else None
+    if kept is None:
+        return ()
+    if isinstance(kept, list):
+        return tuple(Check(**check) for check in kept)
+    if kept["settings"] != settings:
+        log.info("warm start: the campaign's held-out checks were made with other warm_start or learner settings; "
+                 "they are made again")
+        return ()
+    return tuple(Check(**check) for check in kept["checks"])
 
 
 class WarmStarted(ClassifierMixin, BaseEstimator):
@@ -218,6 +234,12 @@ class SyntheticWarmStart:
             raise ValueError(f"warm_start.recheck must be above 1 (or null: no re-check), got {self.recheck}")
         if int(self.repeats) < 1:
             raise ValueError(f"warm_start.repeats must be at least 1, got {self.repeats}")
+
+    def settings(self, estimator: Any) -> dict[str, Any]:
+        """What a held-out check's verdict depends on besides the real labels: the synthetic candidates (their
+        number, seed, how they give way) and how they are judged (repeats, margin, the learner)."""
+        return {"candidates": int(self.candidates), "give_way": int(self.give_way), "seed": int(self.seed),
+                "repeats": int(self.repeats), "margin": float(self.margin), "learner": repr(estimator)}
 
     def synthetic(self, candidates: Candidates, start_labels: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """The synthetic candidates' features (as ``candidates`` computes its own) and classes, in the order

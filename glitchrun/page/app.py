@@ -69,7 +69,8 @@ def create_app(state_dir: str | Path, name: str) -> Flask:
             rounds = view.rounds()
             run_dir = view.run_dir(number)
             return render("round.html", view, number=number, row=rounds[rounds["round"] == number].iloc[0],
-                          run_dir=run_dir, cards=view.batch_cards(number), plots=plots(run_dir), files=files(run_dir))
+                          run_dir=run_dir, scan_dir=view.scan_dir(number), cards=view.batch_cards(number),
+                          plots=plots(run_dir), files=files(run_dir))
 
     @app.get("/disputed")
     def disputed() -> str:
@@ -91,18 +92,24 @@ def create_app(state_dir: str | Path, name: str) -> Flask:
             response.mimetype = "text/plain"
         return response
 
+    @app.get("/scans/<int:number>/<path:name>")
+    def scan(number: int, name: str) -> Response:
+        """A Q-scan of round ``number``, full size, from the run that rendered it (``CampaignView.scan_dir``)."""
+        return send_from_directory(round_dir(number, scans=True), name)
+
     @app.get("/thumbnails/<int:number>/<path:name>")
     def thumbnail(number: int, name: str) -> Response:
-        """A Q-scan of round ``number``'s run directory, scaled down to ``THUMBNAIL_SIZE`` (JPEG)."""
-        path = safe_join(str(round_dir(number)), name)  # the rule send_from_directory keeps: inside the directory
+        """A Q-scan of round ``number``, scaled down to ``THUMBNAIL_SIZE`` (JPEG)."""
+        path = safe_join(str(round_dir(number, scans=True)), name)  # send_from_directory's rule: inside the directory
         if path is None or not os.path.isfile(path):
             abort(404)
         return Response(thumbnail_jpeg(path, os.stat(path).st_mtime_ns), mimetype="image/jpeg",
                         headers={"Cache-Control": "max-age=3600"})
 
-    def round_dir(number: int) -> Path:
+    def round_dir(number: int, scans: bool = False) -> Path:
+        """The run directory that chose round ``number``'s batch or (``scans``) that holds its Q-scans."""
         with campaign_view(state_dir) as view:
-            run_dir = view.run_dir(number)
+            run_dir = view.scan_dir(number) if scans else view.run_dir(number)
         if run_dir is None or not run_dir.is_dir():
             abort(404, f"round {number} has no run directory here")
         return run_dir

@@ -95,17 +95,26 @@ class CampaignView:
         made identifiers, for the templates)."""
         table = round_table(self.state).rename(columns={"subject set": "subject_set"}).set_index("round")
         table["run_dir"] = self.round_rows["run_dir"]
+        table["upload_run_dir"] = self.round_rows.get("upload_run_dir")
         table["created_at"] = self.round_rows["created_at"]
         return table.reset_index()
 
     def numbers(self) -> list[int]:
         return [int(n) for n in self.round_rows.index]
 
-    def run_dir(self, number: int) -> Path | None:
-        """The run directory of the run that chose round ``number``'s batch (its report, manifest and Q-scans)."""
-        if number not in self.round_rows.index or not isinstance(self.round_rows.at[number, "run_dir"], str):
+    def run_dir(self, number: int, column: str = "run_dir") -> Path | None:
+        """The run directory of the run that chose round ``number``'s batch (its report and plots); with ``column``
+        ``upload_run_dir``, of the run that rendered its Q-scans, wrote its manifest and uploaded it (recorded
+        by the state since the page shows a resumed round's Q-scans; absent from an older state file)."""
+        if number not in self.round_rows.index or column not in self.round_rows:
             return None
-        return Path(self.round_rows.at[number, "run_dir"])
+        value = self.round_rows.at[number, column]
+        return Path(value) if isinstance(value, str) else None
+
+    def scan_dir(self, number: int) -> Path | None:
+        """Where round ``number``'s manifest and Q-scans are: the run that uploaded it (a resumed round's is not the
+        run that chose it), else the run that chose it (a round not uploaded yet, or recorded before)."""
+        return self.run_dir(number, "upload_run_dir") or self.run_dir(number)
 
     def subject_counts(self) -> dict[str, int]:
         by_status = self.state.summary()["subjects_by_status"]
@@ -156,7 +165,7 @@ class CampaignView:
         labels = self.state.labels()
         crowd = labels.loc[labels["source"] == "crowd", "label"]
         withdrawn = set(self.state.label_changes().query("new_label.isna()", engine="python")[KEY])
-        images = {n: manifest_images(self.run_dir(n)) for n in rows["round"].unique()}
+        images = {n: manifest_images(self.scan_dir(n)) for n in rows["round"].unique()}
         cards = []
         for row in rows.itertuples(index=False):
             subject = None if pd.isna(row.subject_id) else str(row.subject_id)

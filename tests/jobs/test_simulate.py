@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import closing
 
 import pandas as pd
@@ -11,7 +12,7 @@ from panoptes_client import Workflow
 from glitchrun.campaign.state import CampaignState
 from glitchrun.data.loaders import Candidates
 from glitchrun.jobs.simulate import held_out, with_truth
-from glitchrun.learning.warm_start import CHECKS_KEY, checks_from_json
+from glitchrun.learning.warm_start import CHECKS_KEY
 from glitchrun.zooniverse.backend import LocalBackend
 
 BATCH = 4
@@ -78,8 +79,8 @@ def test_a_warm_started_simulation_queries_and_scores_with_the_synthetic_candida
     first = f"warm start on: held-out check on {warm['labels'].iloc[0]} real labels"
     assert len(checks) == 1 and checks[0].startswith(first)
     with closing(CampaignState(warm_dir / "campaign")) as state:
-        kept = checks_from_json(state.get(CHECKS_KEY))
-    assert [(check.labels, check.helped) for check in kept] == [(warm["labels"].iloc[0], True)]
+        kept = json.loads(state.get(CHECKS_KEY))["checks"]
+    assert [(check["labels"], check["helped"]) for check in kept] == [(warm["labels"].iloc[0], True)]
     cold, _ = run_job("simulate", *real, run_dir="cold")
     assert warm["labels"].tolist() == cold["labels"].tolist() and warm["labels"].iloc[0] < 200
     assert warm["macro_f1"].iloc[0] != cold["macro_f1"].iloc[0]  # the seed labels plus synthetic candidates

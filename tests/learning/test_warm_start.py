@@ -3,7 +3,10 @@ wraps, and the generator refit on a campaign's starting labels (real O1 and O3a 
 
 from __future__ import annotations
 
+import json
 from contextlib import closing
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,8 @@ from sklearn.ensemble import RandomForestClassifier
 
 from glitchrun.data.loaders import GravitySpyData
 from glitchrun.data.synthetic import GRAVITY_SPY_CLASSES
-from glitchrun.learning.learner import make_learner, teach
+from glitchrun.learning.learner import make_learner, query, teach
+from glitchrun.learning.strategies import mixed_sampling
 from glitchrun.campaign.state import CampaignState
 from glitchrun.learning.warm_start import (
     CHECKS_KEY,
@@ -68,6 +72,32 @@ def test_the_wrapped_learner_trains_on_the_synthetic_candidates_left_and_is_the_
     assert learner.estimator.n_synthetic_ == 20
     teach(learner, X[40:50], y[40:50])
     assert learner.estimator.n_synthetic_ == 10
+
+
+@pytest.mark.parametrize("fractions", [{"margin": 0.8, "high_probability": 0.2}, {"uncertainty": 1.0}])
+def test_a_warm_started_learner_chooses_the_batch_the_cold_one_would_and_predicts_with_its_candidates(o1, fractions):
+    """Real O1 rows, 2 starting labels a class, synthetic candidates on: the batch is the one the same learner
+    without them chooses, round after round; the probabilities reported for it are the warm learner's own."""
+    start = starting_labels(o1, 2)
+    estimator = RandomForestClassifier(50, random_state=0)
+    warm_estimator = SyntheticWarmStart(seed=0, check=False).around(estimator, o1, start)
+    rest = o1.frame.index.difference(start.index)
+    X_pool, X_start = o1.features(rest), o1.features(start.index)
+    y_pool = o1.frame.loc[rest, "truth"].to_numpy(dtype=object)
+    strategy = partial(mixed_sampling, fractions=fractions, seed=0)
+    cold = make_learner(estimator, X_start, start.to_numpy(dtype=object))
+    warm = make_learner(warm_estimator, X_start, start.to_numpy(dtype=object))
+    pool = np.arange(len(rest))
+    for _ in range(3):
+        assert warm.estimator.n_synthetic_ > 0
+        chosen_cold, chosen_warm = query(cold, strategy, X_pool[pool], 10), query(warm, strategy, X_pool[pool], 10)
+        np.testing.assert_array_equal(chosen_warm.indices, chosen_cold.indices)
+        np.testing.assert_array_equal(chosen_warm.proba, warm.predict_proba(X_pool[pool][chosen_warm.indices]))
+        assert not np.array_equal(chosen_warm.proba, chosen_cold.proba)  # the synthetic candidates train it
+        taught = pool[chosen_cold.indices]
+        teach(cold, X_pool[taught], y_pool[taught])
+        teach(warm, X_pool[taught], y_pool[taught])
+        pool = np.setdiff1d(pool, taught)
 
 
 def test_synthetic_candidates_come_from_the_campaigns_rows_classes_and_detectors(o1, shared_data: Path):
@@ -131,7 +161,10 @@ def test_a_check_is_due_at_start_and_each_time_the_real_labels_grow_by_recheck_a
     assert not warm.on and not any(warm.due(n) for n in (66, 100, 1000))
     at_start_only = warm.set_params(checks=(Check(44, 0.3, 0.4, 0.35, True),), recheck=None)
     assert not at_start_only.due(1000)
-    assert checks_from_json(checks_to_json(warm.checks)) == warm.checks and checks_from_json(None) == ()
+    settings = SyntheticWarmStart().settings(RandomForestClassifier(50, random_state=0))
+    assert checks_from_json(checks_to_json(warm.checks, settings), settings) == warm.checks
+    assert checks_from_json(None, settings) == ()
+    assert checks_from_json(json.dumps([asdict(check) for check in warm.checks]), settings) == warm.checks  # older
 
 
 def test_a_learner_taught_batch_by_batch_checks_again_as_labels_grow_and_stays_cold_once_they_do_not_help(o1):
@@ -165,15 +198,23 @@ def test_a_campaign_keeps_its_checks_so_a_round_chosen_again_decides_the_same_an
     caplog.set_level("INFO", logger="glitchrun.learning.warm_start")
     first = warm_start.around(forest, o1, start)
     with closing(CampaignState(tmp_path)) as state:
-        state.put(**{CHECKS_KEY: checks_to_json(first.checks)})
+        state.put(**{CHECKS_KEY: checks_to_json(first.checks, warm_start.settings(forest))})
     with closing(CampaignState(tmp_path)) as state:
-        kept = checks_from_json(state.get(CHECKS_KEY))
+        kept = checks_from_json(state.get(CHECKS_KEY), warm_start.settings(forest))
+        other_settings = [checks_from_json(state.get(CHECKS_KEY), settings) for settings in (
+            SyntheticWarmStart(seed=0, candidates=100).settings(forest),
+            SyntheticWarmStart(seed=0, margin=0.05).settings(forest),
+            warm_start.settings(RandomForestClassifier(300, random_state=0)))]
+    assert other_settings == [(), (), ()]  # checks judged other candidates or another learner: made again
     caplog.clear()
     again = warm_start.around(forest, o1, start, checks=kept)
     assert again.checks == first.checks and not [r for r in caplog.records if "real labels" in r.getMessage()]
     more = starting_labels(o1, 4)  # 1.5x the starting labels or more: the next check is due
     later = warm_start.around(forest, o1, start, more, checks=kept)
     assert [check.labels for check in later.checks] == [len(start), len(more)]
+    # a setting that does not change a verdict, when to check again, keeps them
+    assert checks_from_json(checks_to_json(first.checks, warm_start.settings(forest)),
+                            SyntheticWarmStart(seed=0, recheck=2.0).settings(forest)) == first.checks
 
 
 @pytest.mark.parametrize("seed", [0, 1, 5])

@@ -30,6 +30,7 @@ from PIL import Image
 
 from glitchrun.campaign.state import CampaignState
 from glitchrun.cli import run
+from glitchrun.images.qscan import QScanImages
 from glitchrun.page.app import CampaignPage, create_app
 from glitchrun.report import round_table
 
@@ -175,8 +176,8 @@ def test_the_overview_shows_the_rounds_the_current_batch_and_the_reports_plots(c
         assert Image.open(io.BytesIO(thumbnail.content)).size == (160, 120)  # never larger than the Q-scan
         for column in ("image_0.5s", "image_1s"):
             path = manifest.loc[row.candidate_id, column]
-            assert f"/files/2/{path}" in card.links
-            assert get(page, f"/files/2/{path}").content == (run_dir / path).read_bytes()
+            assert f"/scans/2/{path}" in card.links
+            assert get(page, f"/scans/2/{path}").content == (run_dir / path).read_bytes()
     # round 2's report's plots: the learner's quality, volunteer skill and every other PNG it wrote, but the
     # contact sheets (the cards are the batch); quality first
     plots = sorted(p.name for p in (run_dir / "plots").glob("*.png") if not p.name.startswith("contact_sheet"))
@@ -222,7 +223,7 @@ def test_a_round_page_links_its_run_directory_files_and_nothing_else_is_served(c
     assert report.headers["Content-Type"].startswith("text/plain") and report.text == (run_dir / "report.md").read_text()
     for path in ("/round/3", "/files/1/no-such-file", "/files/1/../../campaigns/glitchrun-demo/campaign.sqlite",
                  "/files/1/%2e%2e/%2e%2e/campaigns/glitchrun-demo/campaign.sqlite", "/thumbnails/1/../manifest.csv",
-                 "/files/9/report.md"):
+                 "/scans/1/../manifest.csv", "/scans/1/no-such-scan.png", "/files/9/report.md"):
         assert requests.get(page + path, timeout=30).status_code == 404, path
 
 
@@ -316,6 +317,46 @@ def test_the_jobs_serve_the_page_until_stopped(campaign: Path, tmp_path: Path, j
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.slow
+def test_a_resumed_round_shows_the_qscans_of_the_run_that_uploaded_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Round 1's first run is killed while rendering its Q-scans (so it never discards its round: nothing uploaded,
+    no manifest); the next run resumes it, renders them and uploads: the page shows and serves that run's Q-scans,
+    and says which run it was."""
+    def config(run: str):
+        with initialize_config_module(version_base="1.3", config_module="glitchrun.conf"):
+            return compose("config", overrides=[f"paths.outputs={tmp_path}", f"paths.run_dir={tmp_path / run}",
+                                                "job=al_round", *PAGE_ROUND])
+
+    def no_strain(self, rows, folder):
+        raise ConnectionError("strain server unreachable")
+
+    with monkeypatch.context() as killed:
+        killed.setattr(QScanImages, "render", no_strain)
+        killed.setattr(CampaignState, "discard_round", lambda self, number: None)  # a killed run cleans up nothing
+        with pytest.raises(ConnectionError):
+            run(config("chose"))
+    assert not (tmp_path / "chose" / "manifest.csv").exists() and (tmp_path / "chose" / "report.md").exists()
+    assert run(config("resumed")).status == "uploaded"
+    campaign = tmp_path / "campaigns" / NAME
+    with closing(CampaignState.read_only(campaign)) as state:
+        dirs = state.rounds().set_index("number").loc[1, ["run_dir", "upload_run_dir"]].tolist()
+    assert dirs == [str(tmp_path / "chose"), str(tmp_path / "resumed")]
+    manifest = pd.read_csv(tmp_path / "resumed" / "manifest.csv", dtype=str).set_index("candidate_id")
+    client = create_app(campaign, NAME).test_client()
+    html = Html(client.get("/round/1").text)
+    assert f"resumed, its Q-scans rendered, its manifest written and its batch uploaded by the run in " \
+           f"{tmp_path / 'resumed'}" in words(html.text)
+    assert set(html.cards) == {f"1-{candidate}" for candidate in manifest.index}
+    for candidate, row in manifest.iterrows():
+        card = html.cards[f"1-{candidate}"]
+        assert card.images == [f"/thumbnails/1/{row['image_1s']}"] and f"/scans/1/{row['image_0.5s']}" in card.links
+        assert client.get(card.images[0]).headers["Content-Type"] == "image/jpeg"
+        scan = client.get(f"/scans/1/{row['image_0.5s']}")
+        assert scan.status_code == 200 and scan.data == (tmp_path / "resumed" / row["image_0.5s"]).read_bytes()
+    assert "/files/1/report.md" in html.links  # the report and plots stay those of the run that chose the batch
+    assert client.get("/files/1/report.md").text == (tmp_path / "chose" / "report.md").read_text()
 
 
 # -- without a campaign run here ----------------------------------------------------------------------------
