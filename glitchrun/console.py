@@ -40,7 +40,7 @@ from panoptes_client.panoptes import PanoptesAPIException
 
 import glitchrun
 from glitchrun.config import parameters, unknown_key
-from glitchrun.errors import is_check, raised_in
+from glitchrun.errors import is_check, network_reason, raised_in
 from glitchrun.errors import message as one_line
 
 DEBUG_ENV = "GLITCHRUN_DEBUG"
@@ -197,10 +197,11 @@ def user_message(err: BaseException) -> str | None:
 
 
 def unreachable_message(err: requests.RequestException) -> str:
-    """A network failure: which host, and how to work without it (the embedded Zooniverse)."""
+    """A network failure: which host, why (refused, not resolved, timed out), and how to work without it (the
+    embedded Zooniverse)."""
     url = err.request.url if err.request is not None else None
     host = urlsplit(url).netloc if url else "the server"
-    return (f"cannot reach {host} ({type(err).__name__} on {url or 'a request'}); check the network and "
+    return (f"cannot reach {host} ({network_reason(err)}, on {url or 'a request'}); check the network and "
             "backend.endpoint, or work offline on the embedded Zooniverse (backend=local)")
 
 

@@ -33,7 +33,7 @@ CASES = {
     "missing file": (["job=ingest", "job.export={dir}/nowhere.csv"], "nowhere.csv: no such file"),
     "no credentials": (["job=export_request", "backend=zooniverse"], "backend=zooniverse needs credentials"),
     "unreachable server": (["job=export_request", "backend=zooniverse", "backend.endpoint=http://127.0.0.1:9",
-                            "backend.retries=0"], "cannot reach 127.0.0.1:9 (ConnectionError on http://127.0.0.1:9/"),
+                            "backend.retries=0"], "cannot reach 127.0.0.1:9 (ConnectionError: Failed to establish a new connection: "),
     "Zooniverse refuses": (["job=export_request", "backend=zooniverse", "backend.endpoint={url}", "backend.retries=0"],
                            "Zooniverse refused the request"),
 }
