@@ -29,9 +29,12 @@ Both starts of a seed share its split, starting labels and target, so their curv
 Transfer (``--transfer``): stratified 5-fold cross-validation of the O1 sample, per seed; the generator is
 refit on the four training folds (``glitchrun.data.calibrate.refit``, the v1.0 summary of the shared data),
 a forest (conf/learner/random_forest.yaml, features as ``data=gravityspy`` computes them, detector
-included) is trained on 20,000 of its candidates only and predicts the held-out fold. Scored two ways: each
-fold on its own then averaged ("per fold"), and all folds' predictions together ("pooled", macro-F1 over
-all 22 classes, the singletons included). Beside it, the same forest trained on the real training folds.
+included) is trained on 20,000 of its candidates only and predicts the held-out fold; so is one trained on the
+candidates of the kernel refit (``refit(..., kernel=True)``, ``calibrate --kernel``: each calibrated class a
+smoothed bootstrap of its rows). Scored two ways: each fold on its own then averaged ("per fold"), and all
+folds' predictions together ("pooled", macro-F1 over all 22 classes, the singletons included). Beside them,
+the same forest trained on the real training folds. ``--transfer --sample PATH``: the generators refit on the
+whole O1 sample, the forests scored on that file's rows.
 """
 
 from __future__ import annotations
@@ -167,7 +170,7 @@ def transfer(seeds: list[int], sample: Path | None = None, n: int = 20_000) -> N
             raise SystemExit(f"{sample}: every row is in the O1 sample the models are trained on: nothing held out")
         title = (f"{len(y)} rows of {sample.name} ({len(seen)} of the O1 sample left out), the models trained on "
                  f"the {len(y_o1)} rows of the O1 sample")
-    scores: dict[str, list] = {"synthetic": [], "real": []}
+    scores: dict[str, list] = {"synthetic": [], "kernel": [], "real": []}
     for seed in seeds:
         forest = instantiate(config("random", seed).learner)
         predicted = {kind: np.empty(len(y), dtype=object) for kind in scores}
@@ -190,6 +193,7 @@ def transfer(seeds: list[int], sample: Path | None = None, n: int = 20_000) -> N
     print("| trained on | accuracy (per fold) | macro-F1 (per fold) | accuracy (pooled) | macro-F1 (pooled) |")
     print("|---|---:|---:|---:|---:|")
     for kind, label in (("synthetic", "synthetic candidates of the generator refit on the training rows"),
+                        ("kernel", "synthetic candidates of its kernel refit on the training rows (`--kernel`)"),
                         ("real", "the real training rows")):
         mean, sd = np.mean(scores[kind], axis=0), np.std(scores[kind], axis=0)
         print(f"| {label} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, sd, strict=True)) + " |")
@@ -197,15 +201,19 @@ def transfer(seeds: list[int], sample: Path | None = None, n: int = 20_000) -> N
 
 def trained_on(o1: Candidates, table: pd.DataFrame, rows: np.ndarray, seed: int, forest: Any, n: int
                ) -> dict[str, Any]:
-    """Two clones of ``forest``: one trained on ``n`` candidates of the generator refit on these rows (positions)
-    of the O1 sample (``o1``, as read from ``table``), ``synthetic``; one on the rows themselves, ``real``."""
+    """Clones of ``forest`` trained on ``n`` candidates of the generator refit on these rows (positions) of the O1
+    sample (``o1``, as read from ``table``), log-normal (``synthetic``) and kernel (``kernel``), and on the rows
+    themselves (``real``)."""
+    models = {}
     with tempfile.TemporaryDirectory() as folder:
         table.iloc[rows].to_csv(Path(folder) / "train.csv", index=False)
-        fit = refit(SHARED / SUMMARY_FILE, [Path(folder) / "train.csv"]).fit
-    drawn = canonical(generate(n, seed, fit=fit))
-    return {"synthetic": clone(forest).fit(FeatureSpec().matrix(drawn), drawn["truth"].to_numpy(dtype=object)),
-            "real": clone(forest).fit(o1.features(o1.frame.index[rows]),
-                                      o1.frame["label"].to_numpy(dtype=object)[rows])}
+        for kind, kernel in (("synthetic", False), ("kernel", True)):
+            drawn = canonical(generate(n, seed, fit=refit(SHARED / SUMMARY_FILE, [Path(folder) / "train.csv"],
+                                                          kernel=kernel).fit))
+            models[kind] = clone(forest).fit(FeatureSpec().matrix(drawn), drawn["truth"].to_numpy(dtype=object))
+    labels = o1.frame["label"].to_numpy(dtype=object)[rows]
+    models["real"] = clone(forest).fit(o1.features(o1.frame.index[rows]), labels)
+    return models
 
 
 def main() -> None:

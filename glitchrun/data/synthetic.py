@@ -57,7 +57,8 @@ O3A_START, O3A_END = 1238166018.0, 1253977218.0
 
 
 class Mode(NamedTuple):
-    """One of a two-mode class's log-normals: how many of the class's real rows it holds (its weight is
+    """One of a class's log-normals (two where its real rows show two modes; one per row in a kernel refit,
+    ``glitchrun.data.calibrate.kernel_modes``): how many of the class's real rows it holds (its weight is
     their share), and its median and ln-space spread of ``LOG_FEATURES``."""
 
     rows: int
@@ -68,8 +69,9 @@ class Mode(NamedTuple):
 class Shape(NamedTuple):
     """One class: v1.0 detector counts, the median and ln-space spread of ``LOG_FEATURES``, how many real
     rows they were calibrated on (0: v1.0 means, pooled spread and correlation), the correlation of the
-    ln features (its upper triangle, row by row) and, where the real rows show two modes, the two modes
-    drawn instead of the one log-normal (which then only describes the class as a whole)."""
+    ln features (its upper triangle, row by row) and, where the real rows show two modes (or a kernel refit
+    gives each row its own), the modes drawn instead of the one log-normal (which then only describes the class
+    as a whole)."""
 
     n_h1: int
     n_l1: int
