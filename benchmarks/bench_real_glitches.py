@@ -16,7 +16,8 @@ Label efficiency. Per seed: the sample's rows (their labels the truth) are split
 test set (``--test-fraction`` of each class, 0.3; a class too small to share stays in the pool) and a pool;
 the learner (conf/learner/random_forest.yaml) starts from ``al.seed_per_class`` (2) labels of each class,
 queries ``--batch`` (5) at a time with each conf/strategy/ config and is scored on the test set after every
-batch, until the pool is used up. "Labels to target": the fewest labels at which the held-out macro-F1
+batch, until the pool is used up (or ``--max-labels``: a file of thousands of rows need not be labelled
+whole). "Labels to target": the fewest labels at which the held-out macro-F1
 reaches 95 % of the cold learner trained on the whole pool (a run that never does counts with all its
 labels: a lower bound, "≥"), the starting labels included; "chosen to target": those minus the starting
 labels, the labels the strategy itself chose, beside random's. Cold start: the learner alone; warm start:
@@ -75,8 +76,9 @@ def load_sample(path: Path) -> Candidates:
 
 def label_efficiency(path: Path, seeds: list[int], strategies: list[str], batch: int,
                      test_fraction: float, warm_overrides: list[str] = (), overrides: list[str] = (),
-                     starts: list[str] = ("cold", "warm")) -> pd.DataFrame:
-    """Every run's learning curve, with columns group (strategy), start (cold / warm) and run (seed)."""
+                     starts: list[str] = ("cold", "warm"), max_labels: int | None = None) -> pd.DataFrame:
+    """Every run's learning curve, with columns group (strategy), start (cold / warm) and run (seed); each run
+    until the pool is used up or (``max_labels``) at that many labels."""
     candidates = load_sample(path)
     sample = path.stem
     truth = candidates.frame["truth"]
@@ -98,7 +100,7 @@ def label_efficiency(path: Path, seeds: list[int], strategies: list[str], batch:
             for start_name, estimator in ((start, {"cold": cold, "warm": warm}[start]) for start in starts):
                 began = time.perf_counter()
                 run = curve(estimator, strategy, X_pool, y_pool, X_test, y_test, int(cfg.al.seed_per_class), batch,
-                            0.95, seed, full=full, to_end=True)
+                            0.95, seed, full=full, to_end=True, max_labels=max_labels)
                 curves.append(run.assign(group=name, start=start_name, run=f"seed{seed}", warm_on=warm_on))
                 print(f"{sample} seed {seed} {name} {start_name}: final macro-F1 {run['macro_f1'].iloc[-1]:.3f} "
                       f"of {full:.3f} after {run['labels'].iloc[-1]} labels ({time.perf_counter() - began:.0f} s)",
@@ -231,6 +233,9 @@ def main() -> None:
     parser.add_argument("--overrides", nargs="+", default=[],
                         help="overrides of the learner and the start, e.g. learner.n_estimators=300 al.seed_per_class=1")
     parser.add_argument("--starts", nargs="+", choices=["cold", "warm"], default=["cold", "warm"])
+    parser.add_argument("--max-labels", type=int, default=None,
+                        help="stop each run at this many labels (default: when the pool is used up); for a file of "
+                             "thousands of rows: a run short of the target by then counts as '≥'")
     parser.add_argument("--transfer", action="store_true",
                         help="the refit generator on held-out O1 rows instead (with --sample: on that file's rows, the "
                              "generator refit on the whole O1 sample)")
@@ -245,7 +250,7 @@ def main() -> None:
     for path in [SAMPLES[name] for name in names] + args.sample:
         sample = {value: key for key, value in SAMPLES.items()}.get(path, path.stem)
         curves = label_efficiency(path, args.seeds, args.strategies, args.batch, args.test_fraction,
-                                  args.warm, args.overrides, args.starts)
+                                  args.warm, args.overrides, args.starts, args.max_labels)
         if args.curves:
             curves.to_csv(args.curves.with_name(f"{args.curves.stem}_{sample}.csv"), index=False)
         report(curves, f"{sample}: {len(args.seeds)} seeds, batches of {args.batch}", args.target)

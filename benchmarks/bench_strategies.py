@@ -93,11 +93,11 @@ def seed_rows(y_pool: np.ndarray, seed_per_class: int, seed: int) -> np.ndarray:
 def curve(estimator: Any, strategy: Callable, X_pool: np.ndarray, y_pool: np.ndarray, X_test: np.ndarray,
           y_test: np.ndarray, seed_per_class: int, batch: int, target: float, seed: int,
           crowd: CrowdLabels | None = None, ids: np.ndarray | None = None, full: float | None = None,
-          to_end: bool = False) -> pd.DataFrame:
+          to_end: bool = False, max_labels: int | None = None) -> pd.DataFrame:
     """One active-learning run: (round, labels, votes, label_accuracy, macro_f1, accuracy, full_pool_macro_f1)
-    after every batch, until the target (``to_end``: until the pool is used up); ``crowd`` labels the queried
-    candidates (``ids``) instead of the truth. ``full``: the full-pool macro-F1 to aim at (default: the
-    estimator's own, fitted on the whole pool)."""
+    after every batch, until the target (``to_end``: until the pool is used up; ``max_labels``: at the latest
+    there); ``crowd`` labels the queried candidates (``ids``) instead of the truth. ``full``: the full-pool
+    macro-F1 to aim at (default: the estimator's own, fitted on the whole pool)."""
     if full is None:
         full = held_out_scores(y_test, clone(estimator).fit(X_pool, y_pool).predict(X_test))[0]
     labelled = seed_rows(y_pool, seed_per_class, seed)
@@ -106,9 +106,9 @@ def curve(estimator: Any, strategy: Callable, X_pool: np.ndarray, y_pool: np.nda
     rows, votes, taught, right = [], 0, 0, 0
     for number in range(len(y_pool)):
         macro_f1, accuracy = held_out_scores(y_test, learner.predict(X_test))
-        rows.append((number, len(y_pool) - len(pool), votes, right / taught if taught else 1.0, macro_f1, accuracy,
-                     full))
-        if (macro_f1 >= target * full and not to_end) or not len(pool):
+        used = len(y_pool) - len(pool)
+        rows.append((number, used, votes, right / taught if taught else 1.0, macro_f1, accuracy, full))
+        if (macro_f1 >= target * full and not to_end) or not len(pool) or used >= (max_labels or len(y_pool)):
             break
         chosen = pool[query(learner, strategy, X_pool[pool], batch).indices]
         labels = y_pool[chosen]

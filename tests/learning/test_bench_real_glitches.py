@@ -24,7 +24,8 @@ def test_the_benchmark_runs_on_a_v1_file_with_peak_time_and_takes_its_classes_fr
     subset.to_csv(tmp_path / "other_o1.csv", index=False)
     done = subprocess.run(
         [sys.executable, "benchmarks/bench_real_glitches.py", "--sample", str(tmp_path / "other_o1.csv"),
-         "--seeds", "0", "--strategies", "margin", "random", "--plot", str(tmp_path / "plot.png")],
+         "--seeds", "0", "--strategies", "margin", "random", "--max-labels", "60", "--plot",
+         str(tmp_path / "plot.png")],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=True)
     table = [line for line in done.stdout.splitlines() if line.startswith(("| margin | ", "| random | "))
              and line.split(" | ")[1] in ("cold", "warm")]
@@ -32,6 +33,7 @@ def test_the_benchmark_runs_on_a_v1_file_with_peak_time_and_takes_its_classes_fr
     assert all(len(line.strip("|").split(" | ")) == 9 for line in table)  # labels and chosen labels to target
     assert "Chosen to target: labels to target minus the 12 starting labels" in done.stdout  # 2 of each of 6
     gains = done.stdout.split("warm - cold, macro-F1")[1].split("plot:")[0]
+    assert gains.count(" of 11 |") == 2  # rounds at 12, 17, ..., 62 labels, the first past 60: 11 of the pool's 24
     assert [line.split(" | ")[0] for line in gains.splitlines() if line.startswith("| ")][1:] == ["| margin", "| random"]
     assert f"{len(subset)} with ground truth" in done.stderr
     assert "warm start: 200 synthetic candidates of 6 classes" in done.stderr  # only the file's classes
